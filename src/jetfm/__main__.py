@@ -1,0 +1,5 @@
+import sys
+
+from jetfm.cli import main
+
+sys.exit(main())

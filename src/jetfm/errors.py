@@ -1,0 +1,45 @@
+"""One exception type for bad input, so the CLI can print one clear line and exit 2."""
+from __future__ import annotations
+
+import os
+
+
+class InputError(Exception):
+    """Bad input: a missing, corrupted or malformed file, or an invalid argument.
+
+    ``str(err)`` is one line: ``"<path>: <problem>"`` (or just the problem when no file is involved).
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        self.path = None if path is None else os.fspath(path)
+        self.message = " ".join(str(message).split())  # always a single line
+        super().__init__(self.message if self.path is None else f"{self.path}: {self.message}")
+
+
+def require_file(path: str | os.PathLike) -> str:
+    """Return ``path`` as a string if it is an existing readable file, else raise InputError."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise InputError("no such file", p)
+    if os.path.isdir(p):
+        raise InputError("is a directory, expected a file", p)
+    if not os.access(p, os.R_OK):
+        raise InputError("file is not readable", p)
+    return p
+
+
+def check_writable(path: str | os.PathLike) -> str:
+    """Raise InputError unless a file can be created at ``path`` (its folder exists or can be made)."""
+    p = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(p))
+    probe = folder
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+        raise InputError("output path is not writable", p)
+    if os.path.isdir(p):
+        raise InputError("output path is a directory, expected a file name", p)
+    return p

@@ -1,0 +1,323 @@
+"""AspenOpenJets (AOJ) HDF5 files: streaming reader and layout-identical writer.
+
+Layout of every AOJ file (SCIENCE.md section 1):
+
+==================  ===============  ==========================================================
+dataset             shape, dtype     columns
+==================  ===============  ==========================================================
+``event_info``      (N, 3) int64     run, luminosityBlock, event
+``jet_kinematics``  (N, 4) float32   pt, eta, phi, msoftdrop (-1 where undefined)
+``PFCands``         (N, 150, 11) f4  px, py, pz, E, d0, d0Err, dz, dzErr, charge, pdgId,
+                                     puppiWeight; zero-padded
+``jet_tagging``     (N, 13) float32  nConstituents, tau1..tau4, ParticleNet scores, PN mass
+==================  ===============  ==========================================================
+
+Reading conventions applied here: the mask is ``E > 0``; constituents are re-sorted by pT
+(the files do not guarantee it); the neutral sentinels ``d0 = d0Err = dz = dzErr = -1`` become NaN
+(missing) in memory and -1 again on writing; optionally HF candidates (|pdgId| < 11) are dropped and
+four-momenta are PUPPI-weighted. Reads are streamed in chunks of jets, so memory is bounded by the
+chunk size whatever the file size (one real file holds 14.5 GB of uncompressed ``PFCands``).
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from jetfm.errors import InputError, check_writable, require_file
+from jetfm.jets import Jets
+
+PFCANDS_COLUMNS = ("px", "py", "pz", "E", "d0", "d0Err", "dz", "dzErr", "charge", "pdgId",
+                   "puppiWeight")
+KINEMATICS_COLUMNS = ("pt", "eta", "phi", "msoftdrop")
+TAGGING_COLUMNS = ("nConstituents", "tau1", "tau2", "tau3", "tau4",
+                   "PN_H4qvsQCD", "PN_HbbvsQCD", "PN_HccvsQCD", "PN_QCD", "PN_TvsQCD",
+                   "PN_WvsQCD", "PN_ZvsQCD", "PN_mass")
+JET_COLUMNS = KINEMATICS_COLUMNS + TAGGING_COLUMNS
+TRACK_COLUMNS = ("d0", "d0Err", "dz", "dzErr")
+N_MAX = 150
+DATASETS = {"PFCands": (N_MAX, len(PFCANDS_COLUMNS)), "jet_kinematics": (len(KINEMATICS_COLUMNS),),
+            "jet_tagging": (len(TAGGING_COLUMNS),), "event_info": (3,)}
+#: jets per HDF5 chunk in files we write: 512 jets of PFCands are 3.4 MB uncompressed
+CHUNK_JETS = 512
+GZIP_LEVEL = 4
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to turn stored AOJ rows into :class:`Jets`.
+
+    sort_by_pt: re-sort constituents by pT, highest first.
+    drop_hf: drop candidates with |pdgId| < 11 (HF calorimeter candidates, pdgId 1 and 2).
+    puppi: multiply px, py, pz, E by the PUPPI weight.
+    missing_as_nan: neutral d0/dz sentinels (-1) become NaN.
+    """
+    sort_by_pt: bool = True
+    drop_hf: bool = False
+    puppi: bool = False
+    missing_as_nan: bool = True
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Paths, globs, or a text file listing paths (one per line, ``#`` comments) -> file list."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if any(ch in p for ch in "*?["):
+            hits = sorted(glob.glob(p))
+            if not hits:
+                raise InputError("glob matches no file", p)
+            out.extend(hits)
+        elif p.endswith(".txt"):
+            require_file(p)
+            with open(p) as fh:
+                lines = [ln.split("#", 1)[0].strip() for ln in fh]
+            base = os.path.dirname(p)
+            out.extend(os.path.join(base, ln) if not os.path.isabs(ln) else ln
+                       for ln in lines if ln)
+        else:
+            out.append(p)
+    return out
+
+
+def _open(path: str):
+    import h5py
+
+    require_file(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        with open(path, "rb") as fh:
+            magic = fh.read(8)
+        if magic != b"\x89HDF\r\n\x1a\n":
+            raise InputError("not an HDF5 file (expected an AspenOpenJets .h5 file)", path) from err
+        raise InputError(f"corrupted or truncated HDF5 file ({err})", path) from err
+    try:
+        _check_layout(f, path)
+    except Exception:
+        f.close()
+        raise
+    return f
+
+
+def _check_layout(f, path: str) -> int:
+    missing = [k for k in DATASETS if k not in f]
+    if missing:
+        raise InputError(f"not an AspenOpenJets file: missing dataset(s) {', '.join(missing)}", path)
+    n = f["PFCands"].shape[0]
+    for name, tail in DATASETS.items():
+        shape = f[name].shape
+        if name == "PFCands":
+            if len(shape) != 3 or shape[2] != tail[1]:
+                raise InputError(f"dataset PFCands has shape {shape}, expected (N, P, 11)", path)
+        elif shape[1:] != tail:
+            raise InputError(f"dataset {name} has shape {shape}, expected (N, {tail[0]})", path)
+        if shape[0] != n:
+            raise InputError(f"dataset {name} has {shape[0]} rows but PFCands has {n}", path)
+    return n
+
+
+def aoj_length(paths) -> int:
+    """Total number of jets in one or more AOJ files (reads only the headers)."""
+    total = 0
+    for p in expand_paths(paths):
+        with _open(p) as f:
+            total += f["PFCands"].shape[0]
+    return total
+
+
+def _rows_to_jets(cands: np.ndarray, kin: np.ndarray, tag: np.ndarray, ev: np.ndarray,
+                  opts: ReadOptions, columns: Sequence[str] | None, source: str) -> Jets:
+    cands = np.ascontiguousarray(cands, dtype=np.float32)
+    ci = {n: i for i, n in enumerate(PFCANDS_COLUMNS)}
+    mask = cands[..., ci["E"]] > 0
+    if opts.drop_hf:
+        mask &= np.abs(cands[..., ci["pdgId"]]) >= 11
+    cands[~mask] = 0.0
+    if opts.puppi:
+        w = cands[..., ci["puppiWeight"]]
+        for k in ("px", "py", "pz", "E"):
+            cands[..., ci[k]] *= w
+        mask &= cands[..., ci["E"]] > 0
+    if opts.missing_as_nan:
+        sentinel = mask & np.all(cands[..., [ci[k] for k in TRACK_COLUMNS]] == -1.0, axis=-1)
+        for k in TRACK_COLUMNS:
+            cands[..., ci[k]][sentinel] = np.nan
+    jets = Jets(cands, mask, np.concatenate([kin, tag], axis=1).astype(np.float32),
+                PFCANDS_COLUMNS, JET_COLUMNS, ev, {"format": "aoj", "source": source})
+    if opts.sort_by_pt or opts.drop_hf or opts.puppi:
+        jets = _sort_unsorted(jets, np.hypot(cands[..., ci["px"]], cands[..., ci["py"]]))
+    if columns is not None:
+        unknown = [c for c in columns if c not in PFCANDS_COLUMNS + JET_COLUMNS]
+        if unknown:
+            raise InputError(f"unknown AOJ column(s) {unknown}", source)
+        jets = jets.select_columns([c for c in columns if c in PFCANDS_COLUMNS],
+                                   [c for c in columns if c in JET_COLUMNS])
+    return jets
+
+
+def _sort_unsorted(jets: Jets, pt: np.ndarray) -> Jets:
+    """Sort by pT (descending, padding last) only the jets not already in that order, so that
+    files which are sorted keep their exact order (ties included) and pay for no sort."""
+    key = np.where(jets.mask, pt, -1.0)
+    unsorted = (np.diff(key, axis=1) > 0).any(axis=1)
+    if not unsorted.any():
+        return jets
+    fixed = jets[unsorted].sort_by(pt[unsorted])
+    jets.constituents[unsorted] = fixed.constituents
+    jets.mask[unsorted] = fixed.mask
+    return jets
+
+
+def _read_rows(f, path: str, lo: int, hi: int):
+    try:
+        return (f["PFCands"][lo:hi], f["jet_kinematics"][lo:hi], f["jet_tagging"][lo:hi],
+                f["event_info"][lo:hi])
+    except (OSError, RuntimeError, ValueError) as err:
+        raise InputError(f"cannot read jets {lo}..{hi}: corrupted or truncated data ({err})",
+                         path) from err
+
+
+def iter_aoj(paths, chunk_size: int = 50_000, start: int = 0, stop: int | None = None,
+             columns: Sequence[str] | None = None, options: ReadOptions = ReadOptions(),
+             validate: bool = True) -> Iterator[Jets]:
+    """Stream jets ``start..stop`` (a global index over the concatenated files) in chunks of at
+    most ``chunk_size`` jets. Memory is bounded by one chunk."""
+    files = expand_paths(paths)
+    offset = 0
+    for path in files:
+        with _open(path) as f:
+            n = f["PFCands"].shape[0]
+            lo = max(start - offset, 0)
+            hi = n if stop is None else min(stop - offset, n)
+            for a in range(lo, hi, chunk_size):
+                b = min(a + chunk_size, hi)
+                jets = _rows_to_jets(*_read_rows(f, path, a, b), options, columns, path)
+                if validate:
+                    jets.validate(path)
+                yield jets
+            offset += n
+        if stop is not None and offset >= stop:
+            return
+
+
+def read_aoj(paths, start: int = 0, stop: int | None = None,
+             columns: Sequence[str] | None = None, options: ReadOptions = ReadOptions(),
+             chunk_size: int = 50_000, validate: bool = True) -> Jets:
+    """Read jets ``start..stop`` of one or more AOJ files into one :class:`Jets`."""
+    parts = list(iter_aoj(paths, chunk_size, start, stop, columns, options, validate))
+    if not parts:
+        raise InputError("no jets in the requested range", expand_paths(paths)[0])
+    return Jets.concat(parts) if len(parts) > 1 else parts[0]
+
+
+# ---------------------------------------------------------------------------- writing
+def _column_or(jets: Jets, name: str, default: float) -> np.ndarray:
+    if jets.has(name) and name in jets.jet_names:
+        return jets.j(name)
+    return np.full(len(jets), default, np.float32)
+
+
+def jets_to_rows(jets: Jets) -> dict[str, np.ndarray]:
+    """The four AOJ datasets for ``jets``. Missing constituent columns are zero (track columns
+    -1 for neutrals), missing jet fields -1 (``nConstituents`` is counted), NaN -> -1."""
+    n = len(jets)
+    p = min(jets.n_max, N_MAX)
+    if jets.n_max > N_MAX:
+        jets = jets.truncate(N_MAX)
+    cands = np.zeros((n, N_MAX, len(PFCANDS_COLUMNS)), np.float32)
+    m = jets.mask
+    for i, name in enumerate(PFCANDS_COLUMNS):
+        if name in jets.constituent_names:
+            col = np.nan_to_num(jets.c(name), nan=-1.0)
+        elif name in TRACK_COLUMNS:
+            col = np.full(m.shape, -1.0, np.float32)
+        elif name == "puppiWeight":
+            col = np.ones(m.shape, np.float32)
+        else:
+            raise InputError(f"cannot write AOJ: constituent column '{name}' is missing")
+        cands[:, :p, i] = np.where(m, col, 0.0)
+    kin = np.stack([_column_or(jets, c, -1.0) for c in KINEMATICS_COLUMNS], axis=1)
+    tag = np.stack([_column_or(jets, c, -1.0) for c in TAGGING_COLUMNS], axis=1)
+    if "nConstituents" not in jets.jet_names:
+        tag[:, 0] = jets.n_constituents
+    ev = jets.event_info if jets.event_info is not None else np.zeros((n, 3), np.int64)
+    return {"PFCands": cands, "jet_kinematics": np.nan_to_num(kin, nan=-1.0),
+            "jet_tagging": np.nan_to_num(tag, nan=-1.0), "event_info": ev}
+
+
+class AOJWriter:
+    """Append jets to an AOJ file with the published layout (gzip, chunked along jets,
+    resizable). Written under ``<path>.partial`` and renamed on :meth:`close`, so a crash
+    never leaves a half-written file under the final name.
+
+    ``attrs`` are stored as file attributes (provenance: generator, settings, seed).
+    With ``resume=True`` an existing ``.partial`` file is appended to instead of replaced.
+    """
+
+    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, resume: bool = False):
+        import h5py
+
+        self.path = check_writable(path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.tmp = self.path + ".partial"
+        mode = "a" if resume and os.path.exists(self.tmp) else "w"
+        self._f = h5py.File(self.tmp, mode)
+        if "PFCands" not in self._f:
+            for name, tail in DATASETS.items():
+                dtype = np.int64 if name == "event_info" else np.float32
+                kw = {} if name == "event_info" else {"compression": "gzip",
+                                                       "compression_opts": GZIP_LEVEL}
+                self._f.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail),
+                                       dtype=dtype, chunks=(CHUNK_JETS, *tail), **kw)
+        for k, v in (attrs or {}).items():
+            self._f.attrs[k] = v
+
+    def __len__(self) -> int:
+        return self._f["PFCands"].shape[0]
+
+    def append(self, jets: Jets) -> None:
+        rows = jets_to_rows(jets)
+        n0, n = len(self), len(jets)
+        for name, arr in rows.items():
+            ds = self._f[name]
+            ds.resize(n0 + n, axis=0)
+            ds[n0:n0 + n] = arr
+        self._f.flush()
+
+    def close(self) -> str:
+        """Finish the file and move it to its final name; returns the path."""
+        self._f.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close without publishing (the ``.partial`` file stays for a resume)."""
+        self._f.close()
+
+    def __enter__(self) -> "AOJWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_aoj(path: str | os.PathLike, jets: Jets, attrs: dict | None = None) -> str:
+    """Write ``jets`` to a new AOJ file at ``path`` (atomically)."""
+    with AOJWriter(path, attrs) as w:
+        w.append(jets)
+    return os.fspath(path)
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The file attributes (provenance) of an AOJ file."""
+    with _open(os.fspath(path)) as f:
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}

@@ -1,0 +1,1 @@
+"""Jet physics in pure NumPy/awkward: constituent features, preprocessing, observables, images."""

@@ -1,0 +1,147 @@
+import h5py
+import numpy as np
+import pytest
+
+from jetfm import InputError
+from jetfm.io.aoj import (AOJWriter, PFCANDS_COLUMNS, ReadOptions, aoj_length, iter_aoj,
+                          read_aoj, write_aoj)
+from tests.conftest import AOJ_MINI
+
+
+def test_reads_real_aoj_file():
+    jets = read_aoj(AOJ_MINI)
+    assert len(jets) == 100 and jets.n_max == 150
+    n = jets.n_constituents
+    assert n.min() == 10 and n.max() == 90 and abs(n.mean() - 45.9) < 0.05
+    # nConstituents column equals the mask count in this file
+    np.testing.assert_array_equal(jets.j("nConstituents"), n)
+    # sorted by pT, padding last
+    pt = np.hypot(jets.c("px"), jets.c("py"))
+    for i in range(len(jets)):
+        assert np.all(np.diff(pt[i][jets.mask[i]]) <= 1e-4)
+    assert np.all(jets.event_info[:, 0] == 281693)
+    # neutral sentinels -> NaN, charged tracks keep their values
+    pid = np.abs(jets.c("pdgId"))
+    neutral = jets.mask & np.isin(pid, (22, 130))
+    assert np.isnan(jets.c("d0")[neutral]).all()
+    charged = jets.mask & (pid == 211)
+    assert np.isfinite(jets.c("d0")[charged]).mean() > 0.9
+    # constituent-sum pT is about 0.9 of the stored jet pT (un-weighted candidates)
+    ratio = np.hypot(jets.c("px").sum(1), jets.c("py").sum(1)) / jets.j("pt")
+    assert 0.8 < np.median(ratio) < 1.05
+
+
+def test_resorts_unsorted_files(tmp_path):
+    with h5py.File(AOJ_MINI) as f:
+        data = {k: f[k][:] for k in f}
+    rng = np.random.default_rng(0)
+    shuffled = data["PFCands"].copy()
+    for i in range(len(shuffled)):
+        n = int((shuffled[i, :, 3] > 0).sum())
+        perm = rng.permutation(150)  # padding interleaved too
+        shuffled[i] = shuffled[i][perm]
+    out = tmp_path / "shuffled.h5"
+    with h5py.File(out, "w") as f:
+        for k, v in data.items():
+            f.create_dataset(k, data=shuffled if k == "PFCands" else v)
+    a, b = read_aoj(AOJ_MINI), read_aoj(out)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    # same pT order (candidates with tied pT may swap), same candidates
+    np.testing.assert_array_equal(np.hypot(a.c("px"), a.c("py")), np.hypot(b.c("px"), b.c("py")))
+    np.testing.assert_allclose(np.nansum(a.constituents, 1), np.nansum(b.constituents, 1),
+                               rtol=1e-5, atol=1e-3)
+
+
+def test_options_puppi_and_hf(tmp_path):
+    plain = read_aoj(AOJ_MINI)
+    w = read_aoj(AOJ_MINI, options=ReadOptions(puppi=True))
+    assert w.c("E").sum() < plain.c("E").sum()
+    # plant HF candidates and check they are dropped
+    with h5py.File(AOJ_MINI) as f:
+        data = {k: f[k][:] for k in f}
+    data["PFCands"][:, 0, 9] = 1.0
+    out = tmp_path / "hf.h5"
+    with h5py.File(out, "w") as f:
+        for k, v in data.items():
+            f.create_dataset(k, data=v)
+    hf = read_aoj(out, options=ReadOptions(drop_hf=True))
+    assert np.array_equal(hf.n_constituents, plain.n_constituents - 1)
+    assert not np.isin(np.abs(hf.c("pdgId")[hf.mask]), (1, 2)).any()
+
+
+def test_slices_columns_and_streaming():
+    full = read_aoj(AOJ_MINI)
+    part = read_aoj(AOJ_MINI, start=10, stop=35, columns=["px", "E", "pt", "nConstituents"])
+    assert len(part) == 25 and part.constituent_names == ("px", "E")
+    assert part.jet_names == ("pt", "nConstituents")
+    np.testing.assert_array_equal(part.c("E"), full.c("E")[10:35])
+    chunks = list(iter_aoj([AOJ_MINI, AOJ_MINI], chunk_size=30, start=90, stop=130))
+    assert [len(c) for c in chunks] == [10, 30]
+    np.testing.assert_array_equal(chunks[1].c("px"), full.c("px")[:30])
+    assert aoj_length([AOJ_MINI, AOJ_MINI]) == 200
+
+
+def test_writer_round_trip_and_layout(tmp_path):
+    jets = read_aoj(AOJ_MINI)
+    out = tmp_path / "copy.h5"
+    write_aoj(out, jets, attrs={"generator": "test"})
+    with h5py.File(out) as f, h5py.File(AOJ_MINI) as ref:
+        for k in ref:
+            assert f[k].shape == ref[k].shape and f[k].dtype == ref[k].dtype
+            assert f[k].maxshape[0] is None and f[k].chunks[1:] == f[k].shape[1:]
+        for k in ("PFCands", "jet_kinematics", "jet_tagging"):
+            assert f[k].compression == "gzip"
+        # sentinels restored on write: the bytes equal the original (already pT sorted)
+        np.testing.assert_array_equal(f["PFCands"][:], ref["PFCands"][:])
+        np.testing.assert_array_equal(f["event_info"][:], ref["event_info"][:])
+        assert f.attrs["generator"] == "test"
+    back = read_aoj(out)
+    np.testing.assert_array_equal(np.nan_to_num(back.constituents, nan=-7),
+                                  np.nan_to_num(jets.constituents, nan=-7))
+
+
+def test_writer_appends_and_is_atomic(tmp_path):
+    jets = read_aoj(AOJ_MINI)
+    out = tmp_path / "app.h5"
+    with AOJWriter(out) as w:
+        w.append(jets[:40])
+        assert not out.exists() and (tmp_path / "app.h5.partial").exists()
+        w.append(jets[40:])
+    assert aoj_length(out) == 100 and not (tmp_path / "app.h5.partial").exists()
+    with pytest.raises(RuntimeError):
+        with AOJWriter(tmp_path / "crash.h5") as w:
+            w.append(jets[:10])
+            raise RuntimeError("boom")
+    assert not (tmp_path / "crash.h5").exists()
+    with AOJWriter(tmp_path / "crash.h5", resume=True) as w:
+        assert len(w) == 10
+        w.append(jets[10:20])
+    assert aoj_length(tmp_path / "crash.h5") == 20
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "truncated", "no_dataset", "bad_shape",
+                                  "nan"])
+def test_bad_input(tmp_path, case):
+    p = tmp_path / "bad.h5"
+    if case == "text":
+        p.write_text("hello")
+    elif case == "truncated":
+        p.write_bytes(AOJ_MINI.read_bytes()[:60_000])
+    elif case in ("no_dataset", "bad_shape", "nan"):
+        with h5py.File(AOJ_MINI) as f:
+            data = {k: f[k][:] for k in f}
+        if case == "no_dataset":
+            del data["jet_tagging"]
+        elif case == "bad_shape":
+            data["PFCands"] = data["PFCands"][..., :10]
+        else:
+            data["PFCands"][3, 2, PFCANDS_COLUMNS.index("px")] = np.nan
+        with h5py.File(p, "w") as f:
+            for k, v in data.items():
+                f.create_dataset(k, data=v)
+    expect = {"missing": "no such file", "text": "not an HDF5 file",
+              "truncated": "corrupted or truncated", "no_dataset": "missing dataset",
+              "bad_shape": "shape", "nan": "non-finite"}[case]
+    with pytest.raises(InputError, match=expect) as err:
+        read_aoj(p)
+    assert str(p) in str(err.value) and "\n" not in str(err.value)

@@ -1,0 +1,60 @@
+import numpy as np
+
+from jetfm.io.aoj import read_aoj
+from jetfm.io.jetclass import read_jetclass
+from jetfm.physics.features import (Preprocessing, SPECIES, constituent_axis, relative_to_jet,
+                                    species_counts, species_from_pdgid, wrap_phi)
+from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
+
+
+def test_wrap_phi():
+    x = np.array([0.0, np.pi, -np.pi, 3 * np.pi, -3.5, 7.0])
+    w = wrap_phi(x)
+    assert np.all(w > -np.pi) and np.all(w <= np.pi)
+    np.testing.assert_allclose(np.cos(w), np.cos(x), atol=1e-12)
+    assert w[2] == np.pi
+
+
+def test_relative_coordinates_are_small_and_centered():
+    jets = read_aoj(AOJ_MINI)
+    deta, dphi = relative_to_jet(jets)
+    m = jets.mask
+    assert np.abs(deta[m]).max() < 1.2 and np.abs(dphi[m]).max() < 1.2
+    # the pT-weighted mean offset from the constituent-sum axis is ~0
+    pt = np.hypot(jets.c("px"), jets.c("py"))
+    mean_deta = (pt * deta).sum(1) / pt.sum(1)
+    assert np.abs(mean_deta).max() < 0.1 and np.median(np.abs(mean_deta)) < 0.01
+    # the axis phi agrees with the stored jet phi up to PUPPI/JEC effects
+    _, eta, phi = constituent_axis(jets)
+    assert np.median(np.abs(wrap_phi(phi - jets.j("phi")))) < 0.02
+
+
+def test_preprocessing_and_exact_inverse():
+    pre = Preprocessing()
+    jets = read_jetclass(JETCLASS2_ROOT)
+    x, m = pre.forward(jets)
+    assert x.shape == (100, 128, 3) and m.shape == (100, 128)
+    assert (x[~m] == 0).all()
+    back = pre.inverse(x, m)
+    # the inverse gives back pT, eta_rel, phi_rel of every kept constituent
+    pt = np.sort(np.hypot(jets.c("px"), jets.c("py")), axis=1)[:, ::-1]
+    keep_all = m.sum(1) == jets.n_constituents  # jets where the |rel| < 0.8 cut dropped nothing
+    np.testing.assert_allclose(back.c("pt")[keep_all], pt[keep_all], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(back.c("pt")[m], np.exp(x[..., 0][m] + 1.8), rtol=1e-6)
+    np.testing.assert_allclose(3 * back.c("eta_rel")[m], x[..., 1][m], atol=1e-6)
+    np.testing.assert_allclose(3 * back.c("phi_rel")[m], x[..., 2][m], atol=1e-6)
+    # the cut |rel| < 0.8 and the 128 limit are applied
+    assert (np.abs(x[..., 1:][m]) < 2.4).all()
+    assert (np.diff(np.where(m, x[..., 0], -np.inf), axis=1)[m[:, 1:]] <= 0).all()
+
+
+def test_species():
+    ids = np.array([211, -211, 130, 22, 11, -13, 1, 2, 0, 5])
+    s = species_from_pdgid(ids)
+    assert [SPECIES[i] if i >= 0 else None for i in s] == [
+        "charged_hadron", "charged_hadron", "neutral_hadron", "photon", "electron", "muon",
+        "hf", "hf", None, None]
+    c = species_counts(read_aoj(AOJ_MINI))
+    assert c["charged_hadron"].sum() == 2745 and c["photon"].sum() == 1483
+    assert c["neutral_hadron"].sum() == 340 and c["electron"].sum() == 13
+    assert c["muon"].sum() == 4
