@@ -82,22 +82,27 @@ class Jets:
 
         NaN is allowed only in :data:`NULLABLE_COLUMNS`; infinities nowhere.
         """
-        for name in self.constituent_names:
-            col = self.constituents[..., self._cidx[name]]
-            bad = ~np.isfinite(col)
-            if name in NULLABLE_COLUMNS:
-                bad &= ~np.isnan(col)
+        cons = self.constituents
+        # one pass over the array for the common case; details only when something is wrong
+        finite = np.isfinite(cons).all(axis=(0, 1)) if cons.size else np.ones(0, bool)
+        for i, name in enumerate(self.constituent_names):
+            if finite[i]:
+                continue
+            col = cons[..., i]
+            bad = np.isinf(col) if name in NULLABLE_COLUMNS else ~np.isfinite(col)
             if bad.any():
                 n = int(bad.any(axis=1).sum())
                 raise InputError(f"non-finite values in constituent column '{name}' of {n} jets",
                                  source)
-        for name in self.jet_names:
-            col = self.jet[:, self._jidx[name]]
-            if (~np.isfinite(col)).any():
-                n = int((~np.isfinite(col)).sum())
-                raise InputError(f"non-finite values in jet field '{name}' of {n} jets", source)
-        pad = self.constituents[~self.mask]
-        if pad.size and np.nan_to_num(pad, nan=1.0).any():
+        if not np.isfinite(self.jet).all():
+            for name in self.jet_names:
+                col = self.jet[:, self._jidx[name]]
+                if (~np.isfinite(col)).any():
+                    n = int((~np.isfinite(col)).sum())
+                    raise InputError(f"non-finite values in jet field '{name}' of {n} jets",
+                                     source)
+        # padding must be all zero (NaN != 0, so NaN padding is caught too)
+        if cons.size and ((cons != 0).any(axis=-1) & ~self.mask).any():
             raise InputError("padding constituents are not all zero", source)
         return self
 

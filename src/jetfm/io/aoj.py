@@ -54,11 +54,15 @@ class ReadOptions:
     drop_hf: drop candidates with |pdgId| < 11 (HF calorimeter candidates, pdgId 1 and 2).
     puppi: multiply px, py, pz, E by the PUPPI weight.
     missing_as_nan: neutral d0/dz sentinels (-1) become NaN.
+    trim: drop the trailing constituent slots that are padding in every jet of a chunk, so P is
+        the chunk's largest constituent count instead of 150 (less memory and work downstream;
+        chunks then differ in P, which Jets.concat handles).
     """
     sort_by_pt: bool = True
     drop_hf: bool = False
     puppi: bool = False
     missing_as_nan: bool = True
+    trim: bool = False
 
 
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
@@ -131,33 +135,67 @@ def aoj_length(paths) -> int:
     return total
 
 
+def _check_finite(name: str, arr: np.ndarray, columns: Sequence[str], source: str) -> None:
+    """One pass over a raw dataset; a clear error naming the first non-finite column."""
+    ok = np.isfinite(arr).all(axis=tuple(range(arr.ndim - 1)))
+    if not ok.all():
+        col = columns[int(np.flatnonzero(~ok)[0])]
+        n = int((~np.isfinite(arr[..., columns.index(col)])).sum())
+        raise InputError(f"non-finite values (NaN or inf) in {name} column '{col}' "
+                         f"({n} entries)", source)
+
+
 def _rows_to_jets(cands: np.ndarray, kin: np.ndarray, tag: np.ndarray, ev: np.ndarray,
-                  opts: ReadOptions, columns: Sequence[str] | None, source: str) -> Jets:
-    cands = np.ascontiguousarray(cands, dtype=np.float32)
+                  opts: ReadOptions, columns: Sequence[str] | None, source: str,
+                  validate: bool = True) -> Jets:
+    if validate:
+        _check_finite("jet_kinematics", kin, KINEMATICS_COLUMNS, source)
+        _check_finite("jet_tagging", tag, TAGGING_COLUMNS, source)
     ci = {n: i for i, n in enumerate(PFCANDS_COLUMNS)}
-    mask = cands[..., ci["E"]] > 0
-    if opts.drop_hf:
-        mask &= np.abs(cands[..., ci["pdgId"]]) >= 11
-    cands[~mask] = 0.0
-    if opts.puppi:
-        w = cands[..., ci["puppiWeight"]]
-        for k in ("px", "py", "pz", "E"):
-            cands[..., ci[k]] *= w
-        mask &= cands[..., ci["E"]] > 0
-    if opts.missing_as_nan:
-        sentinel = mask & np.all(cands[..., [ci[k] for k in TRACK_COLUMNS]] == -1.0, axis=-1)
-        for k in TRACK_COLUMNS:
-            cands[..., ci[k]][sentinel] = np.nan
-    jets = Jets(cands, mask, np.concatenate([kin, tag], axis=1).astype(np.float32),
-                PFCANDS_COLUMNS, JET_COLUMNS, ev, {"format": "aoj", "source": source})
-    if opts.sort_by_pt or opts.drop_hf or opts.puppi:
-        jets = _sort_unsorted(jets, np.hypot(cands[..., ci["px"]], cands[..., ci["py"]]))
+    cnames, jnames = PFCANDS_COLUMNS, JET_COLUMNS
     if columns is not None:
         unknown = [c for c in columns if c not in PFCANDS_COLUMNS + JET_COLUMNS]
         if unknown:
             raise InputError(f"unknown AOJ column(s) {unknown}", source)
-        jets = jets.select_columns([c for c in columns if c in PFCANDS_COLUMNS],
-                                   [c for c in columns if c in JET_COLUMNS])
+        cnames = tuple(c for c in columns if c in PFCANDS_COLUMNS)
+        jnames = tuple(c for c in columns if c in JET_COLUMNS)
+    mask = cands[..., ci["E"]] > 0
+    if opts.drop_hf:
+        mask &= np.abs(cands[..., ci["pdgId"]]) >= 11
+    if opts.puppi:
+        w = cands[..., ci["puppiWeight"]].copy()
+        for k in ("px", "py", "pz", "E"):
+            cands[..., ci[k]] *= w
+        mask &= cands[..., ci["E"]] > 0
+    if opts.trim:
+        used = np.flatnonzero(mask.any(axis=0))
+        p = int(used[-1]) + 1 if used.size else 0
+        cands, mask = cands[:, :p], mask[:, :p]
+    sort_key = None
+    if opts.sort_by_pt or opts.drop_hf or opts.puppi:
+        sort_key = np.hypot(cands[..., ci["px"]], cands[..., ci["py"]])
+    if cnames != PFCANDS_COLUMNS:  # work on the requested columns only
+        cands = cands[..., [ci[c] for c in cnames]]
+        ci = {n: i for i, n in enumerate(cnames)}
+    cands = np.ascontiguousarray(cands, dtype=np.float32)
+    if validate:  # the raw file holds no NaN legitimately: check before sentinels become NaN
+        _check_finite("PFCands", cands, cnames, source)
+    np.multiply(cands, mask[..., None], out=cands)  # padding rows exactly zero
+    tracks = [k for k in TRACK_COLUMNS if k in ci]
+    if opts.missing_as_nan and tracks:
+        # a missing track is flagged by -1 in all four columns; with a subset, by those present
+        sentinel = mask.copy()
+        for k in tracks:
+            sentinel &= cands[..., ci[k]] == -1.0
+        if sentinel.any():
+            for k in tracks:
+                np.copyto(cands[..., ci[k]], np.float32(np.nan), where=sentinel)
+    jet = np.concatenate([kin, tag], axis=1).astype(np.float32)
+    if jnames != JET_COLUMNS:
+        jet = jet[:, [JET_COLUMNS.index(c) for c in jnames]]
+    jets = Jets(cands, mask, jet, cnames, jnames, ev, {"format": "aoj", "source": source})
+    if sort_key is not None:
+        jets = _sort_unsorted(jets, sort_key)
     return jets
 
 
@@ -197,10 +235,7 @@ def iter_aoj(paths, chunk_size: int = 50_000, start: int = 0, stop: int | None =
             hi = n if stop is None else min(stop - offset, n)
             for a in range(lo, hi, chunk_size):
                 b = min(a + chunk_size, hi)
-                jets = _rows_to_jets(*_read_rows(f, path, a, b), options, columns, path)
-                if validate:
-                    jets.validate(path)
-                yield jets
+                yield _rows_to_jets(*_read_rows(f, path, a, b), options, columns, path, validate)
             offset += n
         if stop is not None and offset >= stop:
             return

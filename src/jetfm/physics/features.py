@@ -15,52 +15,63 @@ from jetfm.jets import Jets
 
 def wrap_phi(phi: np.ndarray) -> np.ndarray:
     """Wrap angles to (-pi, pi]."""
-    out = np.mod(phi + np.pi, 2 * np.pi) - np.pi
+    phi = np.asarray(phi)
+    two_pi = phi.dtype.type(2 * np.pi) if phi.dtype.kind == "f" else 2 * np.pi
+    if np.all(np.abs(phi) <= 2 * np.pi):  # differences of two angles: one shift suffices
+        out = phi - two_pi * (phi > np.pi)
+        out += two_pi * (out <= -np.pi)
+        return out
+    out = np.mod(phi + np.pi, two_pi) - np.pi
     return np.where(out == -np.pi, np.pi, out)
 
 
 def pt_eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray):
-    """(pT, eta, phi) from Cartesian momenta. eta is 0 where pT = 0 (padding)."""
-    px, py, pz = (np.asarray(a, np.float64) for a in (px, py, pz))
+    """(pT, eta, phi) from Cartesian momenta, in the inputs' float precision.
+
+    eta is 0 where pT = 0 (padding).
+    """
+    px, py, pz = np.asarray(px), np.asarray(py), np.asarray(pz)
     pt = np.hypot(px, py)
     safe = pt > 0
-    eta = np.where(safe, np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=safe)), 0.0)
+    ratio = np.divide(pz, pt, out=np.zeros_like(pt), where=safe)
+    eta = np.arcsinh(ratio)
     phi = np.arctan2(py, px)
     return pt, eta, phi
 
 
 def constituent_kinematics(jets: Jets):
-    """(pT, eta, phi) of every constituent, float64 ``(N, P)``; zero on padding."""
-    pt, eta, phi = pt_eta_phi(jets.c("px"), jets.c("py"), jets.c("pz"))
-    m = jets.mask
-    return np.where(m, pt, 0.0), np.where(m, eta, 0.0), np.where(m, phi, 0.0)
+    """(pT, eta, phi) of every constituent, float32 ``(N, P)``; zero on padding."""
+    # padding rows are all zero, so pT = eta = phi = 0 there without masking
+    return pt_eta_phi(jets.c("px"), jets.c("py"), jets.c("pz"))
 
 
 def constituent_axis(jets: Jets, massless: bool = True):
-    """(pT, eta, phi) of the jet axis: the sum of the constituents' four-momenta.
+    """(pT, eta, phi) float64 ``(N,)`` of the jet axis: the sum of the constituents' momenta.
 
-    With ``massless=True`` (the OmniJet-alpha convention) each constituent's energy is |p|.
+    Only the three-momentum enters the axis direction, so treating constituents as massless
+    (the OmniJet-alpha convention) or not gives the same axis.
     """
-    m = jets.mask
-    px, py, pz = (np.where(m, jets.c(k), 0.0).astype(np.float64) for k in ("px", "py", "pz"))
-    spx, spy, spz = px.sum(1), py.sum(1), pz.sum(1)
-    return pt_eta_phi(spx, spy, spz)
+    sums = [jets.c(k).sum(axis=1, dtype=np.float64) for k in ("px", "py", "pz")]
+    return pt_eta_phi(*sums)
 
 
 def relative_to_jet(jets: Jets, eta_axis: np.ndarray | None = None,
-                    phi_axis: np.ndarray | None = None):
-    """(eta_rel, phi_rel) of the constituents: eta - eta_axis and wrapped phi - phi_axis.
+                    phi_axis: np.ndarray | None = None, kinematics=None):
+    """(eta_rel, phi_rel) float32 ``(N, P)`` of the constituents: eta - eta_axis and wrapped
+    phi - phi_axis. The axis defaults to the constituent sum; zero on padding.
 
-    The axis defaults to the constituent sum; zero on padding.
+    ``kinematics`` may pass a precomputed :func:`constituent_kinematics` result.
     """
-    _, eta, phi = constituent_kinematics(jets)
+    _, eta, phi = kinematics if kinematics is not None else constituent_kinematics(jets)
     if eta_axis is None or phi_axis is None:
         _, ea, pa = constituent_axis(jets)
         eta_axis = ea if eta_axis is None else eta_axis
         phi_axis = pa if phi_axis is None else phi_axis
     m = jets.mask
-    deta = np.where(m, eta - np.asarray(eta_axis)[:, None], 0.0)
-    dphi = np.where(m, wrap_phi(phi - np.asarray(phi_axis)[:, None]), 0.0)
+    ea = np.asarray(eta_axis, np.float32)[:, None]
+    pa = np.asarray(phi_axis, np.float32)[:, None]
+    deta = np.where(m, eta - ea, np.float32(0))
+    dphi = np.where(m, wrap_phi(phi - pa), np.float32(0))
     return deta, dphi
 
 
@@ -133,22 +144,30 @@ class Preprocessing:
 
     def forward(self, jets: Jets) -> tuple[np.ndarray, np.ndarray]:
         """Jets -> (features (N, n_max, 3) float32, mask (N, n_max) bool), pT ordered."""
-        pt, _, _ = constituent_kinematics(jets)
-        deta, dphi = relative_to_jet(jets)
+        kin = constituent_kinematics(jets)
+        pt = kin[0]
+        deta, dphi = relative_to_jet(jets, kinematics=kin)
         keep = jets.mask & (np.abs(deta) < self.max_rel) & (np.abs(dphi) < self.max_rel) & (pt > 0)
-        key = np.where(keep, pt, -1.0)
-        order = np.argsort(-key, axis=1, kind="stable")[:, : self.n_max]
-        take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
-        mask = take(keep)
-        pt_s = take(pt)
-        feats = np.stack([np.log(np.where(mask, pt_s, 1.0)) - self.pt_shift,
-                          self.eta_scale * take(deta), self.phi_scale * take(dphi)], axis=-1)
-        feats = np.where(mask[..., None], feats, 0.0).astype(np.float32)
-        n, p = mask.shape
-        if p < self.n_max:  # pad to a fixed length
-            feats = np.concatenate([feats, np.zeros((n, self.n_max - p, 3), np.float32)], 1)
-            mask = np.concatenate([mask, np.zeros((n, self.n_max - p), bool)], 1)
-        return feats, mask
+        key = np.where(keep, pt, np.float32(-1))
+        # most inputs are already pT ordered: sort only the jets that are not
+        unsorted = (np.diff(key, axis=1) > 0).any(axis=1)
+        if unsorted.any():
+            rows = np.flatnonzero(unsorted)
+            order = np.argsort(-key[rows], axis=1, kind="stable")
+            for a in (key, deta, dphi):
+                a[rows] = np.take_along_axis(a[rows], order, axis=1)
+            keep = key > 0
+        p = self.n_max
+        mask = keep[:, :p]
+        log_pt = np.log(np.where(mask, key[:, :p], np.float32(1))) - np.float32(self.pt_shift)
+        feats = np.stack([log_pt, np.float32(self.eta_scale) * deta[:, :p],
+                          np.float32(self.phi_scale) * dphi[:, :p]], axis=-1)
+        feats *= mask[..., None]
+        n, q = mask.shape
+        if q < p:  # pad to a fixed length
+            feats = np.concatenate([feats, np.zeros((n, p - q, 3), np.float32)], 1)
+            mask = np.concatenate([mask, np.zeros((n, p - q), bool)], 1)
+        return feats.astype(np.float32, copy=False), mask
 
     def inverse(self, feats: np.ndarray, mask: np.ndarray) -> Jets:
         """Features -> Jets with columns pt, eta_rel, phi_rel (and massless px, py, pz, E of a
