@@ -74,3 +74,15 @@ def test_bad_input(tmp_path):
         f["tree"] = {"jet_pt": np.ones(3, np.float32)}
     with pytest.raises(InputError, match="missing branch"):
         read_jetclass(nobranch)
+
+
+def test_parquet_matches_root():
+    from tests.conftest import JETCLASS2_PARQUET
+
+    from jetfm.io import count_jets, read_jets
+
+    a, b = read_jetclass(JETCLASS2_ROOT), read_jets(JETCLASS2_PARQUET)
+    assert count_jets(JETCLASS2_PARQUET) == 100
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(np.nan_to_num(a.constituents), np.nan_to_num(b.constituents))
+    np.testing.assert_array_equal(a.jet, b.jet)

@@ -12,17 +12,18 @@ FORMATS = ("aoj", "jetclass")
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"aoj"`` for an HDF5 file, ``"jetclass"`` for a ROOT file; InputError otherwise."""
+    """``"aoj"`` for an HDF5 file, ``"jetclass"`` for a ROOT or Parquet file; InputError
+    otherwise."""
     p = require_file(path)
     with open(p, "rb") as fh:
         head = fh.read(8)
     if head == b"\x89HDF\r\n\x1a\n":
         return "aoj"
-    if head[:4] == b"root":
+    if head[:4] in (b"root", b"PAR1"):  # JetClass as ROOT, or as Parquet (JetClass-II)
         return "jetclass"
     if len(head) == 0:
         raise InputError("file is empty", p)
-    raise InputError("unknown file format: expected an AOJ .h5 (HDF5) or JetClass .root file", p)
+    raise InputError("unknown file format: expected an AOJ .h5 (HDF5) or JetClass .root or .parquet file", p)
 
 
 def read_jets(path: str | os.PathLike, start: int = 0, stop: int | None = None, **kw):

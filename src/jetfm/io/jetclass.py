@@ -92,7 +92,12 @@ def _open_tree(path: str):
 
 
 def jetclass_length(path: str | os.PathLike) -> int:
-    f, tree = _open_tree(os.fspath(path))
+    path = os.fspath(path)
+    if _is_parquet(require_file(path)):
+        import pyarrow.parquet as pq
+
+        return int(pq.read_metadata(path).num_rows)
+    f, tree = _open_tree(path)
     with f:
         return int(tree.num_entries)
 
@@ -138,11 +143,50 @@ def _arrays_to_jets(arrs, have: set[str], n_max: int, source: str) -> Jets:
     return jets.sort_by(jets.c("px") ** 2 + jets.c("py") ** 2)
 
 
+def _is_parquet(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _iter_parquet(path: str, chunk_size: int, start: int, stop: int | None, n_max: int,
+                  validate: bool) -> Iterator[Jets]:
+    """JetClass columns stored as Parquet (as JetClass-II ships its examples)."""
+    import awkward as ak
+    import pyarrow.parquet as pq
+
+    try:
+        have = set(pq.read_schema(path).names)
+    except Exception as err:
+        raise InputError(f"corrupted or truncated Parquet file ({type(err).__name__})",
+                         path) from err
+    missing = [b for b in ("part_px", "part_py", "part_pz", "part_energy") if b not in have]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}: not a JetClass file", path)
+    wanted = [b for b in (*PART_BRANCHES, *JET_BRANCHES, "jet_label", *JETCLASS_LABELS)
+              if b in have]
+    try:
+        arrs = ak.from_parquet(path, columns=wanted)
+    except Exception as err:
+        raise InputError(f"cannot read: corrupted or truncated data ({type(err).__name__})",
+                         path) from err
+    stop = len(arrs) if stop is None else min(stop, len(arrs))
+    for a in range(start, stop, chunk_size):
+        jets = _arrays_to_jets(arrs[a:min(a + chunk_size, stop)], have, n_max, path)
+        if validate:
+            jets.validate(path)
+        yield jets
+
+
 def iter_jetclass(path: str | os.PathLike, chunk_size: int = 50_000, start: int = 0,
                   stop: int | None = None, n_max: int = N_MAX,
                   validate: bool = True) -> Iterator[Jets]:
-    """Stream jets of one JetClass ROOT file in chunks, padded to ``n_max`` constituents."""
+    """Stream jets of one JetClass file (ROOT, or Parquet with the same column names) in
+    chunks, padded to ``n_max`` constituents."""
     path = os.fspath(path)
+    require_file(path)
+    if _is_parquet(path):
+        yield from _iter_parquet(path, chunk_size, start, stop, n_max, validate)
+        return
     f, tree = _open_tree(path)
     have = set(tree.keys())
     wanted = [b for b in (*PART_BRANCHES, *JET_BRANCHES, "jet_label", *JETCLASS_LABELS)
