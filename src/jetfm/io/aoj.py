@@ -335,6 +335,12 @@ class AOJWriter:
         """Close without publishing (the ``.partial`` file stays for a resume)."""
         self._f.close()
 
+    def set_attrs(self, **attrs) -> None:
+        """Update file attributes now (e.g. the progress marker of a resumable writer)."""
+        for k, v in attrs.items():
+            self._f.attrs[k] = v
+        self._f.flush()
+
     def __enter__(self) -> "AOJWriter":
         return self
 
