@@ -1,0 +1,242 @@
+"""The Python API of OmniJet-alpha training and sampling (stable; other modules build on it).
+
+Exact signatures::
+
+    train_tokenizer(data: list[str], out: str, preset="small", overrides=(), seed=0,
+                    max_jets=None, resume=True, jets=None, progress=True) -> str
+    pretrain(data, out, tokenizer_dir, preset="small", overrides=(), seed=0, max_jets=None,
+             resume=True, jets=None, progress=True) -> str
+    finetune(from_dir, data, out, preset="small", overrides=(), seed=0, freeze_backbone=False,
+             max_jets=None, jets=None, resume=True, progress=True) -> str
+    train_from_scratch(tokenizer_dir, data, out, preset="small", overrides=(), seed=0,
+                       max_jets=None, jets=None, resume=True, progress=True) -> str
+    sample(model_dir, n, seed=0, batch_size=None, temperature=None, top_k=None,
+           progress=True) -> Jets
+    load_pretrained(dir) -> OmniJetModel   (.tokenizer, .backbone, .preprocessing, .config)
+
+``data`` is a list of AOJ or JetClass files (globs and ``.txt`` file lists work too);
+``jets`` (a :class:`jetfm.Jets`) replaces ``data`` when given (then ``data`` may be ``[]``).
+``out`` is a run folder: ``config.yaml`` (resolved config), ``checkpoints/`` (``last.ckpt``,
+``best.ckpt``), ``logs/metrics.csv``, ``tensorboard/`` and ``model/``, the exported model whose
+path every training function returns. A second call with the same ``out`` resumes from the last
+checkpoint (``resume=False`` starts afresh).
+
+Training settings come from the preset's sections: ``tokenizer_training`` (train_tokenizer),
+``pretraining`` (pretrain), ``finetuning`` (finetune and train_from_scratch). The tokenizer (and,
+for finetune, the backbone architecture) always come from the model loaded, so the pre-trained and
+the from-scratch arm share one frozen tokenizer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from jetfm.config import save_config
+from jetfm.errors import InputError
+from jetfm.io.tokens import codes_to_sequences
+from jetfm.jets import Jets
+from jetfm.models.backbone import generate
+from jetfm.train.config import OmniJetConfig, TrainConfig, load_omnijet_config
+from jetfm.train.export import OmniJetModel
+
+__all__ = ["train_tokenizer", "pretrain", "finetune", "train_from_scratch", "sample",
+           "sample_jets", "load_pretrained", "OmniJetModel"]
+
+
+def load_pretrained(folder: str) -> OmniJetModel:
+    """Load a model directory (or a run folder holding ``model/``) without unpickling."""
+    return OmniJetModel.from_pretrained(folder)
+
+
+def _start_run(out: str, cfg: OmniJetConfig, resume: bool) -> None:
+    if not resume and os.path.isdir(os.path.join(out, "checkpoints")):
+        shutil.rmtree(os.path.join(out, "checkpoints"))
+    os.makedirs(out, exist_ok=True)
+    save_config(cfg, out)
+
+
+def _features(data, jets: Jets | None, prep, max_jets: int | None, progress: bool):
+    from jetfm.train.data import jets_features, load_features
+
+    if jets is not None:
+        return jets_features(jets if max_jets is None else jets[:max_jets], prep)
+    return load_features(data, prep, max_jets, progress=progress)
+
+
+def _stage_info(prov: dict, split: dict, fit_info: dict, seed: int, preset: str,
+                overrides: Sequence[str], out: str, tc: TrainConfig, **extra) -> dict:
+    return {"data": prov, **split, **fit_info, "seed": seed, "preset": preset,
+            "overrides": list(overrides), "run_dir": os.path.abspath(out),
+            "training": dataclasses.asdict(tc), **extra}
+
+
+def train_tokenizer(data: Sequence[str], out: str, preset: str = "small",
+                    overrides: Sequence[str] = (), seed: int = 0, max_jets: int | None = None,
+                    resume: bool = True, jets: Jets | None = None, progress: bool = True) -> str:
+    """Train the VQ-VAE tokenizer on jets; returns the model directory (``out/model``)."""
+    from jetfm.train.data import FeatureDataset, make_loaders
+    from jetfm.train.modules import TokenizerModule, fit
+
+    cfg = load_omnijet_config(preset, overrides)
+    _start_run(out, cfg, resume)
+    prep = cfg.preprocessing.build()
+    feats, mask, prov = _features(data, jets, prep, max_jets, progress)
+    tc = cfg.tokenizer_training
+    train_dl, val_dl, split = make_loaders(FeatureDataset, (feats, mask), tc.val_fraction,
+                                           tc.batch_size, seed, tc.num_workers)
+    torch.manual_seed(seed)
+    module = TokenizerModule(cfg.tokenizer, prep, tc)
+    info = fit(module, train_dl, val_dl, out, seed, resume, progress=progress)
+    model = OmniJetModel(cfg, tokenizer=module.model, provenance={
+        "tokenizer": _stage_info(prov, split, info, seed, preset, overrides, out, tc)})
+    return model.save_pretrained(os.path.join(out, "model"))
+
+
+def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, tc: TrainConfig,
+                    data, out: str, preset: str, overrides: Sequence[str], seed: int,
+                    max_jets: int | None, jets: Jets | None, resume: bool, progress: bool,
+                    init_state: dict | None = None, freeze_backbone: bool = False,
+                    extra: dict | None = None) -> str:
+    from jetfm.train.data import SequenceDataset, make_loaders
+    from jetfm.train.modules import BackboneModule, fit
+
+    _start_run(out, cfg, resume)
+    tok = base.tokenizer
+    feats, mask, prov = _features(data, jets, base.preprocessing, max_jets, progress)
+    codes = tok.encode_arrays(feats, mask)
+    seqs = codes_to_sequences(codes, mask, base.codebook_size)
+    train_dl, val_dl, split = make_loaders(SequenceDataset, (seqs,), tc.val_fraction,
+                                           tc.batch_size, seed, tc.num_workers)
+    torch.manual_seed(seed)
+    module = BackboneModule(cfg.backbone, tc, freeze_backbone)
+    if init_state is not None:
+        module.model.load_state_dict(init_state)
+    info = fit(module, train_dl, val_dl, out, seed, resume, progress=progress)
+    prov_all = {k: v for k, v in base.provenance.items()}
+    prov_all[stage] = _stage_info(prov, split, info, seed, preset, overrides, out, tc,
+                                  freeze_backbone=freeze_backbone, **(extra or {}))
+    model = OmniJetModel(cfg, tokenizer=tok, backbone=module.model.eval(), provenance=prov_all)
+    return model.save_pretrained(os.path.join(out, "model"))
+
+
+def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],
+                       backbone_from_base: bool = False) -> OmniJetConfig:
+    cfg = load_omnijet_config(preset, overrides)
+    repl = {"tokenizer": base.config.tokenizer, "preprocessing": base.config.preprocessing}
+    if backbone_from_base:
+        repl["backbone"] = base.config.backbone
+    return dataclasses.replace(cfg, **repl).resolved()
+
+
+def pretrain(data: Sequence[str], out: str, tokenizer_dir: str, preset: str = "small",
+             overrides: Sequence[str] = (), seed: int = 0, max_jets: int | None = None,
+             resume: bool = True, jets: Jets | None = None, progress: bool = True) -> str:
+    """Train the backbone from scratch on jets tokenized by the (frozen) tokenizer in
+    ``tokenizer_dir``, with the ``pretraining`` settings; returns the model directory."""
+    base = load_pretrained(tokenizer_dir)
+    cfg = _with_tokenizer_of(base, preset, overrides)
+    return _train_backbone(base, cfg, "pretrain", cfg.pretraining, data, out, preset, overrides,
+                           seed, max_jets, jets, resume, progress,
+                           extra={"tokenizer_dir": os.path.abspath(tokenizer_dir)})
+
+
+def finetune(from_dir: str, data: Sequence[str], out: str, preset: str = "small",
+             overrides: Sequence[str] = (), seed: int = 0, freeze_backbone: bool = False,
+             max_jets: int | None = None, jets: Jets | None = None, resume: bool = True,
+             progress: bool = True) -> str:
+    """Fine-tune a pre-trained model: every weight of its backbone and head is loaded and every
+    layer trained (``freeze_backbone``: only the head), with the ``finetuning`` settings; the
+    tokenizer stays frozen. Returns the model directory."""
+    base = load_pretrained(from_dir)
+    if base.backbone is None:
+        raise InputError("model has no backbone to fine-tune (a tokenizer only?)", from_dir)
+    cfg = _with_tokenizer_of(base, preset, overrides, backbone_from_base=True)
+    return _train_backbone(base, cfg, "finetune", cfg.finetuning, data, out, preset, overrides,
+                           seed, max_jets, jets, resume, progress,
+                           init_state=base.backbone.state_dict(), freeze_backbone=freeze_backbone,
+                           extra={"from_dir": os.path.abspath(from_dir)})
+
+
+def train_from_scratch(tokenizer_dir: str, data: Sequence[str], out: str, preset: str = "small",
+                       overrides: Sequence[str] = (), seed: int = 0,
+                       max_jets: int | None = None, jets: Jets | None = None,
+                       resume: bool = True, progress: bool = True) -> str:
+    """The from-scratch arm of a fine-tuning comparison: a fresh backbone (preset sizes) trained
+    with the ``finetuning`` settings on the same frozen tokenizer (``tokenizer_dir`` may also
+    be a pre-trained model: only its tokenizer is used). Returns the model directory."""
+    base = load_pretrained(tokenizer_dir)
+    base = OmniJetModel(base.config, tokenizer=base.tokenizer,
+                        provenance={"tokenizer": base.provenance.get("tokenizer", {})})
+    cfg = _with_tokenizer_of(base, preset, overrides)
+    return _train_backbone(base, cfg, "scratch", cfg.finetuning, data, out, preset, overrides,
+                           seed, max_jets, jets, resume, progress,
+                           extra={"tokenizer_dir": os.path.abspath(tokenizer_dir)})
+
+
+# ------------------------------------------------------------------------------ sampling
+def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | None = None,
+                temperature: float | None = None, top_k: int | None = None,
+                progress: bool = True) -> Jets:
+    """Generate ``n`` jets: cached sampling of token sequences, decoding through the tokenizer,
+    jets with fewer than ``sampling.min_constituents`` constituents dropped (as the reference
+    does) and replaced by further draws, so exactly ``n`` jets come back.
+
+    Returns Jets with constituent columns pt, eta_rel, phi_rel, px, py, pz, E (GeV, radians; a
+    jet axis at eta = phi = 0) and jet fields pt, eta, phi, mass of the constituent sum.
+    Deterministic for a given (seed, batch_size).
+    """
+    if model.backbone is None:
+        raise InputError("model has no backbone: train one with `jetfm pretrain` first")
+    if n <= 0:
+        raise InputError(f"number of jets must be positive, got {n}")
+    sc = model.config.sampling
+    bs = batch_size or sc.batch_size
+    temp = sc.temperature if temperature is None else temperature
+    k = sc.top_k if top_k is None else top_k
+    got_c, got_m, have, rnd = [], [], 0, 0
+    while have < n:
+        want = n if rnd == 0 else max(64, math.ceil((n - have) * 1.2))
+        # later rounds draw from seeds of their own, so round 0 equals a plain generate(seed)
+        s = seed if rnd == 0 else int(np.random.default_rng((seed, rnd)).integers(2 ** 62))
+        codes, mask = generate(model.backbone, want, sc.max_new, temp, k, s, bs,
+                               progress=progress)
+        keep = (mask.sum(1) >= sc.min_constituents).numpy()
+        got_c.append(codes.numpy()[keep])
+        got_m.append(mask.numpy()[keep])
+        have += int(keep.sum())
+        rnd += 1
+        if rnd > 50:
+            raise InputError(f"the model generates too few jets with >= {sc.min_constituents} "
+                             "constituents")
+    codes, mask = np.concatenate(got_c)[:n], np.concatenate(got_m)[:n]
+    p = max(1, int(mask.sum(1).max()))
+    jets = model.tokenizer.decode(codes[:, :p], mask[:, :p])
+    from jetfm.physics.observables import jet_kinematics
+
+    kin = jet_kinematics(jets)
+    jets = jets.with_jet_fields(pt=kin["pt"], eta=kin["eta"], phi=kin["phi"], mass=kin["mass"])
+    jets.meta.update({"generator": "jetfm sample (OmniJet-alpha)", "seed": seed,
+                      "batch_size": bs, "temperature": temp, "top_k": -1 if k is None else k})
+    return jets
+
+
+def sample(model_dir: str, n: int, seed: int = 0, batch_size: int | None = None,
+           temperature: float | None = None, top_k: int | None = None,
+           progress: bool = True) -> Jets:
+    """Load ``model_dir`` and generate ``n`` jets (see :func:`sample_jets`)."""
+    model = load_pretrained(model_dir)
+    jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress)
+    jets.meta["model"] = os.path.abspath(model_dir)
+    return jets
+
+
+def describe(model_dir: str) -> dict:
+    """What a model is: config, parameter counts, provenance (for ``jetfm info``)."""
+    return load_pretrained(model_dir).describe()
+

@@ -1,0 +1,145 @@
+"""Sharing trained models: ``save_pretrained(dir)`` / ``from_pretrained(dir)``.
+
+A model directory holds
+
+- ``config.json``: ``{"format": "jetfm-omnijet", "version": 1, "config": <OmniJetConfig>,
+  "has_backbone": bool, "parameters": {...}, "provenance": {...}}`` where the config carries the
+  tokenizer and backbone sizes and the preprocessing constants, and the provenance lists the
+  data each stage saw (files, jet counts, seed, preset, overrides);
+- ``model.safetensors``: the weights, keys ``tokenizer.*`` and ``backbone.*``.
+
+Loading never unpickles: safetensors and JSON only. Files are written under ``.partial`` names
+and renamed, ``config.json`` last, so a directory with a config is complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from jetfm.config import to_dict
+from jetfm.errors import InputError
+from jetfm.models.backbone import JetGPT
+from jetfm.models.tokenizer import VQVAETokenizer
+from jetfm.physics.features import Preprocessing
+from jetfm.train.config import OmniJetConfig, config_from_dict
+
+FORMAT = "jetfm-omnijet"
+VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def n_parameters(module: torch.nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+class OmniJetModel:
+    """A tokenizer, optionally a backbone, their config and the provenance of their training.
+
+    Attributes: ``tokenizer`` (:class:`VQVAETokenizer`), ``backbone`` (:class:`JetGPT` or None),
+    ``preprocessing`` (:class:`Preprocessing`), ``config`` (:class:`OmniJetConfig`),
+    ``provenance`` (dict).
+    """
+
+    def __init__(self, config: OmniJetConfig, tokenizer: VQVAETokenizer | None = None,
+                 backbone: JetGPT | None = None, provenance: dict | None = None,
+                 with_backbone: bool = False):
+        self.config = config.resolved()
+        self.preprocessing: Preprocessing = self.config.preprocessing.build()
+        self.tokenizer = tokenizer or VQVAETokenizer(self.config.tokenizer, self.preprocessing)
+        self.backbone = backbone or (JetGPT(self.config.backbone) if with_backbone else None)
+        self.provenance = provenance or {}
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.tokenizer.quantizer.codebook_size
+
+    def describe(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "config": to_dict(self.config),
+                "has_backbone": self.backbone is not None,
+                "parameters": {"tokenizer": n_parameters(self.tokenizer),
+                               "backbone": n_parameters(self.backbone)},
+                "provenance": self.provenance}
+
+    def save_pretrained(self, folder: str) -> str:
+        """Write ``config.json`` + ``model.safetensors`` into ``folder``; returns the folder."""
+        from safetensors.torch import save_file
+
+        os.makedirs(folder, exist_ok=True)
+        tensors = {f"tokenizer.{k}": v.detach().cpu().contiguous()
+                   for k, v in self.tokenizer.state_dict().items()}
+        if self.backbone is not None:
+            tensors.update({f"backbone.{k}": v.detach().cpu().contiguous()
+                            for k, v in self.backbone.state_dict().items()})
+        wpath, cpath = os.path.join(folder, WEIGHTS), os.path.join(folder, CONFIG)
+        if os.path.exists(cpath):
+            os.remove(cpath)  # the directory is incomplete until the new config lands
+        save_file(tensors, wpath + ".partial", metadata={"format": FORMAT})
+        os.replace(wpath + ".partial", wpath)
+        with open(cpath + ".partial", "w") as fh:
+            json.dump(self.describe(), fh, indent=1)
+        os.replace(cpath + ".partial", cpath)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str, map_location: str = "cpu") -> "OmniJetModel":
+        """Load a directory written by :meth:`save_pretrained` (or a run folder holding one in
+        ``model/``)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = resolve_model_dir(folder)
+        cpath, wpath = os.path.join(folder, CONFIG), os.path.join(folder, WEIGHTS)
+        try:
+            with open(cpath) as fh:
+                meta = json.load(fh)
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"unreadable model config ({err.__class__.__name__})", cpath) from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise InputError(f"not a jetfm model config (format != '{FORMAT}')", cpath)
+        cfg = config_from_dict(meta["config"])
+        model = cls(cfg, provenance=meta.get("provenance", {}),
+                    with_backbone=bool(meta.get("has_backbone")))
+        if not os.path.exists(wpath):
+            raise InputError("no such file (model weights)", wpath)
+        try:
+            tensors = load_file(wpath, device=map_location)
+        except (SafetensorError, OSError) as err:
+            raise InputError(f"corrupted weights file ({err})", wpath) from err
+        parts = {"tokenizer": model.tokenizer, "backbone": model.backbone}
+        for name, mod in parts.items():
+            if mod is None:
+                continue
+            state = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            try:
+                mod.load_state_dict(state, strict=True)
+            except RuntimeError as err:
+                raise InputError(f"weights do not match the config for the {name}: "
+                                 f"{str(err).splitlines()[0]}", wpath) from err
+        model.tokenizer.eval()
+        if model.backbone is not None:
+            model.backbone.eval()
+        return model
+
+
+def resolve_model_dir(folder: str) -> str:
+    """A model directory, or a run folder with the model in ``model/``; InputError otherwise."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise InputError("no such model directory", folder)
+    if os.path.exists(os.path.join(folder, CONFIG)):
+        return folder
+    sub = os.path.join(folder, "model")
+    if os.path.exists(os.path.join(sub, CONFIG)):
+        return sub
+    raise InputError(f"not a model directory (no {CONFIG})", folder)
+
+
+def save_pretrained(model: OmniJetModel, folder: str) -> str:
+    return model.save_pretrained(folder)
+
+
+def from_pretrained(folder: str) -> OmniJetModel:
+    return OmniJetModel.from_pretrained(folder)

@@ -1,0 +1,147 @@
+"""Lightning modules for the tokenizer and the backbone, and the trainer that runs them
+(CSV and TensorBoard logs, AdamW, gradient clipping, early stopping on validation loss,
+checkpoints, resume from ``last.ckpt`` after a crash)."""
+from __future__ import annotations
+
+import glob
+import os
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from jetfm.models.backbone import BackboneConfig, JetGPT
+from jetfm.models.tokenizer import TokenizerConfig, VQVAETokenizer
+from jetfm.physics.features import Preprocessing
+from jetfm.train.config import TrainConfig
+
+
+def lr_factor(step: int, total: float, warmup: int, cooldown_fraction: float) -> float:
+    """Warm-up / constant / cool-down multiplier of the learning rate at optimiser ``step``."""
+    f = 1.0
+    if warmup > 0 and step < warmup:
+        f = (step + 1) / warmup
+    if cooldown_fraction > 0 and total != float("inf") and total > 0:
+        start = (1 - cooldown_fraction) * total
+        if step >= start:
+            f = min(f, max(0.0, (total - step) / max(total - start, 1)))
+    return f
+
+
+class _Module(L.LightningModule):
+    def __init__(self, tc: TrainConfig):
+        super().__init__()
+        self.tc = tc
+
+    def configure_optimizers(self):
+        tc = self.tc
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        if tc.schedule == "constant":
+            return opt
+        if tc.schedule != "warmup_cooldown":
+            raise ValueError(f"unknown schedule '{tc.schedule}' (constant, warmup_cooldown)")
+        total = float(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, total, tc.warmup_steps, tc.cooldown_fraction))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class TokenizerModule(_Module):
+    """Trains :class:`VQVAETokenizer`: loss = masked MSE + alpha * vq_loss."""
+
+    def __init__(self, cfg: TokenizerConfig, prep: Preprocessing, tc: TrainConfig):
+        super().__init__(tc)
+        self.model = VQVAETokenizer(cfg, prep)
+
+    def _step(self, batch, stage: str):
+        x, m = batch
+        _, _, loss, parts = self.model(x, m)
+        bs = len(x)
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
+        for k in ("rec_loss", "vq_loss", "perplexity", "usage"):
+            self.log(f"{stage}_{k}", parts[k], batch_size=bs, sync_dist=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+
+class BackboneModule(_Module):
+    """Trains :class:`JetGPT` on token sequences with the padding-free next-token loss.
+
+    ``freeze_backbone`` trains only the output head (embedding and blocks frozen)."""
+
+    def __init__(self, cfg: BackboneConfig, tc: TrainConfig, freeze_backbone: bool = False):
+        super().__init__(tc)
+        self.model = JetGPT(cfg)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            for name, p in self.model.named_parameters():
+                p.requires_grad_(name.startswith("head."))
+
+    def _step(self, batch, stage: str):
+        loss = self.model.loss(batch)
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(batch),
+                 sync_dist=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+
+def latest_checkpoint(ckpt_dir: str) -> str | None:
+    """The newest resumable checkpoint in ``ckpt_dir`` (``last.ckpt`` or the step checkpoint)."""
+    cands = [p for p in glob.glob(os.path.join(ckpt_dir, "*.ckpt"))
+             if os.path.basename(p).startswith(("last", "step"))]
+    return max(cands, key=os.path.getmtime) if cands else None
+
+
+def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
+        resume: bool = True, callbacks: list | None = None, progress: bool = True) -> dict:
+    """Train ``module`` with its TrainConfig; logs and checkpoints under ``run_dir``.
+
+    Resumes from the newest of ``checkpoints/last.ckpt`` / ``checkpoints/step.ckpt`` when
+    ``resume`` and one exists. Loads the best weights (lowest validation loss) into ``module``
+    at the end. Returns ``{"checkpoint", "best_val_loss", "epochs", "steps", "resumed_from"}``.
+    """
+    tc = module.tc
+    L.seed_everything(seed, workers=True, verbose=False)
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                           save_top_k=1, save_last=True, enable_version_counter=False)
+    cbs = [best]
+    if tc.ckpt_every_n_steps > 0:
+        # monitor None + save_top_k 1: one file, overwritten with the newest state
+        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step", save_top_k=1,
+                                   every_n_train_steps=tc.ckpt_every_n_steps,
+                                   enable_version_counter=False))
+    if tc.patience > 0:
+        cbs.append(EarlyStopping(monitor="val_loss", mode="min", patience=tc.patience))
+    cbs += callbacks or []
+    loggers = [CSVLogger(run_dir, name="logs", version=""),
+               TensorBoardLogger(run_dir, name="tensorboard", version="")]
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
+        devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
+        precision=tc.precision, gradient_clip_val=tc.grad_clip or None, callbacks=cbs,
+        logger=loggers, log_every_n_steps=tc.log_every_n_steps,
+        val_check_interval=tc.val_check_interval, enable_progress_bar=progress,
+        enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0)
+    ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+    path = best.best_model_path or best.last_model_path or latest_checkpoint(ckpt_dir)
+    if path and os.path.exists(path):
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    score = best.best_model_score
+    return {"checkpoint": path, "best_val_loss": None if score is None else float(score),
+            "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step),
+            "resumed_from": ckpt}
