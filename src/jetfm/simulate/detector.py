@@ -365,9 +365,10 @@ class PuppiParams:
 
     Charged candidates take weight 1 (primary vertex) or 0 (pile-up vertex, by vertex
     association). A neutral candidate i gets alpha_i = log sum_j (pT_j / dR_ij)^2 over charged
-    primary-vertex candidates j with r_min < dR_ij < r0; its weight is the chi2 (1 d.o.f.)
-    cumulative probability of (alpha_i - median)^2 / rms^2 when alpha_i > median, else 0, with the
-    median and RMS of alpha over the charged pile-up candidates of the event.
+    primary-vertex candidates j with r_min < dR_ij < r0 (0 without any); its weight is the chi2
+    (1 d.o.f.) cumulative probability of (alpha_i - median)^2 / rms^2 when alpha_i > median, else
+    0, with the median and RMS (about the median) of alpha over the charged pile-up candidates of
+    the event. Events with fewer than two charged pile-up candidates keep weight 1.
     """
     r0: float = 0.4
     r_min: float = 0.01
@@ -384,7 +385,8 @@ def _alpha(eta_i, phi_i, eta_j, phi_j, pt_j, r0, r_min):
     dr = np.hypot(deta, dphi)
     near = (dr > r_min) & (dr < r0)
     s = np.where(near, (pt_j[None, :] / np.maximum(dr, r_min)) ** 2, 0.0).sum(1)
-    return np.where(s > 0, np.log(np.maximum(s, 1e-300)), -np.inf)
+    # no neighbour: alpha = 0, as in CMS's implementation
+    return np.where(s > 0, np.log(np.maximum(s, 1e-300)), 0.0)
 
 
 def puppi_weights(cands: dict[str, np.ndarray], params: PuppiParams = PuppiParams()) -> np.ndarray:
@@ -412,17 +414,24 @@ def puppi_weights(cands: dict[str, np.ndarray], params: PuppiParams = PuppiParam
         if puc.sum() < 2:  # no pile-up to learn from: neutrals keep weight 1
             continue
         a_pu = _alpha(e_[puc], p_[puc], e_[pv], p_[pv], t_[pv], params.r0, params.r_min)
-        a_pu = a_pu[np.isfinite(a_pu)]
-        if len(a_pu) < 2:
-            continue
         med = np.median(a_pu)
-        low = a_pu[a_pu <= med]
-        rms = np.sqrt(np.mean((low - med) ** 2)) if len(low) > 1 else np.std(a_pu)
-        rms = max(rms, 1e-3)
+        rms = max(float(np.sqrt(np.mean((a_pu - med) ** 2))), 1e-3)
         a_n = _alpha(e_[neu], p_[neu], e_[pv], p_[pv], t_[pv], params.r0, params.r_min)
-        x = np.where(np.isfinite(a_n) & (a_n > med), (a_n - med) ** 2 / rms ** 2, 0.0)
+        x = np.where(a_n > med, (a_n - med) ** 2 / rms ** 2, 0.0)
         wn = chi2.cdf(x, 1)
         wn = np.where((wn < params.min_weight) | (wn * t_[neu] < params.min_weighted_pt), 0.0, wn)
         idx = np.flatnonzero(neu) + lo
         w[idx] = wn
     return w
+
+
+#: a perfect detector: every visible particle is measured exactly (tracks for all charged
+#: particles in the tracker, calorimeter cells without smearing or thresholds). Its only effects
+#: are cell merging and the bending of charged particles outside the tracker. For truth-level
+#: studies and for tests: it draws random numbers but its output does not depend on them.
+IDEAL = DetectorParams(
+    name="ideal", track_pt_min=0.0, track_max_vertex_r=1e12,
+    track_eff_barrel=(1.0, 1.0, 1.0), track_eff_endcap=(1.0, 1.0, 1.0), track_pt_res=(0.0, 0.0),
+    ip_err_spread=0.0, no_track_details_frac=0.0, electron_eff=1.0, muon_eff=1.0,
+    ecal_res=(0.0, 0.0, 0.0), hcal_res=(0.0, 0.0, 0.0), hf_res=(0.0, 0.0, 0.0),
+    photon_e_min=(0.0, 0.0), neutral_e_min=(0.0, 0.0), hf_e_min=0.0, neutral_significance=0.0)

@@ -186,7 +186,10 @@ class ChunkGenerator:
                 n_have += min(len(jets), want)
             jets_per_event = max(n_have / max(n_events, 1), 0.05)
         out = Jets.concat(parts)
-        return out.pad_to(max(out.n_constituents.max(), 1)) if spec.n_max == 0 else out
+        if spec.n_max == 0:
+            out = out.pad_to(max(int(out.n_constituents.max()), 1))
+        out.meta["events_generated"] = n_events
+        return out
 
     def _batch(self, n_events: int, rng: np.random.Generator, first_event: int, chunk: int):
         spec = self.spec
@@ -439,14 +442,18 @@ class _AOJSink:
     def __init__(self, out: str, attrs: dict, sizes: list[int]):
         from jetfm.io.aoj import AOJWriter
 
-        self.done = _prepare_aoj_resume(out, attrs, sizes)
+        self.done, self.events = _prepare_aoj_resume(out, attrs, sizes)
         self.writer = AOJWriter(out, attrs={**attrs, "resume_key": _resume_key(attrs),
-                                            "completed_chunks": self.done},
+                                            "completed_chunks": self.done,
+                                            "events_generated": sum(self.events),
+                                            "events_per_chunk": json.dumps(self.events)},
                                 resume=self.done > 0)
 
     def add(self, k: int, jets: Jets) -> None:
         self.writer.append(jets)
-        self.writer.set_attrs(completed_chunks=k + 1)
+        self.events.append(int(jets.meta.get("events_generated", 0)))
+        self.writer.set_attrs(completed_chunks=k + 1, events_generated=sum(self.events),
+                              events_per_chunk=json.dumps(self.events))
 
     def abort(self) -> None:
         self.writer.abort()
@@ -455,14 +462,15 @@ class _AOJSink:
         return self.writer.close()
 
 
-def _prepare_aoj_resume(out: str, attrs: dict, sizes: list[int]) -> int:
-    """Complete chunks in ``out.partial`` from an earlier run with the same arguments (rows of an
-    incomplete chunk are cut off); 0, and the file removed, if it does not match."""
+def _prepare_aoj_resume(out: str, attrs: dict, sizes: list[int]) -> tuple[int, list[int]]:
+    """(complete chunks, events generated for each) in ``out.partial`` from an earlier run with
+    the same arguments (rows of an incomplete chunk are cut off); (0, []), and the file removed,
+    if it does not match."""
     import h5py
 
     tmp = out + ".partial"
     if not os.path.exists(tmp):
-        return 0
+        return 0, []
     try:
         with h5py.File(tmp, "r+") as f:
             if f.attrs.get("resume_key") != _resume_key(attrs):
@@ -473,10 +481,10 @@ def _prepare_aoj_resume(out: str, attrs: dict, sizes: list[int]) -> int:
                 raise ValueError("fewer rows than complete chunks")
             for name in ("PFCands", "jet_kinematics", "jet_tagging", "event_info"):
                 f[name].resize(rows, axis=0)
-            return done
+            return done, json.loads(f.attrs.get("events_per_chunk", "[]"))[:done]
     except Exception:
         os.remove(tmp)
-        return 0
+        return 0, []
 
 
 class _JetClassSink:
