@@ -17,7 +17,7 @@ Exact signatures::
 ``data`` is a list of AOJ or JetClass files (globs and ``.txt`` file lists work too);
 ``jets`` (a :class:`jetfm.Jets`) replaces ``data`` when given (then ``data`` may be ``[]``).
 ``out`` is a run folder: ``config.yaml`` (resolved config), ``checkpoints/`` (``last.ckpt``,
-``best.ckpt``), ``logs/metrics.csv``, ``tensorboard/`` and ``model/``, the exported model whose
+``best.ckpt``), ``logs/version_N/metrics.csv``, ``tensorboard/`` and ``model/``, the exported model whose
 path every training function returns. A second call with the same ``out`` resumes from the last
 checkpoint (``resume=False`` starts afresh).
 
@@ -52,6 +52,13 @@ __all__ = ["train_tokenizer", "pretrain", "finetune", "train_from_scratch", "sam
 def load_pretrained(folder: str) -> OmniJetModel:
     """Load a model directory (or a run folder holding ``model/``) without unpickling."""
     return OmniJetModel.from_pretrained(folder)
+
+
+def _save_once(model: OmniJetModel, out: str, fit_info: dict) -> str:
+    """Export the model to ``out/model``; in a multi-process (DDP) run only global rank 0
+    writes, the other processes return the same path."""
+    folder = os.path.join(out, "model")
+    return model.save_pretrained(folder) if fit_info.get("global_rank", 0) == 0 else folder
 
 
 def _start_run(out: str, cfg: OmniJetConfig, resume: bool) -> None:
@@ -95,7 +102,7 @@ def train_tokenizer(data: Sequence[str], out: str, preset: str = "small",
     info = fit(module, train_dl, val_dl, out, seed, resume, progress=progress)
     model = OmniJetModel(cfg, tokenizer=module.model, provenance={
         "tokenizer": _stage_info(prov, split, info, seed, preset, overrides, out, tc)})
-    return model.save_pretrained(os.path.join(out, "model"))
+    return _save_once(model, out, info)
 
 
 def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, tc: TrainConfig,
@@ -122,7 +129,7 @@ def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, tc: Trai
     prov_all[stage] = _stage_info(prov, split, info, seed, preset, overrides, out, tc,
                                   freeze_backbone=freeze_backbone, **(extra or {}))
     model = OmniJetModel(cfg, tokenizer=tok, backbone=module.model.eval(), provenance=prov_all)
-    return model.save_pretrained(os.path.join(out, "model"))
+    return _save_once(model, out, info)
 
 
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],

@@ -97,6 +97,15 @@ class BackboneModule(_Module):
         return self._step(batch, "val")
 
 
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """``"auto"`` -> ``"bf16-mixed"`` where training runs on a CUDA GPU with bf16, else
+    ``"32-true"``; any other value is returned as is."""
+    if precision != "auto":
+        return precision
+    gpu = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
 def latest_checkpoint(ckpt_dir: str) -> str | None:
     """The newest resumable checkpoint in ``ckpt_dir`` (``last.ckpt`` or the step checkpoint)."""
     cands = [p for p in glob.glob(os.path.join(ckpt_dir, "*.ckpt"))
@@ -126,12 +135,13 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     if tc.patience > 0:
         cbs.append(EarlyStopping(monitor="val_loss", mode="min", patience=tc.patience))
     cbs += callbacks or []
-    loggers = [CSVLogger(run_dir, name="logs", version=""),
-               TensorBoardLogger(run_dir, name="tensorboard", version="")]
+    # a resumed run logs into a new version_N folder instead of overwriting the crashed one's
+    loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
         devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
-        precision=tc.precision, gradient_clip_val=tc.grad_clip or None, callbacks=cbs,
+        precision=resolve_precision(tc.precision, tc.accelerator),
+        accumulate_grad_batches=tc.accumulate_grad_batches, gradient_clip_val=tc.grad_clip or None, callbacks=cbs,
         logger=loggers, log_every_n_steps=tc.log_every_n_steps,
         val_check_interval=tc.val_check_interval, enable_progress_bar=progress,
         enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0)
@@ -144,4 +154,4 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     score = best.best_model_score
     return {"checkpoint": path, "best_val_loss": None if score is None else float(score),
             "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step),
-            "resumed_from": ckpt}
+            "resumed_from": ckpt, "global_rank": int(trainer.global_rank)}

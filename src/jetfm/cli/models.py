@@ -1,0 +1,205 @@
+"""OmniJet-alpha commands: ``tokenizer train|report``, ``tokenize``, ``pretrain``, ``finetune``,
+``sample``, ``info``. Thin: parse, call :mod:`jetfm.train.api`, print."""
+from __future__ import annotations
+
+import json
+import os
+
+
+def _training_args(p, data_help: str) -> None:
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE", help=data_help)
+    p.add_argument("-o", "--out", required=True, help="run folder (the model goes to OUT/model)")
+    p.add_argument("--preset", default="small", help="paper, small, quick, or a YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set pretraining.max_epochs=3")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-jets", type=int, default=None, help="use at most N jets")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start afresh instead of resuming from OUT/checkpoints/last.ckpt")
+
+
+def register(sub) -> None:
+    tok = sub.add_parser("tokenizer", help="train or evaluate the VQ-VAE tokenizer")
+    tsub = tok.add_subparsers(dest="tokenizer_command", metavar="ACTION",
+                              parser_class=type(tok))
+    p = tsub.add_parser("train", help="train the tokenizer on AOJ/JetClass files")
+    _training_args(p, "AOJ .h5 or JetClass .root/.parquet files (globs, .txt lists)")
+    p.set_defaults(func=cmd_tokenizer_train)
+    p = tsub.add_parser("report", help="codebook usage, perplexity and resolution of a tokenizer")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE")
+    p.add_argument("-o", "--out", required=True, help="output folder (report.json, PNG plots)")
+    p.add_argument("--max-jets", type=int, default=20_000)
+    p.set_defaults(func=cmd_tokenizer_report)
+    tok.set_defaults(func=lambda args: tok.print_help() or 0)
+
+    p = sub.add_parser("tokenize", help="jets -> token sequences (HDF5, jetfm-tokens format)")
+    p.add_argument("input", help="AOJ or JetClass file")
+    p.add_argument("-o", "--output", required=True, help="output .h5")
+    p.add_argument("--model", required=True, help="model directory with the tokenizer")
+    p.add_argument("--max-jets", type=int, default=None)
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("pretrain", help="train the generative backbone on tokenized jets")
+    _training_args(p, "AOJ/JetClass files to pre-train on")
+    p.add_argument("--tokenizer", required=True, help="model directory of a trained tokenizer")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune a pre-trained backbone (every layer)")
+    _training_args(p, "AOJ/JetClass files of the target jets")
+    p.add_argument("--from", dest="from_dir", required=True, help="pre-trained model directory")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="train only the output head; embedding and blocks stay frozen")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="ignore the backbone weights of --from (keep its tokenizer): the "
+                        "from-scratch baseline")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("sample", help="generate jets and write them in AOJ format")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("-n", type=int, required=True, help="number of jets")
+    p.add_argument("-o", "--output", required=True, help="output AOJ .h5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None, help="default 1 (plain multinomial)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("info", help="what a model is: sizes, parameters, training data")
+    p.add_argument("model", help="model directory (or run folder)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+
+
+def _check_positive(value, name: str) -> None:
+    from jetfm.errors import InputError
+
+    if value is not None and value <= 0:
+        raise InputError(f"{name} must be positive, got {value}")
+
+
+def cmd_tokenizer_train(args) -> int:
+    from jetfm.train.api import train_tokenizer
+
+    _check_positive(args.max_jets, "--max-jets")
+    d = train_tokenizer(args.data, args.out, args.preset, args.overrides, args.seed,
+                        args.max_jets, resume=not args.no_resume)
+    print(f"tokenizer -> {d}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from jetfm.train.api import pretrain
+
+    _check_positive(args.max_jets, "--max-jets")
+    d = pretrain(args.data, args.out, args.tokenizer, args.preset, args.overrides, args.seed,
+                 args.max_jets, resume=not args.no_resume)
+    print(f"pre-trained model -> {d}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from jetfm.errors import InputError
+    from jetfm.train.api import finetune, train_from_scratch
+
+    _check_positive(args.max_jets, "--max-jets")
+    if args.from_scratch:
+        if args.freeze_backbone:
+            raise InputError("--freeze-backbone and --from-scratch exclude each other")
+        d = train_from_scratch(args.from_dir, args.data, args.out, args.preset, args.overrides,
+                               args.seed, args.max_jets, resume=not args.no_resume)
+    else:
+        d = finetune(args.from_dir, args.data, args.out, args.preset, args.overrides, args.seed,
+                     args.freeze_backbone, args.max_jets, resume=not args.no_resume)
+    print(f"fine-tuned model -> {d}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import time
+
+    import numpy as np
+
+    from jetfm.errors import check_writable
+    from jetfm.io.aoj import write_aoj
+    from jetfm.train.api import sample
+
+    _check_positive(args.n, "-n")
+    _check_positive(args.batch_size, "--batch-size")
+    _check_positive(args.temperature, "--temperature")
+    _check_positive(args.top_k, "--top-k")
+    out = check_writable(args.output)
+    t0 = time.perf_counter()
+    jets = sample(args.model, args.n, args.seed, args.batch_size, args.temperature, args.top_k)
+    dt = time.perf_counter() - t0
+    attrs = {"generator": jets.meta["generator"], "model": jets.meta["model"],
+             "seed": args.seed, "batch_size": jets.meta["batch_size"],
+             "temperature": jets.meta["temperature"], "top_k": jets.meta["top_k"]}
+    # generated constituents carry no species: charge 0 and pdgId 0 ("unknown"); the track
+    # columns get the writer's neutral defaults (-1)
+    zeros = np.zeros(jets.mask.shape, np.float32)
+    write_aoj(out, jets.with_constituent_columns(charge=zeros, pdgId=zeros), attrs)
+    print(f"{len(jets)} jets in {dt:.1f} s ({len(jets) / dt:.0f} jets/s) -> {out}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from jetfm.train.api import describe
+
+    info = describe(args.model)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    cfg = info["config"]
+    q = cfg["tokenizer"]["quantizer"]
+    t, b = cfg["tokenizer"], cfg["backbone"]
+    print(f"{os.path.abspath(args.model)}: OmniJet-alpha ({info['format']} v{info['version']})")
+    print(f"  tokenizer   NormFormer VQ-VAE, width {t['width']}, {t['enc_blocks']}+"
+          f"{t['dec_blocks']} blocks, codebook {q['codebook_size']} x {q['dim']}: "
+          f"{info['parameters']['tokenizer']:,} parameters")
+    if info["has_backbone"]:
+        print(f"  backbone    GPT {'pre' if b['pre_ln'] else 'post'}-LN, dim {b['dim']}, "
+              f"{b['n_blocks']} blocks, {b['heads']} heads, vocabulary {b['vocab_size']}: "
+              f"{info['parameters']['backbone']:,} parameters")
+    else:
+        print("  backbone    none (tokenizer only)")
+    p = cfg["preprocessing"]
+    print(f"  inputs      ln(pT/GeV) - {p['pt_shift']}, {p['eta_scale']} eta_rel, "
+          f"{p['phi_scale']} phi_rel; |rel| < {p['max_rel']}; up to {p['n_max']} constituents")
+    for stage, s in info["provenance"].items():
+        files = ", ".join(os.path.basename(f["path"]) for f in s.get("data", {}).get("files", []))
+        files = files or ("jets given in memory" if s.get("data", {}).get("in_memory") else "?")
+        val = s.get("best_val_loss")
+        print(f"  {stage:<11} {s.get('n_train', '?')} train / {s.get('n_val', '?')} val jets "
+              f"from {files}; {s.get('epochs', '?')} epochs, {s.get('steps', '?')} steps, "
+              f"best val loss {'?' if val is None else f'{val:.4f}'}, seed {s.get('seed')}")
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    from jetfm.io import read_jets
+    from jetfm.io.tokens import codes_to_sequences, write_tokens
+    from jetfm.errors import check_writable
+    from jetfm.train.api import load_pretrained
+
+    _check_positive(args.max_jets, "--max-jets")
+    out = check_writable(args.output)
+    model = load_pretrained(args.model)
+    jets = read_jets(args.input, 0, args.max_jets)
+    codes, mask = model.tokenizer.encode(jets)
+    seqs = codes_to_sequences(codes, mask, model.codebook_size)
+    seqs = seqs[:, :int((seqs >= 0).sum(1).max())]
+    write_tokens(out, seqs, model.codebook_size,
+                 {"source": os.path.abspath(args.input), "model": os.path.abspath(args.model)})
+    print(f"{len(seqs)} jets, {int((seqs >= 0).sum())} tokens -> {out}")
+    return 0
+
+
+def cmd_tokenizer_report(args) -> int:
+    from jetfm.train.report import tokenizer_report
+
+    _check_positive(args.max_jets, "--max-jets")
+    res = tokenizer_report(args.model, args.data, args.out, args.max_jets)
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, indent=1))
+    print(f"report -> {args.out}")
+    return 0
