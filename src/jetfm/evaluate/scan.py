@@ -1,0 +1,368 @@
+"""The D-scan of the AOJ experiment (SCIENCE.md section 4): does pre-training help?
+
+For every target (e.g. top and QCD jets), training-set size D and seed:
+
+1. a fresh random subset of D jets is drawn from the target's training pool (seeded by
+   (scan seed, D, seed); both arms see the same subset);
+2. the pre-trained model is fine-tuned on it (arm ``pretrained``) and the same architecture is
+   trained from scratch on it (arm ``scratch``), both on the pre-trained model's frozen tokenizer;
+3. ``n_generated`` jets are sampled from each and compared with held-out target jets on every
+   observable of :data:`OBSERVABLES` (KL and W1), and with the
+   JetNet set (W1M, W1P, W1EFP, FPD, KPD).
+
+The reference jets are a fixed held-out part of the target file, never trained on. They are
+compared in two forms: ``raw`` (the OmniJet-alpha preprocessing and its exact inverse: the jet
+frame with the axis at eta = phi = 0, the |eta_rel|, |phi_rel| < 0.8 cut and at most n_max
+constituents, which is exactly what the generator can produce; the jet eta and phi observables are
+then the small offsets of the constituent axis) and ``tokenized`` (also passed through the
+tokenizer and back), so the metric can judge the generator rather than the tokenizer.
+
+Layout of the output folder::
+
+    config.yaml                       the resolved scan configuration
+    reference/<target>.npz            observables of the held-out jets, raw_* and tokenized_*
+    cells/<target>/D<D>_seed<s>_<arm>.json   one result file per (D, seed, arm): written last,
+    cells/<target>/D<D>_seed<s>_<arm>.npz    so a finished cell is skipped on a rerun
+    models/<target>/D<D>_seed<s>_<arm>/      training run (resumes from its checkpoint)
+    results.json, results.csv         all rows, seed summaries and power-law fits
+
+Result rows are "long": ``target, arm, reference, observable, metric, D, seed, value, error``
+(metric ``kl`` or ``w1`` per observable; observable ``jet`` with metrics ``w1m, w1p, w1efp, fpd,
+kpd`` for the JetNet set, reference ``raw``).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from jetfm.errors import InputError
+from jetfm.jets import Jets
+
+ARMS = ("pretrained", "scratch")
+REFERENCES = ("raw", "tokenized")
+#: the observables of SCIENCE.md section 4, in the order they are reported
+OBSERVABLES = ("pt", "eta", "phi", "mass", "n_constituents", "tau21", "tau32", "d2")
+JETNET_METRICS = ("w1m", "w1p", "w1efp", "fpd", "kpd")
+ROW_FIELDS = ("target", "arm", "reference", "observable", "metric", "D", "seed", "value", "error")
+
+
+@dataclass
+class ScanConfig:
+    """Settings of a D-scan (see the module docstring)."""
+    sizes: list[int] = field(default_factory=lambda: [100, 1000, 10_000])
+    seeds: int = 5
+    #: held-out target jets used as the reference
+    n_reference: int = 5000
+    #: jets sampled from every trained model
+    n_generated: int = 5000
+    #: training preset (its ``finetuning`` section trains both arms) and dotted overrides
+    preset: str = "small"
+    overrides: list[str] = field(default_factory=list)
+    #: at least this many optimiser steps per training (raises the epoch count at small D; early
+    #: stopping on the validation loss still applies); 0: the preset's epochs
+    min_steps: int = 0
+    #: the seed of the scan: held-out split, subsets, training and sampling seeds derive from it
+    seed: int = 0
+    #: W1 by the JetNet convention: samples per batch and batches
+    w1_samples: int = 50_000
+    w1_batches: int = 5
+    #: compute the JetNet set (W1M, W1P, W1EFP, FPD, KPD) too
+    jetnet: bool = True
+    kpd_batch: int = 5000
+    #: keep the trained models of every cell (they are deleted after evaluation otherwise)
+    keep_models: bool = False
+
+
+def _cell_name(d: int, seed: int, arm: str) -> str:
+    return f"D{d}_seed{seed}_{arm}"
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed from integers (stable across runs and platforms)."""
+    return int(np.random.default_rng([int(p) for p in parts]).integers(2 ** 31 - 1))
+
+
+def split_target(n_jets: int, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reference indices, training-pool indices) of a target file of ``n_jets`` jets, by a
+    seeded permutation; the two never overlap."""
+    perm = np.random.default_rng([seed, 7919]).permutation(n_jets)
+    return np.sort(perm[:n_reference]), perm[n_reference:]
+
+
+def draw_subset(pool: np.ndarray, d: int, scan_seed: int, seed: int) -> np.ndarray:
+    """The D training jets of one (D, seed) cell: a seeded draw without replacement from the
+    pool, the same for both arms."""
+    rng = np.random.default_rng([scan_seed, d, seed, 104729])
+    return np.sort(rng.choice(pool, size=d, replace=False))
+
+
+def experiment_observables(jets: Jets) -> dict[str, np.ndarray]:
+    """The observables of :data:`OBSERVABLES` from the constituents' (px, py, pz, E):
+    ``{name: (N,) float64}`` (GeV, radians). Needs no species columns, so generated jets work.
+
+    tau21, tau32 (beta = 1, R0 = 0.8, exclusive-kT axes) and D2 (beta = 1) come from
+    :mod:`jetfm.physics.observables` where it provides them.
+    """
+    from jetfm.physics import observables as po
+
+    out = dict(po.jet_kinematics(jets))
+    if hasattr(po, "nsubjettiness") and hasattr(po, "tau_ratios"):
+        out["tau21"], out["tau32"] = po.tau_ratios(po.nsubjettiness(jets, n_max=3))
+    if hasattr(po, "d2"):
+        out["d2"] = po.d2(jets)
+    return {k: np.asarray(out[k], np.float64) for k in OBSERVABLES if k in out}
+
+
+def frame_observables(jets: Jets, prep) -> dict[str, np.ndarray]:
+    """Observables of jets seen in the generator's frame: preprocessing and its exact inverse."""
+    feats, mask = prep.forward(jets)
+    return experiment_observables(prep.inverse(feats, mask))
+
+
+def reference_sets(ref_jets: Jets, model) -> dict[str, tuple[Jets, dict[str, np.ndarray]]]:
+    """The held-out jets in the generator's frame (``raw``) and through the tokenizer and back
+    (``tokenized``): ``{name: (Jets, observables)}``."""
+    prep = model.preprocessing
+    feats, mask = prep.forward(ref_jets)
+    raw = prep.inverse(feats, mask)
+    tok = model.tokenizer
+    codes = tok.encode_arrays(feats, mask)
+    decoded = prep.inverse(tok.decode_arrays(codes, mask), mask)
+    return {"raw": (raw, experiment_observables(raw)),
+            "tokenized": (decoded, experiment_observables(decoded))}
+
+
+def evaluate_cell(generated: Jets, refs: dict, cfg: ScanConfig, seed: int
+                  ) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Rows (without target/arm/D/seed) comparing generated jets with each reference, and the
+    generated observables."""
+    from jetfm.evaluate.metrics import jetnet_metrics, observable_distances
+
+    gen = experiment_observables(generated)
+    rows = []
+    for ref_name, (ref_jets, ref_obs) in refs.items():
+        dist = observable_distances(ref_obs, gen, seed=seed, num_samples=cfg.w1_samples,
+                                    num_batches=cfg.w1_batches)
+        for obs, d in dist.items():
+            rows.append(dict(reference=ref_name, observable=obs, metric="kl", value=d["kl"],
+                             error=0.0))
+            rows.append(dict(reference=ref_name, observable=obs, metric="w1", value=d["w1"],
+                             error=d["w1_std"]))
+        if cfg.jetnet and ref_name == "raw":
+            jn = jetnet_metrics(ref_jets, generated, seed=seed, num_samples=cfg.w1_samples,
+                                num_batches=cfg.w1_batches,
+                                kpd_kw={"batch_size": cfg.kpd_batch})
+            for m in JETNET_METRICS:
+                rows.append(dict(reference=ref_name, observable="jet", metric=m, value=jn[m],
+                                 error=jn[m + "_err"]))
+    return rows, gen
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".partial"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path + ".partial.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _parse_targets(targets) -> dict[str, str]:
+    """``{name: file}`` from a mapping, or from ``name=FILE`` / ``FILE`` strings."""
+    if isinstance(targets, dict):
+        return {str(k): str(v) for k, v in targets.items()}
+    if isinstance(targets, (str, os.PathLike)):
+        targets = [targets]
+    out: dict[str, str] = {}
+    for t in targets:
+        t = str(t)
+        name, path = t.split("=", 1) if "=" in t and not os.path.exists(t) else (None, t)
+        name = name or os.path.splitext(os.path.basename(path))[0]
+        if name in out:
+            raise InputError(f"target name '{name}' given twice")
+        out[name] = path
+    return out
+
+
+def _check_sizes(cfg: ScanConfig) -> None:
+    if not cfg.sizes or any(int(d) < 2 for d in cfg.sizes):
+        raise InputError(f"sizes must be integers >= 2, got {cfg.sizes}")
+    if cfg.seeds < 1:
+        raise InputError(f"seeds must be >= 1, got {cfg.seeds}")
+    if cfg.n_reference < 10 or cfg.n_generated < 10:
+        raise InputError("n_reference and n_generated must be >= 10")
+
+
+def _epochs_override(cfg: ScanConfig, d: int) -> list[str]:
+    """Raise finetuning.max_epochs so that a small D still gets ``min_steps`` steps."""
+    if cfg.min_steps <= 0:
+        return []
+    from jetfm.train.config import load_omnijet_config
+
+    tc = load_omnijet_config(cfg.preset, cfg.overrides).finetuning
+    n_train = max(1, int(round(d * (1 - tc.val_fraction))))
+    steps_per_epoch = max(1, math.ceil(n_train / tc.batch_size))
+    epochs = max(tc.max_epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+    return [f"finetuning.max_epochs={epochs}"]
+
+
+def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
+             progress: bool = True, log=print) -> str:
+    """Run (or resume) the D-scan; returns the path of ``results.json``.
+
+    ``pretrained``: a pre-trained model directory (:func:`jetfm.train.api.load_pretrained`).
+    ``targets``: ``{name: file}`` or a list of ``name=FILE`` / ``FILE`` (AOJ or JetClass files).
+    Cells whose result file exists are skipped, so an interrupted scan continues where it
+    stopped; a cell interrupted during training resumes from its last checkpoint.
+    """
+    from tqdm.auto import tqdm
+
+    from jetfm.config import save_config
+    from jetfm.errors import require_file
+    from jetfm.io import count_jets, read_jets
+    from jetfm.train import api
+
+    cfg = cfg or ScanConfig()
+    _check_sizes(cfg)
+    tmap = _parse_targets(targets)
+    if not tmap:
+        raise InputError("no target file given")
+    for path in tmap.values():
+        require_file(path)
+    model = api.load_pretrained(pretrained)
+    if model.backbone is None:
+        raise InputError("model has no backbone: pass a pre-trained model, not a tokenizer",
+                         pretrained)
+    os.makedirs(out, exist_ok=True)
+    save_config(dataclasses.replace(cfg), out)
+    sizes = sorted({int(d) for d in cfg.sizes})
+    all_rows: list[dict] = []
+    timing: dict[str, float] = {}
+    cells = [(t, d, s, arm) for t in tmap for d in sizes for s in range(cfg.seeds) for arm in ARMS]
+    bar = tqdm(total=len(cells), desc="scan cells", disable=not progress, unit="cell")
+    for ti, (target, path) in enumerate(tmap.items()):
+        n = count_jets(path)
+        need = cfg.n_reference + max(sizes)
+        if n < need:
+            raise InputError(f"target has {n} jets; the scan needs n_reference {cfg.n_reference}"
+                             f" + the largest D {max(sizes)} = {need}", path)
+        all_jets = read_jets(path)
+        ref_idx, pool = split_target(len(all_jets), cfg.n_reference, cfg.seed)
+        refs = reference_sets(all_jets[ref_idx], model)
+        os.makedirs(os.path.join(out, "reference"), exist_ok=True)
+        ref_file = os.path.join(out, "reference", f"{target}.npz")
+        if not os.path.exists(ref_file):
+            _write_npz(ref_file, {f"{r}_{k}": v for r, (_, obs) in refs.items()
+                                  for k, v in obs.items()})
+        cell_dir = os.path.join(out, "cells", target)
+        os.makedirs(cell_dir, exist_ok=True)
+        for d in sizes:
+            for s in range(cfg.seeds):
+                subset = None
+                for ai, arm in enumerate(ARMS):
+                    name = _cell_name(d, s, arm)
+                    res_file = os.path.join(cell_dir, name + ".json")
+                    if os.path.exists(res_file):
+                        with open(res_file) as fh:
+                            all_rows += json.load(fh)["rows"]
+                        bar.update(1)
+                        continue
+                    if subset is None:
+                        subset = all_jets[draw_subset(pool, d, cfg.seed, s)]
+                    bar.set_postfix_str(f"{target} D={d} seed={s} {arm}")
+                    run_dir = os.path.join(out, "models", target, name)
+                    train_seed = derive_seed(cfg.seed, d, s)  # same init noise for both arms
+                    over = list(cfg.overrides) + _epochs_override(cfg, d)
+                    t0 = time.perf_counter()
+                    if arm == "pretrained":
+                        mdir = api.finetune(pretrained, [], run_dir, preset=cfg.preset,
+                                            overrides=over, seed=train_seed, jets=subset,
+                                            progress=False)
+                    else:
+                        mdir = api.train_from_scratch(pretrained, [], run_dir, preset=cfg.preset,
+                                                      overrides=over, seed=train_seed,
+                                                      jets=subset, progress=False)
+                    t1 = time.perf_counter()
+                    gen = api.sample(mdir, cfg.n_generated,
+                                     seed=derive_seed(cfg.seed, d, s, ai + 1), progress=False)
+                    t2 = time.perf_counter()
+                    rows, gen_obs = evaluate_cell(gen, refs, cfg, derive_seed(cfg.seed, d, s, 99))
+                    t3 = time.perf_counter()
+                    for r in rows:
+                        r.update(target=target, arm=arm, D=d, seed=s)
+                    rows = [{k: r[k] for k in ROW_FIELDS} for r in rows]
+                    _write_npz(os.path.join(cell_dir, name + ".npz"), gen_obs)
+                    _write_json(res_file, {"rows": rows, "model": os.path.abspath(mdir),
+                                           "seconds": {"train": t1 - t0, "sample": t2 - t1,
+                                                       "evaluate": t3 - t2}})
+                    if not cfg.keep_models:
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                    all_rows += rows
+                    for k, v in (("train", t1 - t0), ("sample", t2 - t1), ("evaluate", t3 - t2)):
+                        timing[k] = timing.get(k, 0.0) + v
+                    bar.update(1)
+    bar.close()
+    return write_results(out, all_rows, cfg, tmap, pretrained, timing)
+
+
+def write_results(out: str, rows: list[dict], cfg: ScanConfig, targets: dict[str, str],
+                  pretrained: str, timing: dict | None = None) -> str:
+    """results.csv (the long rows) and results.json (config, rows, seed summaries, fits)."""
+    from jetfm.evaluate.fits import aggregate, fit_results
+
+    tmp = os.path.join(out, "results.csv.partial")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, os.path.join(out, "results.csv"))
+    path = os.path.join(out, "results.json")
+    _write_json(path, {"config": dataclasses.asdict(cfg), "targets": targets,
+                       "pretrained": os.path.abspath(pretrained),
+                       "seconds_this_run": timing or {}, "rows": rows,
+                       "summary": aggregate(rows), "fits": fit_results(rows)})
+    return path
+
+
+def load_results(path: str) -> dict:
+    """Read a ``results.json`` (or the folder holding it)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    if not os.path.exists(path):
+        raise InputError("no results.json (run `jetfm scan` first)", path)
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise InputError(f"not a valid results.json ({err.msg})", path) from err
+    if not isinstance(data, dict) or "rows" not in data:
+        raise InputError("not a scan results.json (no 'rows')", path)
+    return data
+
+
+def parse_sizes(text: str | Sequence[int]) -> list[int]:
+    """'100,1000,1e4' -> [100, 1000, 10000]."""
+    if not isinstance(text, str):
+        return [int(x) for x in text]
+    try:
+        return [int(float(x)) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"sizes must be comma-separated integers, got '{text}'") from None
+
+
+__all__ = ["ScanConfig", "run_scan", "write_results", "load_results", "split_target",
+           "draw_subset", "reference_sets", "experiment_observables", "evaluate_cell", "frame_observables", "parse_sizes",
+           "ARMS", "REFERENCES", "OBSERVABLES", "JETNET_METRICS", "ROW_FIELDS"]
