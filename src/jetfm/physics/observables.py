@@ -105,6 +105,25 @@ def _dr2(rap1, phi1, rap2, phi2):
     return dphi
 
 
+def _dr2_flat(rap1, phi1, rap2, phi2):
+    """dy^2 + dphi^2 for azimuths already measured from a common reference, all within pi/2
+    of it (so no difference exceeds pi and no folding is needed)."""
+    dphi = phi1 - phi2
+    drap = rap1 - rap2
+    drap *= drap
+    dphi *= dphi
+    dphi += drap
+    return dphi
+
+
+def _phi_from(phi: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Azimuth ``phi`` measured from ``ref``, wrapped to (-pi, pi]."""
+    d = phi - ref
+    d[d > np.pi] -= TWO_PI
+    d[d <= -np.pi] += TWO_PI
+    return d
+
+
 def _mass(p: np.ndarray) -> np.ndarray:
     """Mass of (..., 4) four-vectors, 0 where m^2 < 0 (rounding of massless sums)."""
     m2 = p[..., 3] ** 2 - p[..., 0] ** 2 - p[..., 1] ** 2 - p[..., 2] ** 2
@@ -113,7 +132,12 @@ def _mass(p: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- chunks
 class _Chunk:
-    """Jets of similar multiplicity as dense float64 arrays, constituents first, P = max n."""
+    """Jets of similar multiplicity as dense float64 arrays, constituents first, P = max n.
+
+    Azimuths are stored relative to each jet's axis (``ref``, the azimuth of the constituent
+    sum), so distances need no 2 pi folding when every constituent lies within pi/2 of it
+    (``flat``, true for any jet of radius < 1.5); otherwise the folded distance is used.
+    """
 
     def __init__(self, p4: np.ndarray, n: np.ndarray):
         self.p4 = p4                      # (L, P, 4) px, py, pz, E; zero on padding
@@ -122,19 +146,25 @@ class _Chunk:
         self.pt = np.hypot(p4[..., 0], p4[..., 1])
         rap, phi = rap_phi(p4[..., 0], p4[..., 1], p4[..., 2], p4[..., 3])
         self.rap = np.where(self.mask, rap, _FAR)
-        self.phi = np.where(self.mask, phi, 0.0)
+        self.ref = np.arctan2(p4[..., 1].sum(1), p4[..., 0].sum(1))[:, None]
+        self.phi = np.where(self.mask, _phi_from(phi, self.ref), 0.0)
+        self.flat = bool((np.abs(self.phi) <= 0.5 * np.pi).all())
+        self.dr2 = _dr2_flat if self.flat else _dr2
 
 
 #: constituent slots per chunk: big enough to amortise NumPy's per-call cost, small enough that
 #: a chunk holds jets of similar multiplicity (little padding) and stays in cache
-CHUNK_SLOTS = 60_000
+CHUNK_SLOTS = 10_000
 #: entries of an (L, P, P) pairwise array built at once
 MATRIX_BUDGET = 2_000_000
+#: compact the slots once the objects left fill at most this fraction of them
+COMPACT = 0.6
 
 
-def _chunks(jets: Jets, max_elements: int = CHUNK_SLOTS):
+def _chunks(jets: Jets, max_elements: int | None = None):
     """Yield (indices into jets, _Chunk): jets sorted by constituent count, most first, in
-    chunks of at most ``max_elements`` constituent slots."""
+    chunks of at most ``max_elements`` (default :data:`CHUNK_SLOTS`) constituent slots."""
+    max_elements = max_elements or CHUNK_SLOTS
     n = jets.n_constituents
     order = np.argsort(-n, kind="stable")
     cols = [jets.constituent_names.index(k) for k in ("px", "py", "pz", "E")]
@@ -183,6 +213,8 @@ def _cluster(ch: _Chunk, algorithms: tuple[str, ...]) -> _History:
     n = np.repeat(ch.n, k)
     p4 = np.repeat(ch.p4, k, axis=0)
     rap, phi = np.repeat(ch.rap, k, axis=0), np.repeat(ch.phi, k, axis=0)
+    ref = np.repeat(ch.ref[:, 0], k)
+    dist = ch.dr2
     active = np.repeat(ch.mask, k, axis=0)
     is_kt = np.tile(np.array([a == "kt" for a in algorithms]), len(ch.n))
     R, P = active.shape
@@ -191,7 +223,7 @@ def _cluster(ch: _Chunk, algorithms: tuple[str, ...]) -> _History:
     nn = np.zeros((R, P), np.int64)
     nn_d = np.full((R, P), np.inf)
     for a, b, q in _blocks(n):
-        d = _dr2(rap[a:b, :q, None], phi[a:b, :q, None], rap[a:b, None, :q], phi[a:b, None, :q])
+        d = dist(rap[a:b, :q, None], phi[a:b, :q, None], rap[a:b, None, :q], phi[a:b, None, :q])
         d[:, np.arange(q), np.arange(q)] = np.inf
         nn[a:b, :q] = d.argmin(axis=2)
         nn_d[a:b, :q] = np.take_along_axis(d, nn[a:b, :q, None], axis=2)[..., 0]
@@ -207,11 +239,35 @@ def _cluster(ch: _Chunk, algorithms: tuple[str, ...]) -> _History:
     base = np.arange(R) * P
     p4f, rapf, phif, wf = p4.reshape(-1, 4), rap.reshape(-1), phi.reshape(-1), w.reshape(-1)
     nnf, nndf, nodef, actf = nn.reshape(-1), nn_d.reshape(-1), node.reshape(-1), active.reshape(-1)
+    stale = np.zeros((R, P), bool)
+    stf = stale.reshape(-1)
+
+    def refresh(fs: np.ndarray) -> None:
+        """Exact nearest neighbours of the objects at flat slots ``fs``."""
+        rl = fs // P
+        rr = dist(rapf[fs][:, None], phif[fs][:, None], rap[rl], phi[rl])
+        rrf = rr.reshape(-1)
+        m = np.arange(len(fs)) * P
+        rrf[m + (fs - rl * P)] = np.inf
+        bb = rr.argmin(axis=1)
+        nnf[fs] = bb
+        nndf[fs] = rrf[m + bb]
+        stf[fs] = False
+
     for s in range(n_steps):
         lv = int(n_live[s])
         bl = base[:lv]
+        # nn_d of a stale object is a lower bound of its true NN distance: the minimum is
+        # exact once the object holding it is fresh
         i = (w[:lv] * nn_d[:lv]).argmin(axis=1)
         fi = bl + i
+        sub = np.flatnonzero(stf[fi])
+        while len(sub):
+            refresh(fi[sub])
+            ii = (w[sub] * nn_d[sub]).argmin(axis=1)
+            i[sub] = ii
+            fi[sub] = base[sub] + ii
+            sub = sub[stf[fi[sub]]]
         j = nnf[fi]
         fj = bl + j
         pi, pj = p4f[fi], p4f[fj]
@@ -224,51 +280,44 @@ def _cluster(ch: _Chunk, algorithms: tuple[str, ...]) -> _History:
         px, py = new[:, 0], new[:, 1]
         kt2 = px * px + py * py
         r_new, f_new = rap_phi(px, py, new[:, 2], new[:, 3], kt2)
+        f_new = _phi_from(f_new, ref[:lv])
         rapf[fi], phif[fi] = r_new, f_new
         rapf[fj] = _FAR  # far from everything: never a neighbour again
         wf[fi] = np.where(is_kt[:lv], kt2, 1.0)
         wf[fj] = np.inf
         nndf[fj] = np.inf
         # distances of every slot to the merged object
-        row = _dr2(r_new[:, None], f_new[:, None], rap[:lv], phi[:lv])
+        row = dist(r_new[:, None], f_new[:, None], rap[:lv], phi[:lv])
         rowf = row.reshape(-1)
         rowf[fi] = np.inf
         best = row.argmin(axis=1)
-        # objects whose neighbour was i or j must search again; others may now prefer i
-        nn_l, nnd_l = nn[:lv], nn_d[:lv]
-        lost = nn_l == i[:, None]
-        lost |= nn_l == j[:, None]
-        lost &= active[:lv]
-        lost.reshape(-1)[fi] = False
+        # objects whose neighbour was i or j become stale (their old distance stays a lower
+        # bound); any object now closer to i than its bound has i as exact neighbour
+        nn_l, nnd_l, st_l = nn[:lv], nn_d[:lv], stale[:lv]
+        st_l |= nn_l == i[:, None]
+        st_l |= nn_l == j[:, None]
         closer = row < nnd_l
         np.copyto(nnd_l, row, where=closer)
         np.copyto(nn_l, i[:, None], where=closer)
+        st_l &= ~closer
         nnf[fi] = best
         nndf[fi] = rowf[bl + best]
-        fl = np.flatnonzero(lost)
-        if len(fl):
-            rl = fl // P
-            rr = _dr2(rapf[fl][:, None], phif[fl][:, None], rap[rl], phi[rl])
-            rrf = rr.reshape(-1)
-            m = np.arange(len(fl)) * P
-            rrf[m + (fl - rl * P)] = np.inf
-            bb = rr.argmin(axis=1)
-            nnf[fl] = bb
-            nndf[fl] = rrf[m + bb]
+        stf[fi] = False
         # fewer objects left than slots: move them to the front and drop the empty slots
         left = int(n[0]) - s - 1
-        if 2 <= left <= 0.6 * P and P > 8:
+        if 2 <= left <= COMPACT * P and P > 8:
             order = np.argsort(~active, axis=1, kind="stable")[:, :left]
             newpos = np.cumsum(active, axis=1) - 1
             take = lambda x: np.take_along_axis(x, order, axis=1)  # noqa: E731
             p4 = np.take_along_axis(p4, order[..., None], axis=1)
-            rap, phi, w, nn_d, node, active = map(take, (rap, phi, w, nn_d, node, active))
+            rap, phi, w, nn_d, node, active, stale = map(
+                take, (rap, phi, w, nn_d, node, active, stale))
             nn = np.clip(np.take_along_axis(newpos, take(nn), axis=1), 0, left - 1)
             P = left
             base = np.arange(R) * P
             p4f, rapf, phif, wf = p4.reshape(-1, 4), rap.reshape(-1), phi.reshape(-1), w.reshape(-1)
             nnf, nndf = nn.reshape(-1), nn_d.reshape(-1)
-            nodef, actf = node.reshape(-1), active.reshape(-1)
+            nodef, actf, stf = node.reshape(-1), active.reshape(-1), stale.reshape(-1)
     return hist
 
 
@@ -300,7 +349,8 @@ def _nsub_from_history(ch: _Chunk, hist: _History, n_max: int, beta: float, R: f
         valid = ids > -2
         ra, fa = rap_phi(axes[..., 0], axes[..., 1], axes[..., 2], axes[..., 3])
         ra = np.where(valid, ra, _FAR)
-        dmin = _dr2(ch.rap[:, :, None], ch.phi[:, :, None], ra[:, None, :], fa[:, None, :]).min(2)
+        fa = _phi_from(fa, ch.ref)
+        dmin = ch.dr2(ch.rap[:, :, None], ch.phi[:, :, None], ra[:, None, :], fa[:, None, :]).min(2)
         dist = np.sqrt(dmin) if beta == 1.0 else dmin ** (0.5 * beta)
         num = np.where(ch.mask, ch.pt * dist, 0.0).sum(1)
         t = np.divide(num, norm, out=np.zeros(L), where=norm > 0)
@@ -348,7 +398,7 @@ def _d2_chunk(ch: _Chunk, beta: float) -> np.ndarray:
     out = np.zeros(len(ch.n))
     for a, b, q in _blocks(ch.n):
         rap, phi, pt = ch.rap[a:b, :q], ch.phi[a:b, :q], ch.pt[a:b, :q]
-        d2 = _dr2(rap[:, :, None], phi[:, :, None], rap[:, None, :], phi[:, None, :])
+        d2 = ch.dr2(rap[:, :, None], phi[:, :, None], rap[:, None, :], phi[:, None, :])
         ang = np.sqrt(d2, out=d2) if beta == 1.0 else d2 ** (0.5 * beta)
         ang[:, np.arange(q), np.arange(q)] = 0.0
         sq = np.sqrt(pt)  # zero on padding, which removes padding from every sum
