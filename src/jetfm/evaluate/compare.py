@@ -38,7 +38,7 @@ def compare_quantities(jets: Jets, fmt: str) -> dict[str, np.ndarray]:
     """Flat arrays of every quantity in :data:`QUANTITIES` (constituent ones over all real
     constituents; track ones over charged constituents with track parameters)."""
     from jetfm.physics.features import constituent_kinematics, relative_to_jet
-    from jetfm.physics.observables import compute_observables
+    from jetfm.physics.observables import jet_kinematics, nsubjettiness
 
     m = jets.mask
     pt, _, _ = constituent_kinematics(jets)
@@ -52,17 +52,12 @@ def compare_quantities(jets: Jets, fmt: str) -> dict[str, np.ndarray]:
     ok0, okz = d0e > 0, dze > 0
     out["d0_significance"] = d0[ok0] / d0e[ok0]
     out["dz_significance"] = dz[okz] / dze[okz]
-    obs = compute_observables(jets)
-    out["jet_mass"] = np.asarray(obs["mass"])
-    for name, (num, den) in {"tau21": ("tau2", "tau1"), "tau32": ("tau3", "tau2")}.items():
-        if name in obs:
-            v = np.asarray(obs[name])
-        elif num in jets.jet_names and den in jets.jet_names:
-            d = jets.j(den)
-            v = np.where(d > 0, jets.j(num) / np.where(d > 0, d, 1), np.nan)
-        else:
-            v = np.zeros(0)
-        out[name] = v[np.isfinite(v)]
+    out["jet_mass"] = jet_kinematics(jets)["mass"]
+    # from the constituents in both formats (not the stored tau columns), the same way for A and B
+    taus = np.asarray(nsubjettiness(jets, n_max=3))
+    for name, (num, den) in {"tau21": (1, 0), "tau32": (2, 1)}.items():
+        ok = taus[:, den] > 0
+        out[name] = taus[ok, num] / taus[ok, den]
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
@@ -140,28 +135,32 @@ def plot_compare(file_a: str, file_b: str, out_dir: str, labels=None,
                  "w1": float(wasserstein_distance(a, b)) if len(a) and len(b) else None}
         summary["quantities"][name] = entry
         fig, ax = plt.subplots(figsize=(8, 7))
+        fig.subplots_adjust(left=0.17, right=0.96, bottom=0.13, top=0.93)
         draw(ax, name)
         hep.cms.text("Open Data / Simulation", ax=ax, fontsize=14)
         path = os.path.join(out_dir, f"{name}.png")
-        fig.savefig(path, dpi=80, bbox_inches="tight")
+        # no bbox_inches="tight": it draws every figure twice (axis ticks dominate the cost)
+        fig.savefig(path, dpi=80)
         plt.close(fig)
         summary["plots"].append(path)
     fig, ax = plt.subplots(figsize=(8, 7))
+    fig.subplots_adjust(left=0.17, right=0.96, bottom=0.25, top=0.93)
     draw_species(ax)
     path = os.path.join(out_dir, "species.png")
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     summary["plots"].append(path)
 
     names = list(QUANTITIES)
     fig, axes = plt.subplots(3, 4, figsize=(28, 20))
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.97, wspace=0.28, hspace=0.3)
     for ax, name in zip(axes.flat, names):
         draw(ax, name)
     draw_species(axes.flat[len(names)])
     for ax in axes.flat[len(names) + 1:]:
         ax.axis("off")
     path = os.path.join(out_dir, "figure1.png")
-    fig.savefig(path, dpi=60, bbox_inches="tight")
+    fig.savefig(path, dpi=60)
     plt.close(fig)
     summary["plots"].append(path)
     tmp = os.path.join(out_dir, "summary.json.partial")
