@@ -405,8 +405,10 @@ def _d2_chunk(ch: _Chunk, beta: float) -> np.ndarray:
         s = ang * sq[:, :, None]
         s *= sq[:, None, :]
         e1 = pt.sum(1)
-        e2 = 0.5 * np.einsum("li,lij,lj->l", sq, s, sq)
-        e3 = np.einsum("lij,lji->l", np.matmul(s, s), s) / 6.0
+        e2 = 0.5 * (np.matmul(s, sq[:, :, None])[..., 0] * sq).sum(axis=1)
+        s2 = np.matmul(s, s)
+        s2 *= s  # S symmetric: tr(S^3) = sum_ij (S^2)_ij S_ij
+        e3 = s2.sum(axis=(1, 2)) / 6.0
         with np.errstate(divide="ignore", invalid="ignore"):
             v = e3 * e1 ** 3 / e2 ** 3
         out[a:b] = np.where(e2 > 0, v, 0.0)
