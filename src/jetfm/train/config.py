@@ -52,11 +52,15 @@ class TrainConfig:
     ckpt_every_n_steps: int = 0
     #: validations per epoch as Lightning's val_check_interval (1.0: once per epoch)
     val_check_interval: float = 1.0
+    #: Lightning precision: "32-true", "bf16-mixed" (bf16 autocast; the quantiser stays fp32),
+    #: or "auto" (bf16-mixed on a GPU that supports it, else 32-true)
     precision: str = "32-true"
     accelerator: str = "cpu"
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
+    #: one optimiser step every this many batches (gradient accumulation)
+    accumulate_grad_batches: int = 1
     num_workers: int = 0
     log_every_n_steps: int = 20
 
