@@ -344,7 +344,7 @@ def _nsub_from_history(ch: _Chunk, hist: _History, n_max: int, beta: float, R: f
     axes[one, 0] = ch.p4[one, 0]
     ids[one, 0] = -1
     taus = np.zeros((L, n_max))
-    norm = ch.pt.sum(1) * (R ** beta if normalized else 1.0)
+    norm = ch.pt.sum(1) * R ** beta if normalized else np.ones(L)
     for k in range(1, n_max + 1):
         valid = ids > -2
         ra, fa = rap_phi(axes[..., 0], axes[..., 1], axes[..., 2], axes[..., 3])
@@ -487,7 +487,8 @@ def compute_observables(jets: Jets, processes: int = 1) -> dict[str, np.ndarray]
 
     pt, eta, phi, mass of the constituent sum (GeV, radians); n_constituents; tau1..tau4, tau21,
     tau32 (beta = 1, R0 = 0.8, exclusive-kT axes, normalised); d2 (beta = 1); msoftdrop (GeV,
-    beta = 0, z_cut = 0.1); constituent counts per species (``n_charged_hadron`` ...).
+    beta = 0, z_cut = 0.1); constituent counts per species (``n_charged_hadron`` ...; NaN when
+    the jets carry neither pdgId nor JetClass species flags, as generated jets do).
     ``processes > 1`` splits the jets over a pool of worker processes.
     """
     out = jet_kinematics(jets)
@@ -504,6 +505,10 @@ def compute_observables(jets: Jets, processes: int = 1) -> dict[str, np.ndarray]
     else:
         sub = _substructure(jets)
     out.update(sub)
-    for name, cnt in species_counts(jets).items():
-        out[f"n_{name}"] = cnt.astype(np.float64)
+    if jets.has("pdgId") or jets.has("isChargedHadron"):
+        for name, cnt in species_counts(jets).items():
+            out[f"n_{name}"] = cnt.astype(np.float64)
+    else:  # generated jets carry no particle identity: unknown, not zero
+        for name in SPECIES:
+            out[f"n_{name}"] = np.full(len(jets), np.nan)
     return {k: out[k] for k in OBSERVABLE_NAMES}
