@@ -44,8 +44,10 @@ class FastJetReference:
         return ak.to_numpy(self.cs.exclusive_jets_energy_correlator(njets=1, func="d2", beta=beta))
 
     def softdrop(self, beta=0.0, zcut=0.1):
-        return ak.to_numpy(self.cs.exclusive_jets_softdrop_grooming(
-            njets=1, beta=beta, symmetry_cut=zcut, R0=0.8).msoftdrop)
+        # FastJet's m() is -sqrt(-m^2) where m^2 < 0 (rounding of one massless constituent);
+        # jetfm gives 0 there
+        return np.maximum(ak.to_numpy(self.cs.exclusive_jets_softdrop_grooming(
+            njets=1, beta=beta, symmetry_cut=zcut, R0=0.8).msoftdrop), 0.0)
 
     def jet(self):
         j = self.cs.exclusive_jets(1)

@@ -28,7 +28,9 @@ to floating-point precision (tests/physics/test_observables.py checks 1e-4 relat
 - Soft drop (contrib SoftDrop with FastJet's default Cambridge/Aachen reclustering, ``scalar_z``
   symmetry, larger-pT recursion): decluster from the top; keep the first branching with
   ``min(pT1, pT2) / (pT1 + pT2) > z_cut (dR12 / R0)^beta``; the groomed mass is the mass of that
-  node (or of the single constituent left when no branching passes).
+  node (or of the single constituent left when no branching passes). Masses are 0 where
+  m^2 < 0 (float32 rounding of a massless constituent), where FastJet's ``m()`` would return
+  ``-sqrt(-m^2)``.
 
 Speed: jets are sorted by multiplicity and processed in chunks of similar size; clustering loops
 over merge steps (never over jets) with FastJet's nearest-neighbour bookkeeping, so one step costs
