@@ -361,8 +361,9 @@ def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = 
     if not plan and not skipped and failed:
         raise InputError(f"no input could be read ({len(failed)} failed); first: "
                          f"{next(iter(failed.values()))}")
-    for err in failed.values():
+    for path, err in failed.items():
         log(f"skipped: {err}")
+        manifest.inputs[path] = {"status": "failed", "error": err}
 
     tasks: list[Task] = []
     tasks_of: list[list[int]] = []

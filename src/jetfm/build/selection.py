@@ -189,11 +189,16 @@ def apply_selection(chunk: PFNanoChunk, sel: Selection, branches: Iterable[str],
         events[step] = int(ev.sum())
         jets[step] = int(ev[jet_event].sum())
 
+    trig_present, trig_absent = resolve(sel.triggers, branches)
+    filt_present, filt_absent = resolve(sel.met_filters, branches)
+    unread = [b for b in trig_present + filt_present if b not in chunk.events]
+    if unread:  # a caller error: read_pfnano(event_branches=event_branches(sel, branches))
+        raise InputError(f"branches needed by the selection were not read: {unread[:3]}",
+                         chunk.path)
     record_events("all")
     if lumi is not None:
         ev &= lumi(chunk.events["run"], chunk.events["luminosityBlock"])
     record_events("lumi")
-    trig_present, trig_absent = resolve(sel.triggers, branches)
     no_trigger = bool(sel.triggers) and not trig_present
     if sel.triggers:
         fired = np.zeros(chunk.n_events, bool)
@@ -201,7 +206,6 @@ def apply_selection(chunk: PFNanoChunk, sel: Selection, branches: Iterable[str],
             fired |= chunk.events[name].astype(bool)
         ev &= fired
     record_events("trigger")
-    filt_present, filt_absent = resolve(sel.met_filters, branches)
     for name in filt_present:
         ev &= chunk.events[name].astype(bool)
     record_events("met_filters")

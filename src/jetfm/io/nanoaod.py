@@ -14,12 +14,14 @@ branches. Reads are by entry range, so a large file can be processed in pieces.
 A :class:`PFNanoChunk` keeps everything flat (NumPy arrays over jets and over candidate links of
 the whole entry range) so that the selection and the gathering of constituents are plain
 vectorised NumPy; :func:`chunk_to_jets` turns the selected jets into :class:`Jets` with the AOJ
-columns: ``px, py, pz, E`` (GeV, from pt, eta, phi, mass), ``d0, d0Err, dz, dzErr`` (cm; NaN for
-neutral candidates, which the AOJ writer stores as -1), ``charge``, ``pdgId``, ``puppiWeight``;
+columns: ``px, py, pz, E`` (GeV, from pt, eta, phi, mass), ``d0, d0Err, dz, dzErr`` (cm; NaN
+for candidates without a track, neutral ones above all; the AOJ writer stores -1), ``charge``,
+``pdgId``, ``puppiWeight``;
 constituents sorted by pT (highest first), at most ``n_max``; ``nConstituents`` is the full count.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -67,19 +69,29 @@ class PFNanoFile:
 
 
 def _events_tree(path: str):
+    """The ``Events`` tree of ``path``. Opening a PFNano tree costs seconds (about 1800 branch
+    descriptions to parse), so each process keeps the last few opened, keyed by path, size and
+    modification time (of the real file, links resolved): the entry ranges of one file then share
+    one open."""
+    require_file(path)
+    st = os.stat(path)
+    return _open_tree(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_tree(path: str, size: int, mtime_ns: int):
     import uproot
 
-    require_file(path)
     try:
         f = uproot.open(path)
     except Exception as err:  # uproot raises many types for a file that is not ROOT
         raise InputError(f"cannot open as a ROOT file ({type(err).__name__}: {err})", path) from err
     try:
-        tree = f["Events"]
+        return f["Events"]
     except Exception as err:
         f.close()
-        raise InputError("no 'Events' tree: not a NanoAOD file", path) from err
-    return f, tree
+        raise InputError(f"no readable 'Events' tree: not a NanoAOD file, or a truncated one "
+                         f"({type(err).__name__})", path) from err
 
 
 def detect_flavour(branches: Sequence[str] | frozenset, path: str) -> str:
@@ -104,13 +116,10 @@ def detect_flavour(branches: Sequence[str] | frozenset, path: str) -> str:
 def inspect_pfnano(path: str | os.PathLike) -> PFNanoFile:
     """Open ``path``, check it is PFNano and return its flavour and size. Raises InputError."""
     p = os.fspath(path)
-    f, tree = _events_tree(p)
-    try:
-        branches = frozenset(tree.keys())
-        flavour = detect_flavour(branches, p)
-        n = int(tree.num_entries)
-    finally:
-        f.close()
+    tree = _events_tree(p)
+    branches = frozenset(tree.keys())
+    flavour = detect_flavour(branches, p)
+    n = int(tree.num_entries)
     st = os.stat(p)
     return PFNanoFile(p, flavour, n, branches, st.st_size, st.st_mtime_ns)
 
@@ -163,25 +172,21 @@ def read_pfnano(path: str | os.PathLike, entry_start: int = 0, entry_stop: int |
     asks only for branches that exist (see :attr:`PFNanoFile.branches`).
     """
     p = os.fspath(path)
-    f, tree = _events_tree(p)
+    tree = _events_tree(p)
+    keys = frozenset(tree.keys())
+    flavour = flavour or detect_flavour(keys, p)
+    jet_extra = [b for b in (*TAGGING_BRANCHES.values(), *FATJET_OPTIONAL) if b in keys]
+    names = list(dict.fromkeys((*REQUIRED_BRANCHES[flavour], *jet_extra, *event_branches)))
+    missing = [b for b in names if b not in keys]
+    if missing:
+        raise InputError(f"missing branches {', '.join(missing)}", p)
+    stop = tree.num_entries if entry_stop is None else min(entry_stop, tree.num_entries)
     try:
-        keys = frozenset(tree.keys())
-        flavour = flavour or detect_flavour(keys, p)
-        jet_extra = [b for b in (*TAGGING_BRANCHES.values(), *FATJET_OPTIONAL) if b in keys]
-        names = list(dict.fromkeys((*REQUIRED_BRANCHES[flavour], *jet_extra, *event_branches)))
-        missing = [b for b in names if b not in keys]
-        if missing:
-            raise InputError(f"missing branches {', '.join(missing)}", p)
-        stop = tree.num_entries if entry_stop is None else min(entry_stop, tree.num_entries)
-        try:
-            arrs = tree.arrays(names, entry_start=entry_start, entry_stop=stop, how=dict)
-        except InputError:
-            raise
-        except Exception as err:
-            raise InputError(f"cannot read entries {entry_start}..{stop}: corrupted or truncated "
-                             f"data ({type(err).__name__}: {err})", p) from err
-    finally:
-        f.close()
+        arrs = tree.arrays(names, entry_start=entry_start, entry_stop=stop, how=dict)
+    except Exception as err:
+        raise InputError(f"cannot read entries {entry_start}..{stop}: corrupted or truncated "
+                         f"data ({type(err).__name__}: {' '.join(str(err).split())[:200]})",
+                         p) from err
     return _flatten_chunk(p, flavour, entry_start, stop - entry_start, arrs, event_branches)
 
 
@@ -230,27 +235,32 @@ def chunk_to_jets(chunk: PFNanoChunk, jet_mask: np.ndarray, n_max: int = 150) ->
     link = np.flatnonzero(chunk.cand_jet >= 0)
     row = row_of_jet[chunk.cand_jet[link]]
     link, row = link[row >= 0], row[row >= 0]
-    pt = chunk.cands["pt"][link].astype(np.float64)
-    order = np.lexsort((-pt, row))  # by jet, then pT descending; lexsort is stable
-    link, row, pt = link[order], row[order], pt[order]
-    n_full = np.bincount(row, minlength=n)
-    starts = np.cumsum(n_full) - n_full
-    pos = np.arange(len(row)) - starts[row]
-    take = pos < n_max
-    link, row, pos, pt = link[take], row[take], pos[take], pt[take]
-    p = int(min(n_full.max(initial=0), n_max))
 
     c = {f: chunk.cands[f][link].astype(np.float64) for f in CAND_FIELDS}
+    pt = c["pt"]
     px, py = pt * np.cos(c["phi"]), pt * np.sin(c["phi"])
     pz = pt * np.sinh(c["eta"])
     e = np.sqrt(px * px + py * py + pz * pz + c["mass"] ** 2)
     cols = {"px": px, "py": py, "pz": pz, "E": e, "charge": c["charge"], "pdgId": c["pdgId"],
             "puppiWeight": c["puppiWeight"]}
-    neutral = c["charge"] == 0
-    for k in TRACK_COLUMNS:  # no track: NaN in memory, the AOJ sentinel -1 on disk
-        cols[k] = np.where(neutral, np.nan, c[k])
+    # no track (a neutral, or PFNano's -1 in all four columns): NaN in memory, -1 on disk
+    no_track = (c["charge"] == 0) | np.all([c[k] == -1 for k in TRACK_COLUMNS], axis=0)
+    for k in TRACK_COLUMNS:
+        cols[k] = np.where(no_track, np.nan, c[k])
+    flat = np.stack([cols[k] for k in PFCANDS_COLUMNS], axis=1).astype(np.float32)
+    # sort key: pT from the stored float32 px, py, exactly as AOJ readers recompute it, so that
+    # near-ties never come out in another order on reading
+    key = np.hypot(flat[:, PFCANDS_COLUMNS.index("px")], flat[:, PFCANDS_COLUMNS.index("py")])
+    order = np.lexsort((-key, row))  # by jet, then pT descending; lexsort is stable
+    flat, row = flat[order], row[order]
+    n_full = np.bincount(row, minlength=n)
+    starts = np.cumsum(n_full) - n_full
+    pos = np.arange(len(row)) - starts[row]
+    take = pos < n_max
+    flat, row, pos = flat[take], row[take], pos[take]
+    p = int(min(n_full.max(initial=0), n_max))
     cons = np.zeros((n, p, len(PFCANDS_COLUMNS)), np.float32)
-    cons[row, pos] = np.stack([cols[k] for k in PFCANDS_COLUMNS], axis=1)
+    cons[row, pos] = flat
     mask = np.zeros((n, p), bool)
     mask[row, pos] = True
 
