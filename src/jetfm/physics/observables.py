@@ -46,6 +46,8 @@ from jetfm.jets import Jets
 from jetfm.physics.features import SPECIES, pt_eta_phi, species_counts
 
 TWO_PI = 2.0 * np.pi
+#: FastJet's rapidity of a massless momentum along the beam
+MAX_RAP = 1e5
 #: rapidity put on empty slots: far from every real one, but finite (no NaN from inf - inf)
 _FAR = 1e30
 #: keys of :func:`compute_observables`, in order (other code depends on them)
@@ -90,6 +92,7 @@ def rap_phi(px, py, pz, e, kt2=None):
         rap = np.log(m2, out=m2)
     rap *= 0.5
     np.negative(rap, out=rap, where=pz > 0)
+    np.clip(rap, -MAX_RAP, MAX_RAP, out=rap)  # FastJet's cap for a momentum along the beam
     phi = np.arctan2(py, px)
     phi[phi < 0] += TWO_PI
     return rap, phi
