@@ -188,6 +188,9 @@ class ChunkGenerator:
         out = Jets.concat(parts)
         if spec.n_max == 0:
             out = out.pad_to(max(int(out.n_constituents.max()), 1))
+        # once per chunk: the vectorised clustering of the observables costs per merge step,
+        # whatever the number of jets
+        out = out.with_jet_fields(**substructure(out))
         out.meta["events_generated"] = n_events
         return out
 
@@ -271,39 +274,34 @@ def _empty_jets(spec: SampleSpec) -> Jets:
 
 
 def _to_jets(rows, cands, events, chunk: int, spec: SampleSpec) -> Jets:
-    """Selected jets -> Jets: constituents by decreasing pT, substructure from the constituents."""
+    """Selected jets -> Jets: constituents by decreasing pT (at most ``spec.n_max``), the full
+    constituent count; the substructure fields are filled per chunk by :func:`substructure`."""
     if not rows:
         return _empty_jets(spec)
     counts = np.array([len(r[5]) for r in rows])
     p = int(counts.max()) if spec.n_max == 0 else min(int(counts.max()), spec.n_max)
     n = len(rows)
     cons = np.zeros((n, p, len(CONSTITUENT_COLUMNS)), np.float32)
-    full = np.zeros((n, int(counts.max()), len(CONSTITUENT_COLUMNS)), np.float32)
-    fmask = np.zeros(full.shape[:2], bool)
+    mask = np.zeros((n, p), bool)
     cpt = np.hypot(cands["px"], cands["py"])
     for i, (_, _, _, _, _, idx) in enumerate(rows):
-        idx = idx[np.argsort(-cpt[idx], kind="stable")]
-        vals = np.stack([cands[k][idx] for k in CONSTITUENT_COLUMNS], axis=1)
-        full[i, :len(idx)] = vals
-        fmask[i, :len(idx)] = True
-    cons[:] = full[:, :p]
-    mask = fmask[:, :p]
-    full_jets = Jets(full, fmask, np.zeros((n, 0), np.float32), CONSTITUENT_COLUMNS, ())
-    sub = substructure(full_jets)
+        idx = idx[np.argsort(-cpt[idx], kind="stable")][:p]
+        cons[i, :len(idx)] = np.stack([cands[k][idx] for k in CONSTITUENT_COLUMNS], axis=1)
+        mask[i, :len(idx)] = True
     jet = {"pt": [r[1] for r in rows], "eta": [r[2] for r in rows], "phi": [r[3] for r in rows],
-           "energy": [r[4] for r in rows], "msoftdrop": sub["msoftdrop"],
-           "nConstituents": counts, **{f"tau{k}": sub[f"tau{k}"] for k in range(1, 5)}}
+           "energy": [r[4] for r in rows], "nConstituents": counts}
     if spec.label is not None:
         jet["label"] = np.full(n, spec.label)
     names = jet_field_names(spec)
-    jf = np.stack([np.asarray(jet[k], np.float32) for k in names], axis=1)
+    jf = np.stack([np.asarray(jet.get(k, np.zeros(n)), np.float32) for k in names], axis=1)
     ev = np.stack([np.ones(n, np.int64), np.full(n, chunk + 1, np.int64),
                    np.array([events[r[0]] for r in rows], np.int64)], axis=1)
     return Jets(cons, mask, jf, CONSTITUENT_COLUMNS, names, ev)
 
 
 def substructure(jets: Jets) -> dict[str, np.ndarray]:
-    """Soft-drop mass and tau1..tau4 of each jet from its (PUPPI-weighted) constituents."""
+    """Soft-drop mass (GeV; beta 0, z_cut 0.1) and tau1..tau4 (beta 1, R0 0.8, exclusive-kT
+    axes) of each jet from its stored, PUPPI-weighted constituents."""
     from jetfm.physics import observables as obs
 
     w = jets.c("puppiWeight")
