@@ -140,14 +140,14 @@ class VQVAETokenizer(nn.Module):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, jets: Jets, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, jets: Jets, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Jets -> (codes (N, n_max) int64 in [0, codebook_size) with -1 on padding,
         mask (N, n_max) bool), after the OmniJet-alpha preprocessing (pT order, |rel| < 0.8)."""
         feats, mask = self.preprocessing.forward(jets)
         return self.encode_arrays(feats, mask, batch_size), mask
 
     def encode_arrays(self, feats: np.ndarray, mask: np.ndarray,
-                      batch_size: int = 1024) -> np.ndarray:
+                      batch_size: int = 256) -> np.ndarray:
         """Preprocessed features (N, P, 3) and mask (N, P) -> codes (N, P) int64."""
         was = self.training
         self.eval()
@@ -165,7 +165,7 @@ class VQVAETokenizer(nn.Module):
         return out
 
     def decode_arrays(self, codes: np.ndarray, mask: np.ndarray,
-                      batch_size: int = 1024) -> np.ndarray:
+                      batch_size: int = 256) -> np.ndarray:
         """codes (N, P), mask (N, P) -> preprocessed features (N, P, 3) float32."""
         was = self.training
         self.eval()
@@ -186,7 +186,7 @@ class VQVAETokenizer(nn.Module):
             self.train(was)
         return out
 
-    def decode(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 1024) -> Jets:
+    def decode(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 256) -> Jets:
         """codes (N, P) + mask (N, P) -> Jets with columns pt [GeV], eta_rel, phi_rel [rad] and
         massless px, py, pz, E [GeV] of a jet whose axis is at eta = phi = 0."""
         feats = self.decode_arrays(codes, mask, batch_size)
