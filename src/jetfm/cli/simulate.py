@@ -52,6 +52,8 @@ def register(sub) -> None:
     j.add_argument("--process", required=True, help="top or qcd")
     _common(j)
     j.set_defaults(func=cmd_jetclass_like)
+    from jetfm.cli.anomaly import register_simulate  # `jetfm simulate dark-showers`
+    register_simulate(ss)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
     c = sub.add_parser("plot-compare", help="compare two jet files (AOJ or JetClass) in the "
@@ -71,11 +73,8 @@ def _chunk(args) -> dict:
 
 
 def cmd_aoj_like(args) -> int:
-    from jetfm.errors import InputError
     from jetfm.simulate import simulate_aoj_like
 
-    if args.chunk_jets is not None and args.chunk_jets < 1:
-        raise InputError(f"--chunk-jets must be >= 1, got {args.chunk_jets}")
     out = simulate_aoj_like(args.jets, args.seed, args.output, workers=args.workers,
                             pileup=args.pileup, progress=not args.no_progress, **_chunk(args))
     print(f"{args.jets} jets -> {out}")
@@ -83,11 +82,8 @@ def cmd_aoj_like(args) -> int:
 
 
 def cmd_jetclass_like(args) -> int:
-    from jetfm.errors import InputError
     from jetfm.simulate import simulate_jetclass_like
 
-    if args.chunk_jets is not None and args.chunk_jets < 1:
-        raise InputError(f"--chunk-jets must be >= 1, got {args.chunk_jets}")
     out = simulate_jetclass_like(args.process, args.jets, args.seed, args.output,
                                  workers=args.workers, progress=not args.no_progress,
                                  **_chunk(args))

@@ -261,6 +261,12 @@ def write_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray
     if n_tracks is not None:
         arrays["n_tracks"] = np.asarray(n_tracks, np.float32).reshape(n, 1)
     arrays["meta"] = np.array(json.dumps({"mass_unit": "GeV", **(meta or {})}))
+    return save_npz_atomic(p, arrays)
+
+
+def save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> str:
+    """``np.savez_compressed`` to ``path + ".partial"``, then rename: never a half-written file."""
+    p = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
     tmp = p + ".partial"
     try:
