@@ -16,6 +16,35 @@ def _training_args(p, data_help: str) -> None:
     p.add_argument("--max-jets", type=int, default=None, help="use at most N jets")
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh instead of resuming from OUT/checkpoints/last.ckpt")
+    g = p.add_argument_group("scale out (Lightning DDP; see examples/cluster/)")
+    g.add_argument("--devices", type=int, default=None,
+                   help="processes (GPUs) per node; with --devices or --nodes the accelerator "
+                        "defaults to auto (GPU if present) and the strategy to ddp")
+    g.add_argument("--nodes", type=int, default=None, help="number of nodes")
+    g.add_argument("--strategy", default=None, help="Lightning strategy: ddp (default when "
+                   "distributed), ddp_find_unused_parameters_true, auto")
+    g.add_argument("--accelerator", default=None, help="cpu, gpu or auto")
+    g.add_argument("--accumulate-grad-batches", type=int, default=None, metavar="K",
+                   help="one optimiser step every K batches")
+    g.add_argument("--precision", default=None,
+                   help="32-true, bf16-mixed (bf16 autocast, quantiser in fp32) or auto "
+                        "(bf16-mixed on a GPU with bf16, else 32-true)")
+
+
+def _scale_overrides(args, section: str) -> list[str]:
+    """The scale-out flags as config overrides of ``section`` (after the --set ones)."""
+    out = list(args.overrides)
+    distributed = args.devices is not None or args.nodes is not None
+    vals = {"devices": args.devices, "num_nodes": args.nodes,
+            "strategy": args.strategy or ("ddp" if distributed else None),
+            "accelerator": args.accelerator or ("auto" if distributed else None),
+            "accumulate_grad_batches": args.accumulate_grad_batches, "precision": args.precision}
+    for key, val in vals.items():
+        if val is not None:
+            if key in ("devices", "num_nodes", "accumulate_grad_batches"):
+                _check_positive(val, "--" + key.replace("_", "-"))
+            out.append(f"{section}.{key}={val}")
+    return out
 
 
 def register(sub) -> None:
@@ -82,7 +111,8 @@ def cmd_tokenizer_train(args) -> int:
     from jetfm.train.api import train_tokenizer
 
     _check_positive(args.max_jets, "--max-jets")
-    d = train_tokenizer(args.data, args.out, args.preset, args.overrides, args.seed,
+    d = train_tokenizer(args.data, args.out, args.preset,
+                        _scale_overrides(args, "tokenizer_training"), args.seed,
                         args.max_jets, resume=not args.no_resume)
     print(f"tokenizer -> {d}")
     return 0
@@ -92,7 +122,8 @@ def cmd_pretrain(args) -> int:
     from jetfm.train.api import pretrain
 
     _check_positive(args.max_jets, "--max-jets")
-    d = pretrain(args.data, args.out, args.tokenizer, args.preset, args.overrides, args.seed,
+    d = pretrain(args.data, args.out, args.tokenizer, args.preset,
+                 _scale_overrides(args, "pretraining"), args.seed,
                  args.max_jets, resume=not args.no_resume)
     print(f"pre-trained model -> {d}")
     return 0
@@ -106,10 +137,12 @@ def cmd_finetune(args) -> int:
     if args.from_scratch:
         if args.freeze_backbone:
             raise InputError("--freeze-backbone and --from-scratch exclude each other")
-        d = train_from_scratch(args.from_dir, args.data, args.out, args.preset, args.overrides,
+        d = train_from_scratch(args.from_dir, args.data, args.out, args.preset,
+                               _scale_overrides(args, "finetuning"),
                                args.seed, args.max_jets, resume=not args.no_resume)
     else:
-        d = finetune(args.from_dir, args.data, args.out, args.preset, args.overrides, args.seed,
+        d = finetune(args.from_dir, args.data, args.out, args.preset,
+                     _scale_overrides(args, "finetuning"), args.seed,
                      args.freeze_backbone, args.max_jets, resume=not args.no_resume)
     print(f"fine-tuned model -> {d}")
     return 0

@@ -158,6 +158,11 @@ class VectorQuantizer(nn.Module):
         idx (...) int64 (-1 on padding), the scalar vq_loss over real entries only, and a dict
         with ``perplexity``, ``usage`` (fraction of codes used in this batch) and ``replaced``.
         """
+        if torch.is_autocast_enabled(z.device.type):
+            # mixed precision (bf16) for the networks around it, fp32 for the quantiser: code
+            # distances and the codebook update are too coarse in bf16
+            with torch.autocast(z.device.type, enabled=False):
+                return self.forward(z.float(), mask)
         if mask is None:
             mask = torch.ones(z.shape[:-1], dtype=torch.bool, device=z.device)
         zv = z[mask]  # (M, D) real entries only

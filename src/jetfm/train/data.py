@@ -100,11 +100,28 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         if not self.shuffle:
-            return iter(range(self.n))
-        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist())
+            order = np.arange(self.n)
+        else:
+            order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        rank, world = _rank_world()
+        if world > 1:
+            # DDP: rank r takes every world-th jet of the one global order (padded by wrapping
+            # to equal lengths), so a step over W processes with batch B sees the same jets as
+            # one process with batch W * B, whatever W, also after resuming on another W
+            order = np.resize(order, len(self) * world)[rank::world]
+        return iter(order.tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // _rank_world()[1])
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside torch.distributed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class FeatureDataset(Dataset):
@@ -156,6 +173,9 @@ def make_loaders(dataset_cls, arrays: tuple, val_fraction: float, batch_size: in
     val = dataset_cls(*[a[va] for a in arrays])
     kw = {"batch_size": batch_size, "collate_fn": _identity, "num_workers": num_workers,
           "persistent_workers": num_workers > 0}
-    return (DataLoader(train, sampler=EpochSampler(len(train), seed), drop_last=False, **kw),
-            DataLoader(val, shuffle=False, **kw),
+    # resumable: a run killed mid-epoch continues with the batches it had not yet seen
+    from jetfm.train.streaming import ResumableLoader
+
+    return (ResumableLoader(train, sampler=EpochSampler(len(train), seed), drop_last=False, **kw),
+            DataLoader(val, sampler=EpochSampler(len(val), seed, shuffle=False), **kw),
             {"n_train": len(tr), "n_val": len(va)})

@@ -141,7 +141,9 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
         max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
         devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
         precision=resolve_precision(tc.precision, tc.accelerator),
-        accumulate_grad_batches=tc.accumulate_grad_batches, gradient_clip_val=tc.grad_clip or None, callbacks=cbs,
+        accumulate_grad_batches=tc.accumulate_grad_batches,
+        # the samplers shard across DDP ranks themselves (jetfm.train.data.EpochSampler)
+        use_distributed_sampler=False, gradient_clip_val=tc.grad_clip or None, callbacks=cbs,
         logger=loggers, log_every_n_steps=tc.log_every_n_steps,
         val_check_interval=tc.val_check_interval, enable_progress_bar=progress,
         enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0)

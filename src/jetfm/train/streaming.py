@@ -383,43 +383,73 @@ def _worker_skip(consumed: int, per_worker: Sequence[int]) -> tuple[list[int], i
 
 
 # ------------------------------------------------------------------------------ loader
-class StreamingLoader(DataLoader):
-    """A DataLoader over a :class:`StreamingJets` that can resume mid-epoch.
+class ResumableLoader(DataLoader):
+    """A DataLoader that resumes mid-epoch: it counts the batches handed out in the current
+    epoch, ``state_dict`` / ``load_state_dict`` carry that count (Lightning stores it in its
+    checkpoints and restores it), and the first iteration after a restore skips them, so a run
+    killed midway and resumed sees the same batches as an uninterrupted one.
 
-    It counts the items handed out in the current epoch; ``state_dict`` / ``load_state_dict``
-    (which Lightning saves in and restores from its checkpoints) carry that count and the epoch,
-    and the next iteration after a restore skips what was already consumed. Takes the usual
-    DataLoader keyword arguments; ``batch_size`` defaults to None (the dataset batches)."""
+    For a map-style dataset the sampler must give the same order again for the restored epoch
+    (a seeded per-epoch sampler, e.g. ``jetfm.train.data.EpochSampler``; Lightning calls its
+    ``set_epoch``), and the skipped batches are drawn and dropped. Takes DataLoader's arguments.
+    """
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._consumed = 0
+        self._restored: dict | None = None
+
+    def _start(self, restored: dict | None) -> int:
+        """Prepare a new epoch's iteration; returns how many batches to draw and drop."""
+        return 0 if restored is None else restored["consumed"]
+
+    def _started(self) -> None:
+        """Called once the underlying iterator exists."""
+
+    def __iter__(self):
+        restored, self._restored = self._restored, None
+        drop = self._start(restored)
+        self._consumed = 0 if restored is None else restored["consumed"]
+        it = super().__iter__()
+        self._started()
+        for i, item in enumerate(it):
+            if i < drop:
+                continue
+            self._consumed += 1
+            yield item
+
+    def state_dict(self) -> dict:
+        return {"consumed": self._consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = dict(state)
+
+
+class StreamingLoader(ResumableLoader):
+    """A :class:`ResumableLoader` over a :class:`StreamingJets`: the state also holds the epoch,
+    and after a restore each worker skips its own share of the consumed batches (resume with
+    the same ``num_workers`` and world size). ``batch_size`` defaults to None (the dataset
+    batches)."""
 
     def __init__(self, dataset: StreamingJets, **kw):
         kw.setdefault("batch_size", None)
         if kw.get("persistent_workers"):
             raise ValueError("persistent workers would keep the epoch they started with")
         super().__init__(dataset, **kw)
-        self._consumed = 0
-        self._restored: dict | None = None
 
-    def __iter__(self):
+    def _start(self, restored: dict | None) -> int:
         ds: StreamingJets = self.dataset
-        if self._restored is not None:
-            ds.set_epoch(self._restored["epoch"])
-            ds._skip_batches = self._restored["consumed"]
-            self._consumed = self._restored["consumed"]
-            self._restored = None
-        else:
-            ds._skip_batches = 0
-            self._consumed = 0
-        it = super().__iter__()  # workers copy the dataset (and its skip count) here
-        ds._skip_batches = 0
-        for item in it:
-            self._consumed += 1
-            yield item
+        if restored is not None:
+            ds.set_epoch(restored["epoch"])
+        # the workers copy the dataset, skip count included, when the iterator is made
+        ds._skip_batches = 0 if restored is None else restored["consumed"]
+        return 0
+
+    def _started(self) -> None:
+        self.dataset._skip_batches = 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.dataset.epoch, "consumed": self._consumed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._restored = {"epoch": int(state["epoch"]), "consumed": int(state["consumed"])}
 
 
 def _lightning_callback_base():
@@ -440,8 +470,7 @@ class SetEpoch(_lightning_callback_base()):
                    loaders.values() if isinstance(loaders, dict) else [loaders]):
             ds = getattr(dl, "dataset", None)
             if isinstance(ds, StreamingJets):
-                restoring = isinstance(dl, StreamingLoader) and dl._restored is not None
-                if not restoring:
+                if getattr(dl, "_restored", None) is None:  # not resuming mid-epoch
                     ds.set_epoch(trainer.current_epoch)
 
 
@@ -453,5 +482,5 @@ def streaming_loader(paths, *, batch_size: int, num_workers: int = 0, seed: int 
     return StreamingLoader(ds, num_workers=num_workers, pin_memory=pin_memory)
 
 
-__all__ = ["StreamingJets", "StreamingLoader", "SetEpoch", "streaming_loader", "shard_range",
+__all__ = ["StreamingJets", "StreamingLoader", "ResumableLoader", "SetEpoch", "streaming_loader", "shard_range",
            "REMAINDER_MODES"]
