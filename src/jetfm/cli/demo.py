@@ -6,13 +6,22 @@ import os
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in data")
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--preset", default="default",
+                   help="quick (CI, ~3 min), default (~20 min on 2 cores), paper (GPU), or a "
+                        "YAML file")
+    p.add_argument("--out", default=None, help="output folder (default runs/demo_<preset>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="demo config override, e.g. scan.seeds=3 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
     from jetfm.pipelines.demo import run_demo
 
-    report = run_demo(out=args.out)
+    out = args.out or os.path.join("runs", f"demo_{os.path.splitext(os.path.basename(args.preset))[0]}")
+    report = run_demo(out=out, preset=args.preset, seed=args.seed,
+                      overrides=tuple(args.overrides), progress=not args.no_progress)
     print(os.path.abspath(report))
     return 0

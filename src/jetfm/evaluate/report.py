@@ -49,6 +49,8 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _pm(mean: float, err: float) -> str:
+    if _fmt(mean) == "n/a":
+        return "n/a"
     return f"{_fmt(mean)} ± {_fmt(err, 2)}"
 
 
@@ -102,7 +104,9 @@ def verdict_text(v: dict) -> list[str]:
     lines = []
     for t, e in v.items():
         s, l_ = e["smallest"], e["largest"]
-        helps = s["better"] > s["worse"] and s["median_ratio"] > 1
+        # a claim needs a consistent win: more wins than losses, on at least a third of the
+        # observable metrics, and a median ratio above 1
+        helps = s["better"] > s["worse"] and 3 * s["better"] >= s["n"] and s["median_ratio"] > 1
         if helps:
             how = "helps" if s["median_ratio"] > CLEAR_RATIO else "helps only marginally"
             head = (f"**{t}: pre-training {how} at small D.** At D = {s['D']} the fine-tuned arm "
@@ -267,7 +271,7 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
 
     ``figures``: ``{name: png path}`` (Figure 1 and 2 under names starting with ``figure1`` /
     ``figure2``; the rest are the scan's); ``data``: one dict per dataset (``role``, ``file``,
-    ``n_jets``, ``description``); ``models``: ``{name: describe() dict}``; ``notes``: paragraphs
+    ``n_jets``, ``description``); ``models``: ``{name: {property: value}}``; ``notes``: paragraphs
     added after the verdict (the investigation when pre-training does not help, timing ...).
     """
     import json
@@ -313,7 +317,9 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
     blocks.append(B("h2", "Models"))
     for name, info in (models or {}).items():
         blocks.append(B("h3", name))
-        blocks.append(B("code", json.dumps(info, indent=1, default=str)[:3000]))
+        blocks.append(B("table", header=["property", "value"],
+                        rows=[[str(k), v if isinstance(v, str) else json.dumps(v, default=str)]
+                              for k, v in info.items()]))
     for t in targets:
         blocks.append(B("h2", f"Target: {t}"))
         for metric in ("kl", "w1"):

@@ -1,28 +1,201 @@
-"""The main job, end to end. Today: read the real AOJ jets shipped beside the repository,
-summarise them and compute their observables."""
+"""The main job, end to end: ``jetfm demo`` (what ``make demo`` runs).
+
+Stages, each cached in the run folder (a stage whose output exists is skipped, so an interrupted
+demo continues where it stopped; the simulation and the trainings also resume inside a stage):
+
+1. ``data/aoj_like.h5``: AOJ-like QCD jets (Pythia 8 + CMS-like detector), the pre-training set;
+2. ``data/top.root``, ``data/qcd.root``: JetClass-like top and QCD jets, the targets;
+3. ``tokenizer/``: the VQ-VAE tokenizer trained on the pre-training jets;
+4. ``pretrain/``: the GPT backbone pre-trained on them (tokenizer frozen);
+5. ``scan/``: the D-scan, fine-tuned against from-scratch arms (:mod:`jetfm.evaluate.scan`);
+6. ``figures/``: Figure 1 (pre-training vs targets) and Figure 2 (occupancy), Figures 3/4;
+7. ``report.md`` and ``report.html``.
+
+Presets (``src/jetfm/configs/demo_<name>.yaml``): ``quick`` (CI, about 3 minutes on 2 cores),
+``default`` (about 20 minutes on 2 cores), ``paper`` (the published configuration, for a GPU
+machine: 8192-code tokenizer, 6.6 M-parameter backbone, D = 10^2..10^6, 5 seeds).
+"""
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-from pathlib import Path
+import sys
+import time
+from dataclasses import dataclass, field
 
-from jetfm.io.summary import summarise
+from jetfm.errors import InputError
+from jetfm.evaluate.scan import ScanConfig
 
-DEFAULT_AOJ = Path(__file__).resolve().parents[3].parent / "shared/data/real/aoj_mini_2016H/2016H_job0_mini.h5"
+PRESETS = ("quick", "default", "paper")
 
 
-def run_demo(out: str = "runs/demo") -> str:
-    import pandas as pd
+@dataclass
+class DemoConfig:
+    """Settings of ``jetfm demo`` (YAML presets ``demo_<preset>.yaml``)."""
+    #: AOJ-like pre-training jets to simulate, and their mean pile-up
+    n_pretrain: int = 20_000
+    pileup: float = 0.0
+    #: JetClass-like jets to simulate per target (reference + training pool)
+    n_target: int = 6_000
+    targets: list[str] = field(default_factory=lambda: ["top", "qcd"])
+    #: OmniJet-alpha preset (``quick``, ``small``, ``paper``) and dotted overrides, used for the
+    #: tokenizer, the pre-training and both arms of the scan
+    model_preset: str = "small"
+    model_overrides: list[str] = field(default_factory=list)
+    #: jets the tokenizer trains on (None: all pre-training jets)
+    tokenizer_jets: int | None = None
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    #: simulation processes (None: all cores)
+    workers: int | None = None
+    #: jets read for Figures 1 and 2
+    figure_jets: int = 20_000
 
-    from jetfm.io import read_jets
-    from jetfm.physics.observables import compute_observables
 
+def load_demo_config(preset: str = "default", overrides: tuple[str, ...] = ()) -> DemoConfig:
+    """A demo preset by name (quick, default, paper) or YAML path, plus dotted overrides."""
+    from jetfm.config import load_config, resolve_preset
+
+    path = preset
+    if preset in PRESETS:
+        path = resolve_preset(f"demo_{preset}")
+    cfg = load_config(DemoConfig, path, list(overrides))
+    # both arms of the scan train with the demo's model preset and overrides
+    cfg.scan = dataclasses.replace(cfg.scan, preset=cfg.model_preset,
+                                   overrides=list(cfg.model_overrides) + list(cfg.scan.overrides))
+    for t in cfg.targets:
+        if t not in ("top", "qcd"):
+            raise InputError(f"demo targets are 'top' and 'qcd', got '{t}'")
+    return cfg
+
+
+def _log(msg: str) -> None:
+    print(f"[jetfm demo {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished child processes (simulation workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _check_same_config(out: str, cfg: DemoConfig, seed: int) -> None:
+    """A run folder holds one configuration: refuse to mix cached stages of another."""
+    import yaml
+
+    path = os.path.join(out, "config.yaml")
+    want = {"seed": seed, **dataclasses.asdict(cfg)}
+    if os.path.exists(path):
+        with open(path) as fh:
+            have = yaml.safe_load(fh)
+        if have != yaml.safe_load(yaml.safe_dump(want, sort_keys=False)):
+            raise InputError("this run folder holds a demo with another configuration or seed; "
+                             "use another --out or delete the folder", out)
+    from jetfm.config import save_config
+
+    save_config(want, out)
+
+
+def model_summary(desc: dict) -> dict[str, str]:
+    """The few facts about a model a reader of the report needs, from ``api.describe``."""
+    c = desc["config"]
+    tok, q, bb = c["tokenizer"], c["tokenizer"]["quantizer"], c["backbone"]
+    out = {"parameters": ", ".join(f"{k} {v:,}" for k, v in desc["parameters"].items()),
+           "tokenizer": f"VQ-VAE, width {tok['width']}, {tok['enc_blocks']}+{tok['dec_blocks']} "
+                        f"NormFormer blocks, codebook {q['codebook_size']} x {q['dim']}",
+           "backbone": f"GPT, dim {bb['dim']}, {bb['n_blocks']} blocks, {bb['heads']} heads, "
+                       f"feed-forward {bb['ff_dim']}",
+           "constituents per jet": str(c["preprocessing"]["n_max"])}
+    for stage, p in desc.get("provenance", {}).items():
+        loss = p.get("best_val_loss")
+        out[f"{stage} training"] = (f"{p.get('n_train')} train / {p.get('n_val')} validation "
+                                    f"jets, {p.get('epochs')} epochs, {p.get('steps')} steps, "
+                                    "best validation loss "
+                                    + (f"{loss:.4f}" if loss is not None else "n/a"))
+    return out
+
+
+def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
+             overrides: tuple[str, ...] = (), progress: bool = True) -> str:
+    """Run (or resume) the demo into ``out``; returns the path of ``report.html``."""
+    from jetfm.evaluate import plots
+    from jetfm.evaluate.report import build_report
+    from jetfm.evaluate.scan import run_scan
+    from jetfm.io import count_jets
+    from jetfm.simulate import simulate_aoj_like, simulate_jetclass_like
+    from jetfm.train import api
+
+    cfg = load_demo_config(preset, overrides)
+    cfg.scan = dataclasses.replace(cfg.scan, seed=seed)
     os.makedirs(out, exist_ok=True)
-    info = summarise(DEFAULT_AOJ)
-    obs = pd.DataFrame(compute_observables(read_jets(DEFAULT_AOJ)))
-    obs.to_csv(os.path.join(out, "observables.csv"), index=False)
-    report = os.path.join(out, "report.md")
-    with open(report, "w") as fh:
-        fh.write("# jetfm demo\n\n```json\n" + json.dumps(info, indent=1) + "\n```\n\n")
-        fh.write("```\n" + obs.describe().to_string() + "\n```\n")
-    return report
+    _check_same_config(out, cfg, seed)
+    t_start, cpu_start = time.perf_counter(), _cpu_seconds()
+    stage_s: dict[str, float] = {}
+
+    def stage(name: str, done: bool, fn):
+        if done:
+            _log(f"{name}: cached")
+            return
+        _log(f"{name} ...")
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        fn()
+        stage_s[name] = time.perf_counter() - t0
+        _log(f"{name}: {stage_s[name]:.0f} s wall, {_cpu_seconds() - c0:.0f} s CPU")
+
+    data_dir = os.path.join(out, "data")
+    os.makedirs(data_dir, exist_ok=True)
+    aoj = os.path.join(data_dir, "aoj_like.h5")
+    stage("simulate aoj-like pre-training jets", os.path.exists(aoj),
+          lambda: simulate_aoj_like(cfg.n_pretrain, seed, aoj, workers=cfg.workers,
+                                    pileup=cfg.pileup, progress=progress))
+    target_files = {}
+    for k, t in enumerate(cfg.targets):
+        f = os.path.join(data_dir, f"{t}.root")
+        target_files[t] = f
+        stage(f"simulate jetclass-like {t} jets", os.path.exists(f),
+              lambda t=t, f=f, k=k: simulate_jetclass_like(t, cfg.n_target, seed + 1 + k, f,
+                                                           workers=cfg.workers,
+                                                           progress=progress))
+    tok_dir = os.path.join(out, "tokenizer")
+    pre_dir = os.path.join(out, "pretrain")
+    done = lambda d: os.path.exists(os.path.join(d, "model", "config.json"))  # noqa: E731
+    stage("train the tokenizer", done(tok_dir),
+          lambda: api.train_tokenizer([aoj], tok_dir, preset=cfg.model_preset,
+                                      overrides=cfg.model_overrides, seed=seed,
+                                      max_jets=cfg.tokenizer_jets, progress=progress))
+    stage("pre-train the backbone", done(pre_dir),
+          lambda: api.pretrain([aoj], pre_dir, os.path.join(tok_dir, "model"),
+                               preset=cfg.model_preset, overrides=cfg.model_overrides,
+                               seed=seed, progress=progress))
+    scan_dir = os.path.join(out, "scan")
+    stage("D-scan (fine-tuned vs from scratch)",
+          os.path.exists(os.path.join(scan_dir, "results.json")),
+          lambda: run_scan(os.path.join(pre_dir, "model"), target_files, scan_dir, cfg.scan,
+                           progress=progress))
+    fig_dir = os.path.join(out, "figures")
+    figures = {"figure1": os.path.join(fig_dir, "figure1_data.png"),
+               "figure2": os.path.join(fig_dir, "figure2_occupancy.png")}
+    samples = {"AOJ-like (pre-training)": aoj,
+               **{f"JetClass-like {t}": f for t, f in target_files.items()}}
+    stage("Figure 1", os.path.exists(figures["figure1"]),
+          lambda: plots.figure1(samples, figures["figure1"], cfg.figure_jets))
+    stage("Figure 2", os.path.exists(figures["figure2"]),
+          lambda: plots.figure2([aoj], figures["figure2"], cfg.figure_jets,
+                                title="AOJ-like pre-training jets"))
+    stage("Figures 3 and 4", False,
+          lambda: figures.update(plots.scan_figures(scan_dir, fig_dir)))
+    data = [{"role": "pre-training", "file": aoj, "n_jets": count_jets(aoj),
+             "description": "AOJ-like QCD jets: Pythia 8 dijets, CMS-like detector response, "
+                            f"anti-kT R = 0.8, pile-up {cfg.pileup:g}"}]
+    for t, f in target_files.items():
+        data.append({"role": f"target {t}", "file": f, "n_jets": count_jets(f),
+                     "description": f"JetClass-like {t} jets (Delphes-like response)"})
+    models = {"OmniJet-alpha (tokenizer + pre-trained backbone)":
+              model_summary(api.describe(os.path.join(pre_dir, "model")))}
+    notes = [f"Demo preset `{preset}`, seed {seed}. Wall-clock stage times of this run (s): "
+             + ", ".join(f"{k} {v:.0f}" for k, v in stage_s.items())
+             + f"; total {time.perf_counter() - t_start:.0f} s wall, "
+             f"{_cpu_seconds() - cpu_start:.0f} s CPU (this process and its workers; on a "
+             "shared machine the wall time depends on the load)."]
+    _, html_path = build_report(scan_dir, out, figures, data, models, notes=notes,
+                                command=f"jetfm demo --preset {preset} --seed {seed} --out {out}")
+    return html_path

@@ -1,0 +1,89 @@
+"""``jetfm demo`` end to end (quick preset; the default preset under ``pytest --run-slow``), and
+the scan's resume and reproducibility on the demo's own models."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from jetfm.cli import main
+from jetfm.errors import InputError
+from tests.conftest import full_size
+
+pytestmark = pytest.mark.slow
+PRESET = "default" if full_size() else "quick"
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    from jetfm.pipelines.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    report = run_demo(out=str(out), preset=PRESET, seed=0, progress=False)
+    assert report == str(out / "report.html")
+    return out
+
+
+def test_demo_produces_report_with_verdict_and_gammas(demo_dir):
+    md = (demo_dir / "report.md").read_text()
+    assert "## Verdict" in md and ("pre-training helps" in md or "does not help" in md)
+    assert md.count("Power-law exponents gamma") == 2  # top and qcd
+    for t in ("top", "qcd"):
+        assert f"## Target: {t}" in md
+        assert (demo_dir / "figures" / f"{t}_kl_vs_D.png").exists()
+    html = (demo_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 8  # figures 1, 2 and 3 per target
+    res = json.loads((demo_dir / "scan" / "results.json").read_text())
+    cfg = res["config"]
+    n_cells = len(res["targets"]) * len(cfg["sizes"]) * cfg["seeds"] * 2
+    cells = {(r["target"], r["D"], r["seed"], r["arm"]) for r in res["rows"]}
+    assert len(cells) == n_cells
+    # every observable of the experiment, against both references
+    obs = {r["observable"] for r in res["rows"] if r["metric"] == "kl"}
+    assert {"pt", "eta", "phi", "mass", "n_constituents"} <= obs
+    assert {r["reference"] for r in res["rows"]} == {"raw", "tokenized"}
+    assert {r["metric"] for r in res["rows"] if r["observable"] == "jet"} == {
+        "w1m", "w1p", "w1efp", "fpd", "kpd"}
+    with open(demo_dir / "scan" / "results.csv") as fh:
+        assert fh.readline().strip() == "target,arm,reference,observable,metric,D,seed,value,error"
+        assert sum(1 for _ in fh) == len(res["rows"])
+
+
+def test_rerun_is_cached_and_prints_report_path_last(demo_dir, capsys):
+    rc = main(["demo", "--preset", PRESET, "--out", str(demo_dir), "--no-progress"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == os.path.abspath(demo_dir / "report.html")
+    assert "pre-train the backbone: cached" in captured.err
+
+
+def test_other_config_in_same_folder_is_refused(demo_dir, capsys):
+    rc = main(["demo", "--preset", PRESET, "--out", str(demo_dir), "--seed", "1"])
+    assert rc == 2
+    assert "another configuration" in capsys.readouterr().err
+    with pytest.raises(InputError):
+        from jetfm.pipelines.demo import load_demo_config
+
+        load_demo_config(PRESET, ("targets=[top,wz]",))
+
+
+def test_interrupted_scan_resumes_and_reproduces_numbers(demo_dir):
+    """Delete one finished cell: a rerun recomputes only it, with the same numbers."""
+    from jetfm.evaluate.scan import ScanConfig, load_results, run_scan
+
+    res = load_results(str(demo_dir / "scan"))
+    cfg = ScanConfig(**res["config"])
+    cell = demo_dir / "scan" / "cells" / "top" / f"D{cfg.sizes[0]}_seed0_scratch.json"
+    before = json.loads(cell.read_text())["rows"]
+    others = {p: p.stat().st_mtime_ns for p in cell.parent.glob("*.json") if p != cell}
+    cell.unlink()
+    shutil.rmtree(demo_dir / "scan" / "models", ignore_errors=True)
+    run_scan(res["pretrained"], res["targets"], str(demo_dir / "scan"), cfg, progress=False)
+    after = json.loads(cell.read_text())["rows"]
+    assert {p: p.stat().st_mtime_ns for p in others} == others  # nothing else recomputed
+    assert len(after) == len(before)
+    for a, b in zip(after, before):
+        assert (a["observable"], a["metric"]) == (b["observable"], b["metric"])
+        assert a["value"] == pytest.approx(b["value"], rel=1e-6, abs=1e-9)
