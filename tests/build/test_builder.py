@@ -18,7 +18,7 @@ from jetfm.build.selection import Selection, apply_selection, event_branches
 from jetfm.cli import main
 from jetfm.errors import InputError
 from jetfm.io.aoj import DATASETS, read_aoj
-from jetfm.io.nanoaod import chunk_to_jets, inspect_pfnano, read_pfnano
+from jetfm.io.nanoaod import _events_tree, chunk_to_jets, inspect_pfnano, read_pfnano
 from tests.conftest import PFNANO_INDEX, PFNANO_INLINE
 
 JETS_PER_FILE = 60
@@ -109,11 +109,13 @@ def test_written_jets_equal_direct_reading(built):
         assert neutral.any() and (cands[neutral][:, [4, 5, 6, 7]] == -1).all()
 
 
-def test_one_worker_and_other_chunking_give_the_same_files(built, inputs, tmp_path):
+def test_one_worker_and_other_chunking_give_the_same_files(built, inputs, dask_client, tmp_path):
     out, _ = built
-    res = build_aoj(inputs, str(tmp_path), n_workers=1, jets_per_file=JETS_PER_FILE,
-                    chunk_events=100_000, progress=False, log=lambda m: None)
-    assert res.n_workers == 1 and res.dashboard.startswith("http")
+    one = sorted(dask_client.scheduler_info()["workers"])[:1]
+    res = build_aoj(inputs, str(tmp_path), client=dask_client, workers=one,
+                    jets_per_file=JETS_PER_FILE, chunk_events=100_000, progress=False,
+                    log=lambda m: None)
+    assert res.n_workers == 1 and res.jets == N_INDEX + N_INLINE
     assert_same_outputs(out, tmp_path)
 
 
@@ -189,3 +191,25 @@ def test_cli_build_and_split(dask_client, tmp_path, capsys):
     assert sum(rec["counts"].values()) == 21 and rec["fractions"] == [0.5, 0.25, 0.25]
     rc = main(["split", str(out), "--fractions", "0.5,0.6,0.1"])
     assert rc == 2 and "sum to 1" in capsys.readouterr().err
+
+
+def test_corrupted_basket_is_reported_and_skipped_or_stops_strict(tmp_path):
+    """A file that opens but whose data cannot be decompressed fails in its task; the build
+    reports it and carries on (or stops with strict), and records it for the next run."""
+    # the tree opened (and cached) by earlier tests
+    branch = _events_tree(str(PFNANO_INLINE))["FatJetPFCands_pt"]
+    seek, size = int(branch.member("fBasketSeek")[0]), int(branch.member("fBasketBytes")[0])
+    data = bytearray(PFNANO_INLINE.read_bytes())
+    data[seek + size // 2: seek + size // 2 + 64] = bytes(range(64))
+    bad = tmp_path / "corrupt.root"
+    bad.write_bytes(bytes(data))
+    messages = []
+    res = build_aoj([str(bad)], str(tmp_path / "out"), scheduler="inline", progress=False,
+                    log=messages.append)
+    assert res.jets == 0 and res.outputs == [] and "corrupted" in res.failed[str(bad)]
+    assert any("corrupt.root" in m and "DecompressionError" in m for m in messages)
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["inputs"][str(bad)]["status"] == "failed"
+    with pytest.raises(InputError, match="corrupt.root: cannot read entries"):
+        build_aoj([str(bad)], str(tmp_path / "strict"), scheduler="inline", strict=True,
+                  progress=False)

@@ -7,14 +7,13 @@ import json
 import awkward as ak
 import numpy as np
 import pytest
-import uproot
 
 from jetfm.build.lumimask import LumiMask
 from jetfm.build.selection import (AOJ_MET_FILTERS, AOJ_TRIGGERS, CutFlow, Selection,
                                    apply_selection, event_branches)
 from jetfm.cli import main
 from jetfm.errors import InputError
-from jetfm.io.nanoaod import chunk_to_jets, inspect_pfnano, read_pfnano
+from jetfm.io.nanoaod import _events_tree, chunk_to_jets, inspect_pfnano, read_pfnano
 from tests.conftest import NANOAOD_PLAIN, PFNANO_INDEX, PFNANO_INLINE
 
 FILES = {"index": PFNANO_INDEX, "inline": PFNANO_INLINE}
@@ -33,7 +32,7 @@ def chunks():
 
 def _direct_selection(path) -> tuple[ak.Array, ak.Array]:
     """Selected-jet mask (events x jets) straight from uproot, and the events array."""
-    t = uproot.open(path)["Events"]
+    t = _events_tree(str(path))  # the same uproot tree, opened once (seconds) per session
     keys = set(t.keys())
     trig = [b for b in AOJ_TRIGGERS if b in keys]
     filt = [b for b in AOJ_MET_FILTERS if b in keys]
@@ -85,7 +84,7 @@ def test_constituents_sorted_sentinels_and_tagging(chunks, flavour):
 
 def test_index_flavour_gathers_the_pointed_candidates(chunks):
     """The first jet's constituents are PFCands[pFCandsIdx] of its links, as uproot sees them."""
-    a = uproot.open(PFNANO_INDEX)["Events"].arrays(
+    a = _events_tree(str(PFNANO_INDEX)).arrays(
         ["FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx", "PFCands_pt", "PFCands_pdgId"],
         entry_stop=1)
     links = a.FatJetPFCands_jetIdx[0] == 0

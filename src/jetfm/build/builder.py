@@ -67,7 +67,8 @@ class ChunkResult:
     n_events: int
     sha256: str | None = None
     error: str | None = None         # one line; set when the task failed
-    seconds: float = 0.0
+    seconds: float = 0.0             # wall time of the task
+    cpu_seconds: float = 0.0         # CPU time of the worker process during the task
 
 
 def sha256_file(path: str, block: int = 1 << 20) -> str:
@@ -81,17 +82,20 @@ def sha256_file(path: str, block: int = 1 << 20) -> str:
 def run_task(task: Task, selection: Selection, lumi: LumiMask | None) -> ChunkResult:
     """Read, select and gather one entry range (runs on a Dask worker). Never raises for bad
     input: the error comes back as one line in :attr:`ChunkResult.error`."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         chunk = read_pfnano(task.path, task.start, task.stop, task.event_branches, task.flavour)
         mask, flow = apply_selection(chunk, selection, task.branches, lumi)
         jets = chunk_to_jets(chunk, mask, selection.n_max)
         digest = sha256_file(task.path) if task.first else None
     except Exception as err:  # reported per input by the driver, never spoils other inputs
-        msg = str(err) if isinstance(err, InputError) else f"{task.path}: {type(err).__name__}: {err}"
+        msg = (str(err) if isinstance(err, InputError)
+               else f"{task.path}: {type(err).__name__}: {err}")
         return ChunkResult(None, None, task.stop - task.start, error=" ".join(msg.split()),
-                           seconds=time.perf_counter() - t0)
-    return ChunkResult(jets, flow, chunk.n_events, digest, seconds=time.perf_counter() - t0)
+                           seconds=time.perf_counter() - t0,
+                           cpu_seconds=time.process_time() - c0)
+    return ChunkResult(jets, flow, chunk.n_events, digest, seconds=time.perf_counter() - t0,
+                       cpu_seconds=time.process_time() - c0)
 
 
 # ------------------------------------------------------------------------------ outputs
@@ -240,7 +244,8 @@ class BuildSummary:
     cutflow: CutFlow                    # all inputs of the folder
     seconds: float
     n_workers: int
-    task_seconds: float = 0.0           # summed worker time of this run's tasks
+    task_seconds: float = 0.0           # summed wall time of this run's tasks on the workers
+    task_cpu_seconds: float = 0.0       # summed CPU time of the workers during those tasks
     dashboard: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -267,7 +272,8 @@ def _make_client(scheduler: str | None, n_workers: int | None, log: Callable):
 
 
 def _run_dask(client, tasks: list[Task], selection: Selection, lumi: LumiMask | None,
-              n_workers: int) -> Iterator[tuple[int, ChunkResult]]:
+              n_workers: int, workers: list[str] | None = None
+              ) -> Iterator[tuple[int, ChunkResult]]:
     """Yield (task index, result) in completion order, with at most a window of tasks ahead of
     the first one not yet received (bounds the results held for in-order writing)."""
     from distributed import as_completed
@@ -283,7 +289,8 @@ def _run_dask(client, tasks: list[Task], selection: Selection, lumi: LumiMask | 
         nonlocal next_submit
         while next_submit < len(tasks) and next_submit < first_missing + window:
             fut = client.submit(run_task, tasks[next_submit], selection, lumi, pure=False,
-                                key=f"build-aoj-{tag}-{next_submit}")
+                                key=f"build-aoj-{tag}-{next_submit}", workers=workers,
+                                allow_other_workers=False)
             index[fut.key] = next_submit
             ac.add(fut)
             next_submit += 1
@@ -314,13 +321,14 @@ def _settings(selection: Selection, jets_per_file: int, name: str) -> dict:
 def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = Selection(), *,
               jets_per_file: int = JETS_PER_FILE, chunk_events: int = CHUNK_EVENTS,
               name: str = "aoj", scheduler: str | None = None, n_workers: int | None = None,
-              client=None, strict: bool = False, progress: bool = True,
-              log: Callable[[str], None] | None = None) -> BuildSummary:
+              client=None, workers: list[str] | None = None, strict: bool = False,
+              progress: bool = True, log: Callable[[str], None] | None = None) -> BuildSummary:
     """Build AOJ files in ``out_dir`` from PFNano ``inputs`` (paths, globs, or .txt lists).
 
     ``scheduler``: a Dask scheduler address, or ``"inline"`` to run every task in this process
     (debugging); default a LocalCluster of ``n_workers`` processes (all cores) with one thread
-    each. ``client``: an existing ``distributed.Client`` (wins over both).
+    each. ``client``: an existing ``distributed.Client`` (wins over both); ``workers``: run the
+    tasks only on these worker addresses of the cluster.
     Raises InputError when no input can be built, on a manifest of other settings, or with
     ``strict`` on the first unreadable input.
     """
@@ -380,7 +388,7 @@ def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = 
              "selection": json.dumps(selection.to_dict(), sort_keys=True)}
     series = OutputSeries(out_dir, name, jets_per_file, attrs=attrs, **manifest.data["writer"])
     events = jets_written = 0
-    task_seconds = 0.0
+    task_seconds = task_cpu = 0.0
     dashboard = None
     n_w = 1
     try:
@@ -393,9 +401,10 @@ def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = 
                 if client is None:  # "inline": every task in this process, in order
                     results = ((i, run_task(t, selection, lumi)) for i, t in enumerate(tasks))
                 else:
-                    n_w = max(len(client.scheduler_info()["workers"]), 1)
-                    results = _run_dask(client, tasks, selection, lumi, n_w)
-                events, jets_written, task_seconds = _drain(
+                    n_w = len(workers) if workers else len(client.scheduler_info()["workers"])
+                    n_w = max(n_w, 1)
+                    results = _run_dask(client, tasks, selection, lumi, n_w, workers)
+                events, jets_written, task_seconds, task_cpu = _drain(
                     results, tasks, tasks_of, plan, manifest, series, failed, strict, progress,
                     log)
             finally:
@@ -417,7 +426,7 @@ def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = 
                         [os.path.join(out_dir, f) for f in manifest.data["outputs"]],
                         len(plan) - sum(p.path in failed for p in plan), skipped, failed,
                         events, jets_written, total, time.perf_counter() - t0, n_w,
-                        task_seconds, dashboard)
+                        task_seconds, task_cpu, dashboard)
 
 
 def _drain(results, tasks, tasks_of, plan, manifest, series, failed, strict, progress, log):
@@ -427,13 +436,14 @@ def _drain(results, tasks, tasks_of, plan, manifest, series, failed, strict, pro
     got: dict[int, ChunkResult] = {}
     next_input = 0
     events = jets_written = 0
-    task_seconds = 0.0
+    task_seconds = task_cpu = 0.0
     bar = tqdm(total=sum(t.stop - t.start for t in tasks), unit="ev", desc="build-aoj",
                disable=not progress, file=sys.stderr)
     try:
         for i, res in results:
             got[i] = res
             task_seconds += res.seconds
+            task_cpu += res.cpu_seconds
             bar.update(tasks[i].stop - tasks[i].start)
             while next_input < len(plan) and all(t in got for t in tasks_of[next_input]):
                 parts = [got.pop(t) for t in tasks_of[next_input]]
@@ -468,7 +478,7 @@ def _drain(results, tasks, tasks_of, plan, manifest, series, failed, strict, pro
                 jets_written += n_jets
     finally:
         bar.close()
-    return events, jets_written, task_seconds
+    return events, jets_written, task_seconds, task_cpu
 
 
 def write_cutflow(out_dir: str, selection: Selection, total: CutFlow, manifest: Manifest) -> None:

@@ -158,9 +158,15 @@ class PFNanoChunk:
 
 
 def _flat(arr) -> tuple[np.ndarray, np.ndarray]:
-    """Jagged awkward array -> (flat values, counts)."""
+    """Jagged awkward array -> (flat values, counts), straight from the layout's buffers (the
+    generic ak.flatten/ak.num cost as much as decompressing a small basket)."""
     import awkward as ak
 
+    layout = arr.layout
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(
+            layout.content, ak.contents.NumpyArray):
+        off = np.asarray(layout.offsets)
+        return np.asarray(layout.content.data)[off[0]:off[-1]], np.diff(off)
     return ak.to_numpy(ak.flatten(arr, axis=1)), ak.to_numpy(ak.num(arr, axis=1))
 
 
