@@ -31,6 +31,7 @@ def _fails_cleanly(args, capsys, folder):
     (["simulate", "aoj-like", "--jets", "five", "--seed", "1"], "--jets must be an integer"),
     (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--workers", "0"], "workers"),
     (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--pileup", "-1"], "pile-up"),
+    (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--chunk-jets", "0"], "per chunk"),
 ])
 def test_bad_arguments(args, message, tmp_path, capsys):
     ext = ".root" if "jetclass-like" in args else ".h5"

@@ -156,3 +156,42 @@ def test_region_of_interest_sees_the_same_jets_as_the_whole_event():
         assert diff.size and diff.min() < 0.005 * pt, (e, pt)   # the same jet
         exact += diff.min() < 0.01                               # with the same particles
     assert exact >= 0.9 * len(a)
+
+
+def test_jetclass_like_resumes_from_its_chunk_folder(tmp_path, monkeypatch):
+    out = tmp_path / "qcd.root"
+    real_iter = samples_mod.iter_chunks
+
+    def crash_after_first(*args, **kwargs):
+        for i, item in enumerate(real_iter(*args, **kwargs)):
+            if i == 1:
+                raise RuntimeError("simulated crash")
+            yield item
+
+    monkeypatch.setattr(samples_mod, "iter_chunks", crash_after_first)
+    with pytest.raises(RuntimeError):
+        simulate_jetclass_like("qcd", 16, 7, out, workers=1, chunk_jets=8, progress=False)
+    assert not out.exists()
+    assert sorted(p.name for p in (tmp_path / "qcd.root.chunks").iterdir()) == [
+        "chunk_00000.npz", "sample.json"]
+    monkeypatch.setattr(samples_mod, "iter_chunks", real_iter)
+    simulate_jetclass_like("qcd", 16, 7, out, workers=1, chunk_jets=8, progress=False)
+    assert not (tmp_path / "qcd.root.chunks").exists()
+    again = generate_jets(samples_mod.jetclass_like_spec("qcd"), 16, seed=7, chunk_jets=8)
+    np.testing.assert_allclose(read_jets(out).j("pt"), again.j("pt"), rtol=1e-6)
+    import uproot
+
+    with uproot.open(out) as f:
+        prov = json.loads(str(f["provenance"]))
+    assert prov["process"] == "zjets_nunu" and prov["seed"] == 7 and prov["detector"] == "delphes_like"
+
+
+def test_pileup_overlay_with_puppi_weights(tmp_path):
+    out = simulate_aoj_like(8, 2, tmp_path / "pu.h5", workers=1, pileup=10.0, progress=False)
+    jets = read_jets(out)
+    assert len(jets) == 8 and read_attrs(out)["pileup_mu"] == 10.0
+    w = jets.c("puppiWeight")[jets.mask]
+    neutral = (jets.c("charge") == 0)[jets.mask]
+    assert (w > 0).all() and (w <= 1).all()
+    assert (w[neutral] < 0.99).any()          # some pile-up-like neutrals are down-weighted
+    assert (w[~neutral] == 1).all()           # charged pile-up is removed, primary kept whole

@@ -420,6 +420,9 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
 
 def _run(spec, kind, n_jets, seed, out, workers, chunk_jets, progress,
          open_sink: Callable, desc: str) -> str:
+    if isinstance(chunk_jets, bool) or not isinstance(chunk_jets, (int, np.integer)) \
+            or chunk_jets < 1:
+        raise InputError(f"jets per chunk must be an integer >= 1, got {chunk_jets!r}")
     attrs = provenance(spec, kind, n_jets, seed, chunk_jets)
     sizes = chunk_sizes(n_jets, chunk_jets)
     sink, done = open_sink(attrs, sizes)
