@@ -68,8 +68,22 @@ def test_report_and_fit_bad_input_exit_2(tmp_path, capsys):
 
 
 def test_metrics_command_on_real_files(capsys):
-    rc = main(["metrics", str(AOJ_MINI), str(JETCLASS2_ROOT), "--json"])
+    rc = main(["metrics", str(AOJ_MINI), str(JETCLASS2_ROOT), "--json", "--w1-samples", "5000"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"pt", "mass", "n_constituents"} <= set(out["observables"])
     assert out["jetnet"]["w1m"] > 0
+
+
+def test_partial_scan_results_from_finished_cells(tmp_path):
+    from jetfm.config import save_config
+
+    save_config(S.ScanConfig(sizes=[10, 20], seeds=1), str(tmp_path))
+    cells = tmp_path / "cells" / "top"
+    cells.mkdir(parents=True)
+    rows = [dict(target="top", arm="pretrained", reference="tokenized", observable="pt",
+                 metric="w1", D=10, seed=0, value=3.0, error=0.1)]
+    (cells / "D10_seed0_pretrained.json").write_text(json.dumps({"rows": rows}))
+    res = S.load_results(str(tmp_path))
+    assert res["partial"] and res["cells_done"] == 1 and res["cells_planned"] == 4
+    assert res["summary"][0]["mean"] == 3.0

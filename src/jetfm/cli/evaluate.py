@@ -41,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("reference", help="reference jets (AOJ .h5 or JetClass .root)")
     p.add_argument("generated", help="generated jets (AOJ .h5 or JetClass .root)")
     p.add_argument("--max-jets", type=int, default=20_000)
+    p.add_argument("--w1-samples", type=int, default=50_000, help="W1 samples per batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_metrics)
@@ -103,8 +104,9 @@ def cmd_metrics(args) -> int:
     ref = read_jets(args.reference, stop=args.max_jets)
     gen = read_jets(args.generated, stop=args.max_jets)
     out = {"observables": observable_distances(experiment_observables(ref),
-                                               experiment_observables(gen), seed=args.seed),
-           "jetnet": jetnet_metrics(ref, gen, seed=args.seed)}
+                                               experiment_observables(gen), seed=args.seed,
+                                               num_samples=args.w1_samples),
+           "jetnet": jetnet_metrics(ref, gen, seed=args.seed, num_samples=args.w1_samples)}
     if args.json:
         print(json.dumps(out))
         return 0

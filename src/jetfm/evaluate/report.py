@@ -291,6 +291,10 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
     blocks: list[Block] = [B("h1", title)]
     if command:
         blocks.append(B("p", f"Produced by `{command}`."))
+    if res.get("partial"):
+        blocks.append(B("p", f"**Partial results:** {res['cells_done']} of "
+                             f"{res['cells_planned']} scan cells finished when this report was "
+                             "written (the scan is still running or was interrupted)."))
     blocks.append(B("h2", "Verdict"))
     blocks += [B("p", s) for s in verdict_text(v)]
     blocks.append(B("p", "Metrics compare generated jets with held-out target jets passed "

@@ -337,9 +337,44 @@ def write_results(out: str, rows: list[dict], cfg: ScanConfig, targets: dict[str
     return path
 
 
+def collect_cells(scan_dir: str) -> dict:
+    """Results of a scan that is still running or was interrupted: the rows of every finished
+    cell file, in the layout of ``results.json`` (plus ``partial: True`` and the cell count)."""
+    import yaml
+
+    from jetfm.config import from_dict
+
+    cfg_path = os.path.join(scan_dir, "config.yaml")
+    cell_root = os.path.join(scan_dir, "cells")
+    if not (os.path.exists(cfg_path) and os.path.isdir(cell_root)):
+        raise InputError("no results.json and no finished cells (run `jetfm scan` first)",
+                         scan_dir)
+    with open(cfg_path) as fh:
+        cfg = from_dict(ScanConfig, yaml.safe_load(fh) or {})
+    rows, targets = [], {}
+    for target in sorted(os.listdir(cell_root)):
+        targets[target] = target
+        for name in sorted(os.listdir(os.path.join(cell_root, target))):
+            if name.endswith(".json"):
+                with open(os.path.join(cell_root, target, name)) as fh:
+                    rows += json.load(fh)["rows"]
+    if not rows:
+        raise InputError("no finished cells yet", scan_dir)
+    from jetfm.evaluate.fits import aggregate, fit_results
+
+    n_cells = len({(r["target"], r["D"], r["seed"], r["arm"]) for r in rows})
+    return {"config": dataclasses.asdict(cfg), "targets": targets, "pretrained": "",
+            "rows": rows, "summary": aggregate(rows), "fits": fit_results(rows),
+            "partial": True, "cells_done": n_cells,
+            "cells_planned": len(targets) * len(cfg.sizes) * cfg.seeds * len(ARMS)}
+
+
 def load_results(path: str) -> dict:
-    """Read a ``results.json`` (or the folder holding it)."""
+    """Read a ``results.json`` (or the folder holding it; a scan folder without one, still
+    running or interrupted, gives the finished cells: :func:`collect_cells`)."""
     if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "results.json")):
+            return collect_cells(path)
         path = os.path.join(path, "results.json")
     if not os.path.exists(path):
         raise InputError("no results.json (run `jetfm scan` first)", path)
@@ -363,6 +398,6 @@ def parse_sizes(text: str | Sequence[int]) -> list[int]:
         raise InputError(f"sizes must be comma-separated integers, got '{text}'") from None
 
 
-__all__ = ["ScanConfig", "run_scan", "write_results", "load_results", "split_target",
+__all__ = ["ScanConfig", "run_scan", "write_results", "load_results", "collect_cells", "split_target",
            "draw_subset", "reference_sets", "experiment_observables", "evaluate_cell", "frame_observables", "parse_sizes",
            "ARMS", "REFERENCES", "OBSERVABLES", "JETNET_METRICS", "ROW_FIELDS"]

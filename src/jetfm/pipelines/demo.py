@@ -167,8 +167,8 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
                                preset=cfg.model_preset, overrides=cfg.model_overrides,
                                seed=seed, progress=progress))
     scan_dir = os.path.join(out, "scan")
-    stage("D-scan (fine-tuned vs from scratch)",
-          os.path.exists(os.path.join(scan_dir, "results.json")),
+    scan_cached = os.path.exists(os.path.join(scan_dir, "results.json"))
+    stage("D-scan (fine-tuned vs from scratch)", scan_cached,
           lambda: run_scan(os.path.join(pre_dir, "model"), target_files, scan_dir, cfg.scan,
                            progress=progress))
     fig_dir = os.path.join(out, "figures")
@@ -181,8 +181,11 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
     stage("Figure 2", os.path.exists(figures["figure2"]),
           lambda: plots.figure2([aoj], figures["figure2"], cfg.figure_jets,
                                 title="AOJ-like pre-training jets"))
-    stage("Figures 3 and 4", False,
-          lambda: figures.update(plots.scan_figures(scan_dir, fig_dir)))
+    scan_figs = {f"{t}_{kind}": os.path.join(fig_dir, f"{t}_{kind}.png") for t in cfg.targets
+                 for kind in ("histograms", "kl_vs_D", "w1_vs_D")}
+    stage("Figures 3 and 4", scan_cached and all(os.path.exists(f) for f in scan_figs.values()),
+          lambda: plots.scan_figures(scan_dir, fig_dir))
+    figures.update({k.replace("_vs_D", ""): v for k, v in scan_figs.items()})
     data = [{"role": "pre-training", "file": aoj, "n_jets": count_jets(aoj),
              "description": "AOJ-like QCD jets: Pythia 8 dijets, CMS-like detector response, "
                             f"anti-kT R = 0.8, pile-up {cfg.pileup:g}"}]
