@@ -221,3 +221,46 @@ def test_bad_inputs(aoj_files, tmp_path):
         StreamingJets(aoj_files, remainder="round")
     with pytest.raises(ValueError, match="persistent"):
         StreamingLoader(StreamingJets(aoj_files), num_workers=1, persistent_workers=True)
+
+
+def test_lightning_epochs_and_ranks_through_setepoch(aoj_files, tmp_path):
+    """In a Lightning fit, SetEpoch gives each epoch its own order of the same jets."""
+    import lightning.pytorch as L
+
+    from jetfm.train.streaming import SetEpoch
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+            self.seen: dict[int, list[int]] = {}
+
+        def training_step(self, batch, i):
+            self.seen.setdefault(self.current_epoch, []).extend(batch["event"][:, 2].tolist())
+            return self.lin(batch["x"]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    ds = StreamingJets(aoj_files, chunk_size=16, buffer_size=24, seed=4, batch_size=20)
+    module = Tiny()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False,
+                        default_root_dir=tmp_path, callbacks=[SetEpoch()])
+    trainer.fit(module, StreamingLoader(ds, num_workers=1))
+    e0, e1 = module.seen[0], module.seen[1]
+    assert sorted(e0) == sorted(e1) == ALL_EVENTS
+    assert e0 != e1
+
+
+def test_gpu_benchmark_refuses_without_cuda():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr

@@ -62,6 +62,8 @@ from jetfm.io.aoj import ReadOptions, expand_paths, read_aoj
 from jetfm.physics.features import Preprocessing
 
 REMAINDER_MODES = ("drop", "pad", "exact")
+#: the constituent columns the OmniJet-alpha features need (E gives the mask)
+FEATURE_COLUMNS = ("px", "py", "pz", "E")
 TOKENS_FORMAT = "jetfm-tokens"  # the ``format`` attribute of jetfm token files (io/tokens.py)
 
 
@@ -159,7 +161,7 @@ class StreamingJets(IterableDataset):
                  world_size: int | None = None, remainder: str = "drop",
                  batch_size: int | None = None, start: int = 0, stop: int | None = None,
                  preprocessing: Preprocessing = Preprocessing(),
-                 read_options: ReadOptions = ReadOptions()):
+                 read_options: ReadOptions = ReadOptions(trim=True)):
         super().__init__()
         files = [_probe(p) for p in expand_paths(paths)]
         if not files:
@@ -265,7 +267,8 @@ class StreamingJets(IterableDataset):
         index = np.arange(offset, offset + hi - lo, dtype=np.int64)
         if f.kind == "tokens":
             return {"tokens": _read_tokens(f.path, lo, hi, self.seq_len), "index": index}
-        jets = read_aoj(f.path, lo, hi, options=self.read_options, chunk_size=hi - lo)
+        jets = read_aoj(f.path, lo, hi, columns=FEATURE_COLUMNS, options=self.read_options,
+                        chunk_size=hi - lo)
         x, mask = self.preprocessing.forward(jets)
         out = {"x": x, "mask": mask, "index": index}
         if jets.event_info is not None:
