@@ -61,8 +61,9 @@ def test_remainder_modes_give_equal_batch_counts(aoj_files, mode):
     for rank in range(world):
         ds = StreamingJets(aoj_files, chunk_size=16, buffer_size=24, seed=1, rank=rank,
                            world_size=world, remainder=mode, batch_size=5)
-        loader = DataLoader(ds, batch_size=None, num_workers=workers)
+        loader = StreamingLoader(ds, num_workers=workers)
         got = [b["event"][:, 2].tolist() for b in loader]
+        assert len(loader) == len(got)
         n_batches.append(len(got))
         per_rank.append([e for b in got for e in b])
     assert len(set(n_batches)) == 1  # DDP needs the same number of steps on every rank

@@ -440,6 +440,13 @@ class StreamingLoader(ResumableLoader):
             raise ValueError("persistent workers would keep the epoch they started with")
         super().__init__(dataset, **kw)
 
+    def __len__(self) -> int:
+        """Batches per epoch on this rank, exactly: each worker batches its own part."""
+        per = self.dataset._worker_batches(max(self.num_workers, 1))
+        if self.batch_size is None:
+            return sum(per)
+        return sum(-(-n // self.batch_size) for n in per)  # the loader batches single jets
+
     def _start(self, restored: dict | None) -> int:
         ds: StreamingJets = self.dataset
         if restored is not None:
