@@ -351,3 +351,38 @@ def test_slurm_recipe_with_a_local_srun(tokenizer, tmp_path):
         return
     assert (out / "model" / "config.json").exists()
     assert "Starting with 2 processes" in proc.stdout + proc.stderr
+
+
+def _quantiser_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One DDP process: a quantiser trained on this process's own data."""
+    import torch
+    import torch.distributed as dist
+
+    from jetfm.models.quantizer import QuantizerConfig, VectorQuantizer
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    torch.manual_seed(0)
+    q = VectorQuantizer(QuantizerConfig(codebook_size=16, dim=4, replace_freq=2,
+                                        kmeans_init=True)).train()
+    gen = torch.Generator().manual_seed(100 + rank)  # different data on each process
+    replaced = 0
+    for step in range(6):
+        # after the k-means step the data move away, so codes go unused and get replaced
+        z = torch.randn(64, 4, generator=gen) * (1 + rank) + (8.0 if step else 0.0)
+        replaced += q(z)[3]["replaced"]
+    torch.save({"codebook": q.codebook.detach(), "unused": q.steps_unused, "replaced": replaced},
+               os.path.join(out, f"q{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_quantiser_codebooks_stay_equal_across_processes(tmp_path):
+    """k-means initialisation and dead-code replacement change the codebook without gradients:
+    under DDP every process must still hold the same codebook."""
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(_quantiser_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"q{r}.pt", weights_only=True) for r in (0, 1))
+    assert a["replaced"] > 0 and a["replaced"] == b["replaced"]
+    assert torch.equal(a["codebook"], b["codebook"]) and torch.equal(a["unused"], b["unused"])

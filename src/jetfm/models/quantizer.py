@@ -26,6 +26,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _distributed() -> bool:
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
+
+
+def _sync_from_rank0(t: torch.Tensor) -> None:
+    """Copy process 0's values into ``t`` on every process (no-op outside DDP): codebook
+    updates made without gradients (k-means init, dead-code replacement) would otherwise make
+    the processes' codebooks drift apart."""
+    if _distributed():
+        torch.distributed.broadcast(t, src=0)
+
+
+def _sum_over_ranks(t: torch.Tensor) -> None:
+    if _distributed():
+        torch.distributed.all_reduce(t)
+
+
 @dataclass
 class QuantizerConfig:
     codebook_size: int = 8192
@@ -120,23 +138,29 @@ class VectorQuantizer(nn.Module):
         self.codebook.data.copy_(self._to_raw(
             kmeans_pp(z.detach().float(), self.cfg.codebook_size, self.cfg.kmeans_iters)))
         self.initialised.fill_(True)
+        _sync_from_rank0(self.codebook.data)  # DDP: every process keeps the same codebook
 
     @torch.no_grad()
     def _update_usage(self, idx: torch.Tensor, z: torch.Tensor) -> int:
         """Count a training step; replace codes unused for ``replace_freq`` steps. Returns the
         number of codes replaced."""
-        used = torch.bincount(idx, minlength=self.cfg.codebook_size) > 0
+        counts = torch.bincount(idx, minlength=self.cfg.codebook_size)
+        _sum_over_ranks(counts)  # DDP: a code is used if any process used it
+        used = counts > 0
         self.steps_unused += 1
         self.steps_unused[used] = 0
         if self.cfg.replace_freq <= 0:
             return 0
         dead = torch.nonzero(self.steps_unused >= self.cfg.replace_freq).flatten()
-        if dead.numel() == 0 or z.shape[0] == 0:
+        if dead.numel() == 0:
             return 0
-        pick = torch.randint(z.shape[0], (dead.numel(),), device=z.device)
-        new = z.detach()[pick] + self.cfg.replace_noise * torch.randn(
-            dead.numel(), z.shape[1], device=z.device, dtype=z.dtype)
-        self.codebook.data[dead] = self._to_raw(new).to(self.codebook.dtype)
+        if z.shape[0]:
+            pick = torch.randint(z.shape[0], (dead.numel(),), device=z.device)
+            new = z.detach()[pick] + self.cfg.replace_noise * torch.randn(
+                dead.numel(), z.shape[1], device=z.device, dtype=z.dtype)
+            self.codebook.data[dead] = self._to_raw(new).to(self.codebook.dtype)
+        # DDP: the replacements of process 0 (dead is the same everywhere) go to every process
+        _sync_from_rank0(self.codebook.data)
         self.steps_unused[dead] = 0
         return int(dead.numel())
 
