@@ -1,8 +1,9 @@
-"""Tokenizer speed at the ``paper`` size: jets/s to encode (jets -> codes) and to decode
+"""Tokenizer speed (named tokenizer.py: a benchmarks/tokenize.py would shadow the standard
+library's ``tokenize`` for every script in this folder) at the ``paper`` size: jets/s to encode (jets -> codes) and to decode
 (codes -> jets), against the naive way of the reference (every batch processed at the full
 padded length of 128 constituents) on the same jets, in one run.
 
-    python benchmarks/tokenize.py [--quick] [--jets 4096] [--batch 256] [--threads 1]
+    python benchmarks/tokenizer.py [--quick] [--jets 4096] [--batch 256] [--threads 1]
 
 Jets: the 100 real CMS jets of ../shared/data/real/aoj_mini_2016H repeated to ``--jets``. Our
 encoder trims each batch to its longest jet (padding is masked anyway, so the codes are
@@ -11,20 +12,14 @@ a GPU. The machine is shared and noisy: best of the repeats.
 """
 from __future__ import annotations
 
-import os
+import argparse
 import sys
+from pathlib import Path
 
-# this file's name shadows the standard library's ``tokenize`` (imported by inspect, torch, ...):
-# look in this folder only after the standard library
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, emit  # noqa: E402
 
 from jetfm.io import read_jets  # noqa: E402
