@@ -1,5 +1,4 @@
-"""Tokenizer speed (named tokenizer.py: a benchmarks/tokenize.py would shadow the standard
-library's ``tokenize`` for every script in this folder) at the ``paper`` size: jets/s to encode (jets -> codes) and to decode
+"""Tokenizer speed at the ``paper`` size: jets/s to encode (jets -> codes) and to decode
 (codes -> jets), against the naive way of the reference (every batch processed at the full
 padded length of 128 constituents) on the same jets, in one run.
 
@@ -8,7 +7,8 @@ padded length of 128 constituents) on the same jets, in one run.
 Jets: the 100 real CMS jets of ../shared/data/real/aoj_mini_2016H repeated to ``--jets``. Our
 encoder trims each batch to its longest jet (padding is masked anyway, so the codes are
 identical: checked). The reference reports about 8 k jets/s (encode) and 25 k jets/s (decode) on
-a GPU. The machine is shared and noisy: best of the repeats.
+a GPU. The machine is shared and noisy: best of the repeats. (Named tokenizer.py: a
+benchmarks/tokenize.py would shadow the standard library's ``tokenize`` for every script here.)
 """
 from __future__ import annotations
 
