@@ -18,6 +18,7 @@ machine: 8192-code tokenizer, 6.6 M-parameter backbone, D = 10^2..10^6, 5 seeds)
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -129,7 +130,12 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
     os.makedirs(out, exist_ok=True)
     _check_same_config(out, cfg, seed)
     t_start, cpu_start = time.perf_counter(), _cpu_seconds()
+    # stage times of every run into this folder, so a resumed demo still reports them all
+    timing_file = os.path.join(out, "stage_seconds.json")
     stage_s: dict[str, float] = {}
+    if os.path.exists(timing_file):
+        with open(timing_file) as fh:
+            stage_s.update(json.load(fh))
 
     def stage(name: str, done: bool, fn):
         if done:
@@ -139,7 +145,11 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
         t0, c0 = time.perf_counter(), _cpu_seconds()
         fn()
         stage_s[name] = time.perf_counter() - t0
-        _log(f"{name}: {stage_s[name]:.0f} s wall, {_cpu_seconds() - c0:.0f} s CPU")
+        stage_s[name + " (CPU)"] = _cpu_seconds() - c0
+        _log(f"{name}: {stage_s[name]:.0f} s wall, {stage_s[name + ' (CPU)']:.0f} s CPU")
+        with open(timing_file + ".partial", "w") as fh:
+            json.dump(stage_s, fh, indent=1)
+        os.replace(timing_file + ".partial", timing_file)
 
     data_dir = os.path.join(out, "data")
     os.makedirs(data_dir, exist_ok=True)
@@ -194,11 +204,14 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
                      "description": f"JetClass-like {t} jets (Delphes-like response)"})
     models = {"OmniJet-alpha (tokenizer + pre-trained backbone)":
               model_summary(api.describe(os.path.join(pre_dir, "model")))}
-    notes = [f"Demo preset `{preset}`, seed {seed}. Wall-clock stage times of this run (s): "
-             + ", ".join(f"{k} {v:.0f}" for k, v in stage_s.items())
-             + f"; total {time.perf_counter() - t_start:.0f} s wall, "
-             f"{_cpu_seconds() - cpu_start:.0f} s CPU (this process and its workers; on a "
-             "shared machine the wall time depends on the load)."]
+    wall = {k: v for k, v in stage_s.items() if not k.endswith("(CPU)")}
+    cpu = sum(v for k, v in stage_s.items() if k.endswith("(CPU)"))
+    notes = [f"Demo preset `{preset}`, seed {seed}. Stage times in seconds, wall clock (as "
+             "measured when each stage ran; on a shared machine they depend on the load): "
+             + ", ".join(f"{k} {v:.0f}" for k, v in wall.items())
+             + f"; sum {sum(wall.values()):.0f} s wall, {cpu:.0f} s CPU (this process and its "
+             f"workers). This invocation: {time.perf_counter() - t_start:.0f} s wall, "
+             f"{_cpu_seconds() - cpu_start:.0f} s CPU."]
     _, html_path = build_report(scan_dir, out, figures, data, models, notes=notes,
                                 command=f"jetfm demo --preset {preset} --seed {seed} --out {out}")
     return html_path
