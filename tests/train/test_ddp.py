@@ -172,7 +172,8 @@ def test_killed_run_resumes_to_the_same_weights(reference, tokenizer, tmp_path):
     proc = _run(tmp_path, tokenizer, "--kill-at", KILL, check=False)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not os.path.exists(tmp_path / "model" / "config.json")  # it did not finish
-    _run(tmp_path, tokenizer)  # the same command again resumes from the step checkpoint
+    # the same job again (here, in this process) resumes from the step checkpoint
+    _job([str(tmp_path), tokenizer, str(AOJ)])
     ref, got = _losses(reference), _losses(tmp_path)
     assert sorted(got) == list(range(STEPS))
     np.testing.assert_allclose([got[k] for k in range(STEPS)], [ref[k] for k in range(STEPS)],
@@ -192,7 +193,7 @@ def test_two_processes_match_one_with_double_batch_and_resume_on_one(reference, 
     assert sorted(two) == list(range(KILL))
     np.testing.assert_allclose([two[k] for k in range(KILL)], [ref[k] for k in range(KILL)],
                                rtol=1e-4)
-    _run(tmp_path, tokenizer, "--devices", 1, "--batch", 16)  # resume on another device count
+    _job([str(tmp_path), tokenizer, str(AOJ), "--batch", "16"])  # resumed on 1 process
     got = _losses(tmp_path)
     np.testing.assert_allclose([got[k] for k in range(STEPS)], [ref[k] for k in range(STEPS)],
                                rtol=1e-4)
