@@ -93,3 +93,18 @@ def test_cli_bad_input(real_subsets, tmp_path, capsys):
                "--runs", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "needs 3-channel images" in err and err.count("\n") == 1
+
+
+def test_resume_replays_the_uninterrupted_run(real_subsets, tmp_path):
+    qcd, _, _ = real_subsets
+    base = [f"data.train=[{qcd}]", "data.input=occupancy", "train.max_steps=0",
+            "train.batch_size=48", "models=[codae]"]
+    whole = load_config(AnomalyConfig, "codae_quick", base + ["train.epochs=2"])
+    train(whole, str(tmp_path / "whole"), seed=3, progress=False)
+    first = load_config(AnomalyConfig, "codae_quick", base + ["train.epochs=1"])
+    train(first, str(tmp_path / "split"), seed=3, progress=False)  # "crash" after epoch 1
+    s = train(whole, str(tmp_path / "split"), seed=3, progress=False, resume=True)
+    h_whole = json.loads((tmp_path / "whole" / "codae" / "history.json").read_text())
+    h_split = json.loads((tmp_path / "split" / "codae" / "history.json").read_text())
+    assert len(h_whole["epochs"]) == 2 and h_split == h_whole
+    assert s["models"]["codae"]["steps"] == 4

@@ -141,12 +141,13 @@ def train_one(kind: str, cfg: AnomalyConfig, x_train: np.ndarray, x_valid: np.nd
     os.makedirs(folder, exist_ok=True)
     last = os.path.join(folder, "last_state.pt")
     history: list[dict] = []
-    start_epoch, best, steps = 0, -np.inf, 0
+    start_epoch, best, steps, spent = 0, -np.inf, 0, 0.0
     if resume and os.path.exists(last):
         state = torch.load(last, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, best, steps = int(state["epoch"]), float(state["best_ssim"]), int(state["steps"])
+        spent = float(state.get("seconds", 0.0))  # training time before the resume
         with open(os.path.join(folder, "history.json")) as fh:
             history = json.load(fh)["epochs"][:start_epoch]
     xt, xv = torch.from_numpy(x_train), torch.from_numpy(x_valid)
@@ -189,13 +190,14 @@ def train_one(kind: str, cfg: AnomalyConfig, x_train: np.ndarray, x_valid: np.nd
             json.dump({"model": kind, "epochs": history}, fh, indent=2)
         tmp = last + ".partial"
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "epoch": epoch + 1, "best_ssim": best, "steps": steps}, tmp)
+                    "epoch": epoch + 1, "best_ssim": best, "steps": steps,
+                    "seconds": spent + time.perf_counter() - t0}, tmp)
         os.replace(tmp, last)
     if kind == "codae" and os.path.isfile(os.path.join(folder, "config.json")):
         _store_z_m_reference(folder, x_train, tc.eval_batch_size)
     return {"model": kind, "parameters": n_parameters(model), "steps": steps,
             "best_valid_ssim": best, "epochs_run": len(history),
-            "seconds": time.perf_counter() - t0, "folder": folder}
+            "seconds": spent + time.perf_counter() - t0, "folder": folder}
 
 
 def _store_z_m_reference(folder: str, x_train: np.ndarray, batch: int) -> None:
