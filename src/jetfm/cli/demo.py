@@ -7,8 +7,8 @@ import os
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in data")
     p.add_argument("--preset", default="default",
-                   help="quick (CI, ~3 min), default (~20 min on 2 cores), paper (GPU), or a "
-                        "YAML file")
+                   help="quick (the chain in miniature, for CI), default (the main job; measured "
+                        "48 min wall on a busy 2-core machine), paper (GPU), or a YAML file")
     p.add_argument("--out", default=None, help="output folder (default runs/demo_<preset>)")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
