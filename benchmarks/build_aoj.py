@@ -18,24 +18,17 @@ from __future__ import annotations
 import os
 import sys
 
-# benchmarks/ holds a tokenize.py that would shadow the standard library's module of that name
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
+# the real PFNano paths are defined once, in tests/conftest.py at the repository root
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("_common", os.path.join(_HERE, "_common.py"))
-_common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_common)
-emit = _common.emit
-
+from _common import emit  # noqa: E402
 from jetfm.build.builder import build_aoj  # noqa: E402
 from jetfm.build.selection import Selection, event_branches  # noqa: E402
 from jetfm.io import nanoaod  # noqa: E402

@@ -26,13 +26,9 @@ import statistics
 import sys
 import time
 
-# this folder holds tokenize.py, which would shadow the standard library's (imported by torch)
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.path.append(_HERE)
 from _common import emit  # noqa: E402
 
 from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters  # noqa: E402

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before NumPy: one BLAS thread per process
-# this folder holds scripts named like standard modules (tokenize.py): search it last
-HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 
 import numpy as np  # noqa: E402
 

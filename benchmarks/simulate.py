@@ -25,10 +25,6 @@ from __future__ import annotations
 import os
 import sys
 
-# run as a script, this folder is sys.path[0]; its modules (tokenize.py) must not shadow the
-# standard library's
-sys.path[:] = [p for p in sys.path
-               if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import argparse  # noqa: E402
 import json  # noqa: E402
