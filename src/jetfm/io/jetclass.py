@@ -23,6 +23,8 @@ import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
 from jetfm.jets import Jets
+from jetfm.physics.features import (FLAG_COLUMNS, pdgid_from_flags, relative_to_jet,
+                                    species_flags)
 
 TREE = "tree"
 #: JetClass branch -> jetfm column
@@ -47,22 +49,9 @@ JETCLASS_PROCESSES = ("ZJetsToNuNu", "HToBB", "HToCC", "HToGG", "HToWW4Q", "HToW
                       "ZToQQ", "WToQQ", "TTBar", "TTBarLep")
 #: JetClass-II: labels 161..187 are QCD
 JETCLASS2_QCD_RANGE = (161, 187)
-FLAG_COLUMNS = ("isChargedHadron", "isNeutralHadron", "isPhoton", "isElectron", "isMuon")
 TRACK_COLUMNS = ("d0", "d0Err", "dz", "dzErr")
 CONSTITUENT_COLUMNS = tuple(PART_BRANCHES.values()) + ("pdgId",)
 N_MAX = 128
-
-
-def pdgid_from_flags(flags: dict[str, np.ndarray], charge: np.ndarray) -> np.ndarray:
-    """The PDG id that a JetClass species flag stands for (sign from the charge)."""
-    q = np.sign(charge)
-    pid = np.zeros(np.shape(charge), np.float32)
-    pid = np.where(flags["isChargedHadron"] > 0, 211.0 * q, pid)
-    pid = np.where(flags["isNeutralHadron"] > 0, 130.0, pid)
-    pid = np.where(flags["isPhoton"] > 0, 22.0, pid)
-    pid = np.where(flags["isElectron"] > 0, -11.0 * q, pid)
-    pid = np.where(flags["isMuon"] > 0, -13.0 * q, pid)
-    return pid.astype(np.float32)
 
 
 def _open_tree(path: str):
@@ -224,15 +213,12 @@ def jets_to_branches(jets: Jets, label_scheme: str = "jetclass") -> dict[str, ob
     cols: dict[str, np.ndarray] = {}
     for name in ("px", "py", "pz", "E"):
         cols[name] = jets.c(name)
+    jet_eta = jets.j("eta") if "eta" in jets.jet_names else None
     if "deta" in jets.constituent_names:
         deta, dphi = jets.c("deta"), jets.c("dphi")
     else:
-        from jetfm.physics.features import relative_to_jet
-
-        eta_jet = jets.j("eta") if "eta" in jets.jet_names else None
-        phi_jet = jets.j("phi") if "phi" in jets.jet_names else None
-        deta, dphi = relative_to_jet(jets, eta_jet, phi_jet)
-    jet_eta = jets.j("eta") if "eta" in jets.jet_names else None
+        jet_phi = jets.j("phi") if "phi" in jets.jet_names else None
+        deta, dphi = relative_to_jet(jets, jet_eta, jet_phi)
     if jet_eta is not None:
         deta = deta * np.where(jet_eta < 0, -1.0, 1.0)[:, None]
     cols["deta"], cols["dphi"] = deta, dphi
@@ -244,8 +230,6 @@ def jets_to_branches(jets: Jets, label_scheme: str = "jetclass") -> dict[str, ob
         for k in FLAG_COLUMNS:
             cols[k] = jets.c(k)
     else:
-        from jetfm.physics.features import species_flags
-
         cols.update(species_flags(jets.c("pdgId")))
     out: dict[str, object] = {}
     for b, name in PART_BRANCHES.items():

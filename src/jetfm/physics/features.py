@@ -98,11 +98,8 @@ def species(jets: Jets) -> np.ndarray:
     if "pdgId" in jets.constituent_names:
         s = species_from_pdgid(jets.c("pdgId"))
     else:
-        from jetfm.io.jetclass import pdgid_from_flags
-
-        s = species_from_pdgid(pdgid_from_flags(
-            {k: jets.c(k) for k in ("isChargedHadron", "isNeutralHadron", "isPhoton",
-                                    "isElectron", "isMuon")}, jets.c("charge")))
+        flags = {k: jets.c(k) for k in FLAG_COLUMNS}
+        s = species_from_pdgid(pdgid_from_flags(flags, jets.c("charge")))
     return np.where(jets.mask, s, -1).astype(np.int8)
 
 
@@ -112,14 +109,27 @@ def species_counts(jets: Jets) -> dict[str, np.ndarray]:
     return {name: (s == i).sum(1).astype(np.int64) for i, name in enumerate(SPECIES)}
 
 
+#: JetClass-style species flags, in the order of :data:`SPECIES` (HF candidates have none)
+FLAG_COLUMNS = ("isChargedHadron", "isNeutralHadron", "isPhoton", "isElectron", "isMuon")
+
+
 def species_flags(pdgid: np.ndarray) -> dict[str, np.ndarray]:
     """JetClass-style boolean flags (as float32) from pdgId."""
     s = species_from_pdgid(pdgid)
-    return {"isChargedHadron": (s == 0).astype(np.float32),
-            "isNeutralHadron": (s == 1).astype(np.float32),
-            "isPhoton": (s == 2).astype(np.float32),
-            "isElectron": (s == 3).astype(np.float32),
-            "isMuon": (s == 4).astype(np.float32)}
+    return {name: (s == i).astype(np.float32) for i, name in enumerate(FLAG_COLUMNS)}
+
+
+def pdgid_from_flags(flags: dict[str, np.ndarray], charge: np.ndarray) -> np.ndarray:
+    """The PDG id that a JetClass species flag stands for (sign from the charge): the inverse
+    of :func:`species_flags`."""
+    q = np.sign(charge)
+    pid = np.zeros(np.shape(charge), np.float32)
+    pid = np.where(flags["isChargedHadron"] > 0, 211.0 * q, pid)
+    pid = np.where(flags["isNeutralHadron"] > 0, 130.0, pid)
+    pid = np.where(flags["isPhoton"] > 0, 22.0, pid)
+    pid = np.where(flags["isElectron"] > 0, -11.0 * q, pid)
+    pid = np.where(flags["isMuon"] > 0, -13.0 * q, pid)
+    return pid.astype(np.float32)
 
 
 # ------------------------------------------------------------------ OmniJet-alpha inputs
