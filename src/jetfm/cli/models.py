@@ -16,6 +16,21 @@ def _training_args(p, data_help: str) -> None:
     p.add_argument("--max-jets", type=int, default=None, help="use at most N jets")
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh instead of resuming from OUT/checkpoints/last.ckpt")
+    s = p.add_argument_group("data larger than memory")
+    m = s.add_mutually_exclusive_group()
+    m.add_argument("--streaming", dest="streaming", action="store_true", default=None,
+                   help="stream the AOJ (or token) files in chunks through a shuffle buffer "
+                        "instead of loading them; default: automatic, when the jets would take "
+                        "more than the memory budget (token files always stream)")
+    m.add_argument("--in-memory", dest="streaming", action="store_false",
+                   help="load all jets into memory whatever their size")
+    s.add_argument("--val-data", nargs="+", default=None, metavar="FILE",
+                   help="validate on these files instead of a held-out part of --data")
+    s.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                   help="stream when the in-memory data would exceed GB (default: "
+                        "$JETFM_MEMORY_BUDGET_GB, else a quarter of this machine's memory)")
+    s.add_argument("--buffer-size", type=int, default=None, metavar="JETS",
+                   help="shuffle buffer per data-loader worker when streaming (default 16384)")
     g = p.add_argument_group("scale out (Lightning DDP; see examples/cluster/)")
     g.add_argument("--devices", type=int, default=None,
                    help="processes (GPUs) per node; with --devices or --nodes the accelerator "
@@ -29,6 +44,14 @@ def _training_args(p, data_help: str) -> None:
     g.add_argument("--precision", default=None,
                    help="32-true, bf16-mixed (bf16 autocast, quantiser in fp32) or auto "
                         "(bf16-mixed on a GPU with bf16, else 32-true)")
+
+
+def _stream_kwargs(args) -> dict:
+    """The streaming flags as keyword arguments of the training functions."""
+    _check_positive(args.memory_budget, "--memory-budget")
+    _check_positive(args.buffer_size, "--buffer-size")
+    return {"streaming": args.streaming, "val_data": args.val_data,
+            "memory_budget_gb": args.memory_budget, "buffer_size": args.buffer_size}
 
 
 def _scale_overrides(args, section: str) -> list[str]:
@@ -70,7 +93,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("pretrain", help="train the generative backbone on tokenized jets")
-    _training_args(p, "AOJ/JetClass files to pre-train on")
+    _training_args(p, "AOJ/JetClass files, or token files of `jetfm tokenize`, to pre-train on")
     p.add_argument("--tokenizer", required=True, help="model directory of a trained tokenizer")
     p.set_defaults(func=cmd_pretrain)
 
@@ -113,7 +136,7 @@ def cmd_tokenizer_train(args) -> int:
     _check_positive(args.max_jets, "--max-jets")
     d = train_tokenizer(args.data, args.out, args.preset,
                         _scale_overrides(args, "tokenizer_training"), args.seed,
-                        args.max_jets, resume=not args.no_resume)
+                        args.max_jets, resume=not args.no_resume, **_stream_kwargs(args))
     print(f"tokenizer -> {d}")
     return 0
 
@@ -124,7 +147,7 @@ def cmd_pretrain(args) -> int:
     _check_positive(args.max_jets, "--max-jets")
     d = pretrain(args.data, args.out, args.tokenizer, args.preset,
                  _scale_overrides(args, "pretraining"), args.seed,
-                 args.max_jets, resume=not args.no_resume)
+                 args.max_jets, resume=not args.no_resume, **_stream_kwargs(args))
     print(f"pre-trained model -> {d}")
     return 0
 
@@ -139,11 +162,13 @@ def cmd_finetune(args) -> int:
             raise InputError("--freeze-backbone and --from-scratch exclude each other")
         d = train_from_scratch(args.from_dir, args.data, args.out, args.preset,
                                _scale_overrides(args, "finetuning"),
-                               args.seed, args.max_jets, resume=not args.no_resume)
+                               args.seed, args.max_jets, resume=not args.no_resume,
+                               **_stream_kwargs(args))
     else:
         d = finetune(args.from_dir, args.data, args.out, args.preset,
                      _scale_overrides(args, "finetuning"), args.seed,
-                     args.freeze_backbone, args.max_jets, resume=not args.no_resume)
+                     args.freeze_backbone, args.max_jets, resume=not args.no_resume,
+                     **_stream_kwargs(args))
     print(f"fine-tuned model -> {d}")
     return 0
 

@@ -166,11 +166,17 @@ def _identity(batch):
 
 
 def make_loaders(dataset_cls, arrays: tuple, val_fraction: float, batch_size: int, seed: int,
-                 num_workers: int = 0) -> tuple[DataLoader, DataLoader, dict]:
-    """Split ``arrays`` (same first axis) and build the train and validation loaders."""
-    tr, va = split_indices(len(arrays[0]), val_fraction)
-    train = dataset_cls(*[a[tr] for a in arrays])
-    val = dataset_cls(*[a[va] for a in arrays])
+                 num_workers: int = 0, val_arrays: tuple | None = None
+                 ) -> tuple[DataLoader, DataLoader, dict]:
+    """Split ``arrays`` (same first axis) and build the train and validation loaders; with
+    ``val_arrays`` (jets of separate validation files) all of ``arrays`` is for training."""
+    if val_arrays is None:
+        tr, va = split_indices(len(arrays[0]), val_fraction)
+        train = dataset_cls(*[a[tr] for a in arrays])
+        val = dataset_cls(*[a[va] for a in arrays])
+    else:
+        tr, va = arrays[0], val_arrays[0]
+        train, val = dataset_cls(*arrays), dataset_cls(*val_arrays)
     kw = {"batch_size": batch_size, "collate_fn": _identity, "num_workers": num_workers,
           "persistent_workers": num_workers > 0}
     # resumable: a run killed mid-epoch continues with the batches it had not yet seen
@@ -179,3 +185,126 @@ def make_loaders(dataset_cls, arrays: tuple, val_fraction: float, batch_size: in
     return (ResumableLoader(train, sampler=EpochSampler(len(train), seed), drop_last=False, **kw),
             DataLoader(val, sampler=EpochSampler(len(val), seed, shuffle=False), **kw),
             {"n_train": len(tr), "n_val": len(va)})
+
+
+# ------------------------------------------------------------------------------ streaming
+#: default shuffle buffer and read chunk of streamed training (jets per data-loader worker)
+STREAM_BUFFER = 16_384
+STREAM_CHUNK = 4_096
+#: the in-memory path holds, per constituent slot of every jet, the features (3 float32), the
+#: mask (bool) and their train/validation copies (x 2), for the backbone also the codes and
+#: the token sequences (int64, x 2): bytes per slot
+_BYTES_PER_SLOT = {"tokenizer": 2 * 13, "backbone": 2 * 13 + 2 * 16}
+
+
+def in_memory_bytes(n_jets: int, n_max: int, stage: str) -> int:
+    """Estimated memory (bytes) the in-memory path needs for ``n_jets`` jets of up to ``n_max``
+    constituents; ``stage`` is ``"tokenizer"`` or ``"backbone"``."""
+    return int(n_jets) * int(n_max) * _BYTES_PER_SLOT[stage]
+
+
+def memory_budget(budget_gb: float | None = None) -> int:
+    """The memory (bytes) training data may take before they are streamed: ``budget_gb`` if
+    given, else the environment variable ``JETFM_MEMORY_BUDGET_GB``, else a quarter of the
+    machine's physical memory."""
+    if budget_gb is None and os.environ.get("JETFM_MEMORY_BUDGET_GB"):
+        budget_gb = float(os.environ["JETFM_MEMORY_BUDGET_GB"])
+    if budget_gb is not None:
+        if budget_gb <= 0:
+            raise InputError(f"memory budget must be positive, got {budget_gb} GB")
+        return int(budget_gb * 2 ** 30)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def hdf5_files(paths: Sequence[str]) -> list | None:
+    """The streaming layout (kind, length, chunking) of each file if every file is an AOJ or a
+    jetfm token file; None when one is not (a JetClass file: in-memory path only)."""
+    from jetfm.train.streaming import _probe
+
+    if not all(p.endswith((".h5", ".hdf5")) for p in paths):
+        return None
+    return [_probe(p) for p in paths]
+
+
+def use_streaming(data, jets: Jets | None, streaming: bool | None, max_jets: int | None,
+                  n_max: int, stage: str, budget_gb: float | None = None) -> bool:
+    """Whether training streams its data: ``streaming`` if given (True needs AOJ or token
+    files); automatically (None) when the files hold token sequences, or AOJ jets whose
+    in-memory footprint (:func:`in_memory_bytes`, up to ``max_jets`` jets) exceeds
+    :func:`memory_budget`. Jets given in memory never stream."""
+    if jets is not None:
+        if streaming:
+            raise InputError("streaming reads files: give --data files, not jets in memory")
+        return False
+    if streaming is False:
+        return False
+    paths = expand_data(data)
+    files = hdf5_files(paths)
+    if files is None:
+        if streaming:
+            bad = next(p for p in paths if not p.endswith((".h5", ".hdf5")))
+            raise InputError("streaming reads AOJ .h5 or jetfm token files only (train on "
+                             "this file in memory, or write it as AOJ first)", bad)
+        return False
+    if streaming or any(f.kind == "tokens" for f in files):
+        return True
+    n = sum(f.n for f in files)
+    n = n if max_jets is None else min(n, max_jets)
+    return in_memory_bytes(n, n_max, stage) > memory_budget(budget_gb)
+
+
+def streaming_loaders(data, prep: Preprocessing, batch_size: int, val_fraction: float,
+                      seed: int, num_workers: int = 0, max_jets: int | None = None,
+                      val_data=None, buffer_size: int | None = None,
+                      chunk_size: int | None = None, pin_memory: bool = False):
+    """Streamed training and validation loaders over AOJ (or token) files.
+
+    Training: :class:`~jetfm.train.streaming.StreamingJets` over the first ``max_jets`` jets of
+    ``data`` less the validation part, shuffled (a new block order each epoch; add
+    :class:`~jetfm.train.streaming.SetEpoch` to the trainer), split across DDP ranks and
+    workers, batches of ``batch_size``. Validation: the files ``val_data`` if given, else the
+    units of jets that :func:`~jetfm.train.streaming.holdout_ranges` draws with
+    :data:`SPLIT_SEED` (the same jets whatever the run's seed); streamed in file order, never
+    shuffled, on several ranks padded to equal lengths (at most ranks - 1 jets counted twice).
+
+    Returns ``(train_loader, val_loader, split, provenance)``; batches are dicts (``x``
+    (B, n_max, 3) float32, ``mask`` (B, n_max) bool, ``index`` (B,) int64 global jet index,
+    ``event`` (B, 3); token files: ``tokens`` (B, L) int64 and ``index``).
+    """
+    from jetfm.train.streaming import StreamingJets, StreamingLoader, holdout_ranges
+
+    paths = expand_data(data)
+    kw = {"batch_size": batch_size, "preprocessing": prep,
+          "chunk_size": chunk_size or STREAM_CHUNK}
+    probe = StreamingJets(paths, shuffle=False, stop=max_jets, **kw)
+    n = probe.n_jets
+    val_paths = None
+    if val_data is not None:
+        val_paths = expand_data(val_data)
+        same = {os.path.realpath(p) for p in paths} & {os.path.realpath(p) for p in val_paths}
+        if same:
+            raise InputError("a validation file is also a training file", sorted(same)[0])
+        train_r = None
+        val = StreamingJets(val_paths, shuffle=False, remainder="pad", **kw)
+        if val.kind != probe.kind:
+            raise InputError("validation and training files are of different kinds "
+                             f"({val.kind}, {probe.kind})", val_paths[0])
+    else:
+        train_r, val_r = holdout_ranges(n, val_fraction, SPLIT_SEED)
+        val = StreamingJets(paths, shuffle=False, remainder="pad", stop=max_jets, ranges=val_r,
+                            **kw)
+    train = StreamingJets(paths, seed=seed, stop=max_jets, ranges=train_r, remainder="drop",
+                          buffer_size=STREAM_BUFFER if buffer_size is None else buffer_size, **kw)
+    lkw = {"num_workers": num_workers, "pin_memory": pin_memory}
+    train_dl = StreamingLoader(train, **lkw)
+    val_dl = DataLoader(val, batch_size=None, **lkw)
+    split = {"n_train": train.n_jets, "n_val": val.n_jets}
+    split["validation"] = ({"files": file_provenance(val_paths)} if val_paths else
+                           {"rule": "holdout_ranges", "split_seed": SPLIT_SEED,
+                            "val_fraction": val_fraction, "ranges": [list(r) for r in val_r]
+                            if len(val_r) <= 64 else f"{len(val_r)} ranges"})
+    prov = {"files": file_provenance(paths), "n_jets": n, "max_jets": max_jets,
+            "kind": probe.kind, "streaming": {
+                "buffer_size": train.buffer_size, "chunk_size": train.chunk_size,
+                "num_workers": num_workers}}
+    return train_dl, val_dl, split, prov

@@ -48,6 +48,31 @@ class _Module(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def feature_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tokenizer batch -> ``(x (B, P, 3), mask (B, P))`` trimmed to the batch's longest jet:
+    the in-memory loaders give the tuple already trimmed, the streaming loader a dict
+    (``x``, ``mask``, ``index``, ...) padded to n_max."""
+    if not isinstance(batch, dict):
+        return batch
+    x, m = batch["x"], batch["mask"]
+    p = max(1, int(m.sum(1).max()))
+    return x[:, :p], m[:, :p]
+
+
+def codes_to_sequences_t(codes: torch.Tensor, mask: torch.Tensor, codebook_size: int
+                         ) -> torch.Tensor:
+    """Torch twin of :func:`jetfm.io.tokens.codes_to_sequences`: codes (B, P), mask (B, P)
+    (real entries first) -> sequences (B, P + 2) int64: start 0, code + 1 ..., stop
+    codebook_size + 1, then -1 padding."""
+    b, p = mask.shape
+    seq = torch.full((b, p + 2), -1, dtype=torch.long, device=codes.device)
+    seq[:, 0] = 0
+    seq[:, 1:p + 1] = torch.where(mask, codes + 1, torch.full_like(codes, -1))
+    rows = torch.arange(b, device=codes.device)
+    seq[rows, mask.sum(1) + 1] = codebook_size + 1
+    return seq
+
+
 class TokenizerModule(_Module):
     """Trains :class:`VQVAETokenizer`: loss = masked MSE + alpha * vq_loss."""
 
@@ -56,7 +81,7 @@ class TokenizerModule(_Module):
         self.model = VQVAETokenizer(cfg, prep)
 
     def _step(self, batch, stage: str):
-        x, m = batch
+        x, m = feature_batch(batch)
         _, _, loss, parts = self.model(x, m)
         bs = len(x)
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
@@ -74,19 +99,56 @@ class TokenizerModule(_Module):
 class BackboneModule(_Module):
     """Trains :class:`JetGPT` on token sequences with the padding-free next-token loss.
 
-    ``freeze_backbone`` trains only the output head (embedding and blocks frozen)."""
+    ``freeze_backbone`` trains only the output head (embedding and blocks frozen).
 
-    def __init__(self, cfg: BackboneConfig, tc: TrainConfig, freeze_backbone: bool = False):
+    Batches: token sequences ``(B, L)`` int64 (in-memory loader), or the streaming loader's
+    dicts: ``tokens`` (token files), or ``x``/``mask`` features (AOJ files), which ``tokenizer``
+    turns into sequences on the fly, on the training device, frozen (eval mode, no gradient,
+    float32 even under bf16 autocast, so the codes equal those of ``jetfm tokenize``). The
+    tokenizer is not a sub-module: it is neither trained, nor saved in checkpoints, nor
+    wrapped by DDP."""
+
+    def __init__(self, cfg: BackboneConfig, tc: TrainConfig, freeze_backbone: bool = False,
+                 tokenizer: torch.nn.Module | None = None):
         super().__init__(tc)
         self.model = JetGPT(cfg)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             for name, p in self.model.named_parameters():
                 p.requires_grad_(name.startswith("head."))
+        self._tokenizer = (tokenizer.eval().requires_grad_(False),) if tokenizer else ()
+        #: seconds spent tokenizing batches on the fly (the data path's share of a step)
+        self.tokenize_seconds = 0.0
+
+    def on_fit_start(self) -> None:
+        for tok in self._tokenizer:
+            tok.to(self.device)
+
+    def sequences(self, batch) -> torch.Tensor:
+        """Any batch -> token sequences (B, L) int64, -1 padded, trimmed to the longest."""
+        if not isinstance(batch, dict):
+            return batch
+        if "tokens" in batch:
+            s = batch["tokens"]
+            return s[:, :max(1, int((s >= 0).sum(1).max()))]
+        if not self._tokenizer:
+            raise ValueError("feature batches need the tokenizer (BackboneModule(tokenizer=))")
+        import time
+
+        t0 = time.perf_counter()
+        tok = self._tokenizer[0]
+        x, m = feature_batch(batch)
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            codes = tok.encode_features(x.float(), m)
+        seqs = codes_to_sequences_t(codes, m, tok.codebook_size)
+        # on a GPU this times the launch only (no synchronisation added to the step)
+        self.tokenize_seconds += time.perf_counter() - t0
+        return seqs
 
     def _step(self, batch, stage: str):
-        loss = self.model.loss(batch)
-        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(batch),
+        seqs = self.sequences(batch)
+        loss = self.model.loss(seqs)
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(seqs),
                  sync_dist=stage == "val")
         return loss
 

@@ -133,6 +133,42 @@ def shard_range(n: int, rank: int, world_size: int, remainder: str = "drop") -> 
     return rank * per, (rank + 1) * per
 
 
+#: jets per hold-out unit at most: validation takes whole units of consecutive jets, so it reads
+#: whole HDF5 chunks rather than scattered rows
+HOLDOUT_UNIT = 1024
+
+
+def holdout_ranges(n: int, val_fraction: float, seed: int, start: int = 0
+                   ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Split the jets ``start .. start + n`` into (training ranges, validation ranges).
+
+    The jets are cut into units of ``u = min(HOLDOUT_UNIT, max(1, n // 50))`` consecutive jets
+    (at least 50 units when there are 50 jets); ``round(val_fraction * units)`` of them (at
+    least one, and at least one unit left for training) are drawn for validation by
+    ``numpy.random.default_rng(seed)``. The rule depends only on ``n``, ``val_fraction`` and
+    ``seed``, so every rank, every resume and every run with the same data holds out the same
+    jets. Ranges are ``(lo, hi)`` global jet indices, sorted, adjacent units merged."""
+    if n < 2:
+        raise InputError(f"need at least 2 jets to train (one for validation), got {n}")
+    unit = min(HOLDOUT_UNIT, max(1, n // 50))
+    n_units = -(-n // unit)
+    n_val = min(n_units - 1, max(1, int(round(n_units * val_fraction))))
+    is_val = np.zeros(n_units, bool)
+    is_val[np.random.default_rng(seed).permutation(n_units)[:n_val]] = True
+
+    def merged(flag: bool) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for u in np.flatnonzero(is_val == flag):
+            lo, hi = start + int(u) * unit, start + min(int(u + 1) * unit, n)
+            if out and out[-1][1] == lo:
+                out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+        return out
+
+    return merged(False), merged(True)
+
+
 def _split(a: int, b: int, k: int, i: int) -> tuple[int, int]:
     """Part ``i`` of ``k`` near-equal contiguous parts of ``[a, b)``: depends only on b - a, so
     equal shards split into equal parts."""
@@ -153,6 +189,9 @@ class StreamingJets(IterableDataset):
     batch_size: yield batches of this many jets (the last one of each worker may be short)
         instead of single jets.
     start, stop: the global jet range to use (e.g. a train/validation split).
+    ranges: global jet ranges ``[(lo, hi), ...]`` to use within ``start..stop`` (sorted, not
+        overlapping), e.g. the training or the validation part of :func:`holdout_ranges`;
+        default: all of ``start..stop``. A jet's ``index`` stays its global index.
     preprocessing, read_options: how AOJ jets become model inputs.
     """
 
@@ -160,6 +199,7 @@ class StreamingJets(IterableDataset):
                  shuffle: bool = True, seed: int = 0, rank: int | None = None,
                  world_size: int | None = None, remainder: str = "drop",
                  batch_size: int | None = None, start: int = 0, stop: int | None = None,
+                 ranges: Sequence[tuple[int, int]] | None = None,
                  preprocessing: Preprocessing = Preprocessing(),
                  read_options: ReadOptions = ReadOptions(trim=True)):
         super().__init__()
@@ -185,6 +225,14 @@ class StreamingJets(IterableDataset):
         self.start, self.stop = start, total if stop is None else min(stop, total)
         if not 0 <= self.start < self.stop:
             raise InputError(f"empty jet range {start}..{stop} of {total} jets", files[0].path)
+        rs = [(self.start, self.stop)] if ranges is None else [
+            (max(int(a), self.start), min(int(b), self.stop)) for a, b in ranges]
+        self.ranges = [(a, b) for a, b in rs if a < b]
+        if any(b0 > a1 for (_, b0), (a1, _) in zip(self.ranges[:-1], self.ranges[1:])):
+            raise ValueError("ranges must be sorted and must not overlap")
+        if not self.ranges:
+            raise InputError(f"no jets in the ranges given within {start}..{self.stop}",
+                             files[0].path)
         self.blocks = self._make_blocks()  # (n_blocks, 4): file, lo, hi, global offset of lo
         self.epoch = 0
         self._skip_batches = 0  # set by StreamingLoader.load_state_dict for a mid-epoch resume
@@ -193,14 +241,22 @@ class StreamingJets(IterableDataset):
     def _make_blocks(self) -> np.ndarray:
         rows = []
         offset = 0
+        starts = np.asarray([a for a, _ in self.ranges])
+        ends = np.asarray([b for _, b in self.ranges])
         for i, f in enumerate(self.files):
-            lo, hi = max(self.start - offset, 0), min(self.stop - offset, f.n)
             # blocks of whole HDF5 chunks, so no chunk is decompressed twice (unless the chunk
             # size asked for is smaller than one HDF5 chunk)
             c = max(f.chunk_rows, 1)
             step = c * math.ceil(self.chunk_size / c) if self.chunk_size >= c else self.chunk_size
-            edges = sorted({lo, hi, *range((lo // step + 1) * step, hi, step)}) if lo < hi else []
-            rows += [(i, a, b, offset + a) for a, b in zip(edges[:-1], edges[1:])]
+            # only the ranges that meet this file (there may be 10^5 ranges and 10^3 files)
+            first = int(np.searchsorted(ends, offset, side="right"))
+            last = int(np.searchsorted(starts, offset + f.n, side="left"))
+            for r0, r1 in self.ranges[first:last]:
+                lo, hi = max(r0 - offset, 0), min(r1 - offset, f.n)
+                if lo >= hi:
+                    continue
+                edges = sorted({lo, hi, *range((lo // step + 1) * step, hi, step)})
+                rows += [(i, a, b, offset + a) for a, b in zip(edges[:-1], edges[1:])]
             offset += f.n
         return np.asarray(rows, np.int64).reshape(-1, 4)
 
@@ -212,8 +268,8 @@ class StreamingJets(IterableDataset):
 
     @property
     def n_jets(self) -> int:
-        """Jets in the whole dataset (all shards), ``stop - start``."""
-        return self.stop - self.start
+        """Jets in the whole dataset (all shards): ``stop - start``, or the jets in ``ranges``."""
+        return sum(b - a for a, b in self.ranges)
 
     def shard(self) -> tuple[int, int]:
         """(rank, world_size) of this process."""
@@ -492,5 +548,5 @@ def streaming_loader(paths, *, batch_size: int, num_workers: int = 0, seed: int 
     return StreamingLoader(ds, num_workers=num_workers, pin_memory=pin_memory)
 
 
-__all__ = ["StreamingJets", "StreamingLoader", "ResumableLoader", "SetEpoch", "streaming_loader", "shard_range",
-           "REMAINDER_MODES"]
+__all__ = ["StreamingJets", "StreamingLoader", "ResumableLoader", "SetEpoch", "streaming_loader",
+           "shard_range", "holdout_ranges", "REMAINDER_MODES"]
