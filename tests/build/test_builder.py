@@ -1,5 +1,6 @@
-"""build-aoj end to end on the real PFNano files with Dask: outputs, manifest, cut flow, failed
-inputs, determinism over worker counts and chunking, resume after a hard kill."""
+"""build-aoj end to end on the real PFNano files with Dask: per-task output files written by the
+workers, manifest, cut flow, failed inputs, determinism over worker counts and chunking, resume
+after a hard kill."""
 from __future__ import annotations
 
 import hashlib
@@ -36,11 +37,13 @@ def datasets(folder) -> dict[str, dict[str, np.ndarray]]:
 
 
 def assert_same_outputs(a, b) -> None:
+    """The same AOJ files with the same data and the same bytes (HDF5 stores no time stamps)."""
     da, db = datasets(a), datasets(b)
     assert list(da) == list(db) and da
     for fn in da:
         for k in DATASETS:
             np.testing.assert_array_equal(da[fn][k], db[fn][k], err_msg=f"{fn}/{k}")
+        assert (a / fn).read_bytes() == (b / fn).read_bytes(), fn
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +67,27 @@ def test_outputs_manifest_and_cutflow(built, inputs):
     out, res = built
     assert res.n_workers == 2 and res.inputs_done == 2 and res.jets == N_INDEX + N_INLINE
     assert list(res.failed) == [inputs[1]] and "truncated" in res.failed[inputs[1]]
-    assert [os.path.basename(p) for p in res.outputs] == ["aoj_0000.h5", "aoj_0001.h5",
-                                                         "aoj_0002.h5"]
-    assert not list(out.glob("*.partial"))
+    # one file per task (input id, chunk), a second one where a chunk holds more than 60 jets
+    names = [os.path.basename(p) for p in res.outputs]
+    assert names == ["aoj_00000_0000_00.h5", "aoj_00002_0000_00.h5", "aoj_00002_0000_01.h5",
+                     "aoj_00002_0001_00.h5", "aoj_00002_0002_00.h5"]
+    assert sorted(os.listdir(out)) == sorted(names + ["cutflow.json", "cutflow.md",
+                                                      "manifest.json"])
     man = json.loads((out / "manifest.json").read_text())
-    done = [p for p, r in man["inputs"].items() if r["status"] == "done"]
-    assert done == inputs[::2]  # commit order = input order
+    assert list(man["inputs"]) == inputs and man["outputs"] == names  # input order
+    assert [r["id"] for r in man["inputs"].values()] == [0, 1, 2]
     rows = []
     for path in inputs[::2]:
         rec = man["inputs"][path]
         assert rec["status"] == "done" and rec["size"] == os.path.getsize(path)
         assert rec["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
-        rows += [(o["file"], o["start"], o["stop"]) for o in rec["outputs"]]
+        assert sum(o["jets"] for o in rec["outputs"]) == rec["jets"]
+        rows += [(o["file"], o["jets"]) for o in rec["outputs"]]
     assert man["inputs"][inputs[0]]["events"] == 10 and man["inputs"][inputs[2]]["jets"] == N_INLINE
-    # the inputs' rows tile the files exactly, in input order
-    assert rows == [("aoj_0000.h5", 0, 19), ("aoj_0000.h5", 19, 60), ("aoj_0001.h5", 0, 60),
-                    ("aoj_0002.h5", 0, 32)]
+    # the manifest's rows are the files' rows; no file holds more than --jets-per-file
+    for fn, n in rows:
+        with h5py.File(out / fn, "r") as f:
+            assert f["PFCands"].shape[0] == n <= JETS_PER_FILE
     assert man["inputs"][inputs[1]]["status"] == "failed"
     flow = json.loads((out / "cutflow.json").read_text())
     assert flow["total"]["jets"]["constituents"] == N_INDEX + N_INLINE
@@ -109,14 +117,23 @@ def test_written_jets_equal_direct_reading(built):
         assert neutral.any() and (cands[neutral][:, [4, 5, 6, 7]] == -1).all()
 
 
-def test_one_worker_and_other_chunking_give_the_same_files(built, inputs, dask_client, tmp_path):
-    out, _ = built
+def test_one_worker_gives_the_same_files_and_other_chunking_the_same_jets(
+        built, inputs, dask_client, tmp_path):
+    out, res2 = built
     one = sorted(dask_client.scheduler_info()["workers"])[:1]
-    res = build_aoj(inputs, str(tmp_path), client=dask_client, workers=one,
-                    jets_per_file=JETS_PER_FILE, chunk_events=100_000, progress=False,
+    res = build_aoj(inputs, str(tmp_path / "one"), client=dask_client, workers=one,
+                    jets_per_file=JETS_PER_FILE, chunk_events=40, progress=False,
                     log=lambda m: None)
     assert res.n_workers == 1 and res.jets == N_INDEX + N_INLINE
-    assert_same_outputs(out, tmp_path)
+    assert_same_outputs(out, tmp_path / "one")
+    # one task per input: other files, the same jets in the same order
+    res = build_aoj(inputs, str(tmp_path / "whole"), client=dask_client,
+                    jets_per_file=JETS_PER_FILE, chunk_events=100_000, progress=False,
+                    log=lambda m: None)
+    assert len(res.outputs) == 4  # 19 | 60 + 60 + 13
+    a, b = read_aoj(res2.outputs), read_aoj(res.outputs)
+    for x, y in ((a.constituents, b.constituents), (a.jet, b.jet), (a.event_info, b.event_info)):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_rerun_skips_done_inputs_and_refuses_other_settings(built, inputs, dask_client):
@@ -139,16 +156,17 @@ def test_rerun_skips_done_inputs_and_refuses_other_settings(built, inputs, dask_
 KILLER = textwrap.dedent("""
     import os, sys
     from jetfm.build import builder
+    builder.SAVE_EVERY_S = 0  # a save after every task: the kill lands between two tasks
     calls = [0]
     save = builder.Manifest.save
-    def dying_save(self):  # a hard kill just before the n-th commit: rows written, not committed
+    def dying_save(self):  # a hard kill just before the n-th save: files written, not recorded
         calls[0] += 1
         if calls[0] == int(sys.argv[3]):
             os._exit(137)
         save(self)
     builder.Manifest.save = dying_save
-    builder.build_aoj(sys.argv[4:], sys.argv[2], scheduler=sys.argv[1], jets_per_file=15,
-                      progress=False)
+    builder.build_aoj(sys.argv[4:], sys.argv[2], scheduler=sys.argv[1], jets_per_file=5,
+                      chunk_events=4, progress=False)
 """)
 
 
@@ -156,26 +174,36 @@ def test_kill_midway_then_rerun_equals_uninterrupted(dask_client, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     files = []
-    for name in ("a.root", "b.root"):  # two inputs of 19 jets each: files of 15 jets straddle
+    for name in ("a.root", "b.root"):  # two inputs of 10 events: chunks of 4, 4, 2 events
         os.symlink(PFNANO_INDEX, src / name)
         files.append(str(src / name))
     ref = tmp_path / "ref"
-    build_aoj(files, str(ref), scheduler="inline", jets_per_file=15, progress=False)
+    build_aoj(files, str(ref), scheduler="inline", jets_per_file=5, chunk_events=4,
+              progress=False)
     out = tmp_path / "out"
+    # save 1 records the input ids, saves 2 and 3 two finished tasks; the third task's files
+    # are written when the driver dies
     proc = subprocess.run([sys.executable, "-c", KILLER, dask_client.scheduler.address,
-                           str(out), "2", *files], capture_output=True, text=True, timeout=120)
+                           str(out), "4", *files], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 137, proc.stderr[-2000:]
     man = json.loads((out / "manifest.json").read_text())
-    assert list(man["inputs"]) == files[:1] and man["writer"] == {"file_index": 1, "rows": 4}
-    # the second input's rows were written before the kill: a completed file and a partial one
-    assert sorted(os.listdir(out)) == ["aoj_0000.h5", "aoj_0001.h5", "aoj_0002.h5.partial",
-                                       "manifest.json"]
-    res = build_aoj(files, str(out), client=dask_client, jets_per_file=15, progress=False,
-                    log=lambda m: None)
-    assert res.inputs_skipped == 1 and res.inputs_done == 1 and res.jets == N_INDEX
+    assert {r["status"] for r in man["inputs"].values()} <= {"new", "partial"}  # none done
+    recorded = {o["file"] for r in man["inputs"].values()
+                for ch in r.get("chunks", {}).values() for o in ch["outputs"]}
+    assert sum(len(r.get("chunks", {})) for r in man["inputs"].values()) == 2
+    on_disk = {fn for fn in os.listdir(out) if fn.endswith(".h5")}
+    assert recorded < on_disk <= set(os.listdir(ref))  # unrecorded files of the third task
+    stray = out / "aoj_00001_0002_00.h5.0123abcd.partial"  # as a write cut by a crash leaves
+    stray.write_bytes(b"half")
+    res = build_aoj(files, str(out), client=dask_client, jets_per_file=5, chunk_events=4,
+                    progress=False, log=lambda m: None)
+    assert res.inputs_skipped == 0 and res.inputs_done == 2 and res.jets == 2 * N_INDEX
+    assert not list(out.glob("*.partial"))
     assert_same_outputs(ref, out)
     assert json.loads((out / "cutflow.json").read_text())["total"] == \
         json.loads((ref / "cutflow.json").read_text())["total"]
+    assert json.loads((out / "manifest.json").read_text())["outputs"] == \
+        json.loads((ref / "manifest.json").read_text())["outputs"]
 
 
 def test_cli_build_and_split(dask_client, tmp_path, capsys):

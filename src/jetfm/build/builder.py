@@ -1,23 +1,36 @@
 """Build AOJ datasets from PFNano NanoAOD in parallel with Dask, resumably.
 
-One Dask task per input file, or per entry range of ``chunk_events`` events of a large file. A
-task reads its range (:func:`jetfm.io.nanoaod.read_pfnano`), applies the selection
-(:mod:`jetfm.build.selection`) and returns the selected jets (constituents sorted by pT, at
-most 150) with its cut flow. The driver appends the jets to AOJ files **in input order**, never in
-completion order, so the outputs are the same for any number of workers; a new file starts every
-``jets_per_file`` jets (``<name>_0000.h5``, ``<name>_0001.h5``, ...; each written as ``.partial``
-and renamed when full or at the end).
+One Dask task per input file, or per entry range of ``chunk_events`` events of a large file
+(chunk ``c`` holds entries ``c * chunk_events ...``). Everything expensive happens in the
+workers: a first task per input opens it and reads its header (:func:`inspect_pfnano`); each
+chunk task reads its range (:func:`jetfm.io.nanoaod.read_pfnano`), applies the selection
+(:mod:`jetfm.build.selection`), gathers the selected jets (constituents sorted by pT, at most
+150) and **writes them itself** as AOJ files named after the task,
+``<name>_<input id:05d>_<chunk:04d>_<k:02d>.h5`` (``k`` counts the files of a chunk holding
+more than ``jets_per_file`` jets), each under a unique ``.partial`` name renamed when complete.
+The input id is given once, in the order the inputs are first listed, and kept in the manifest,
+so the files and their contents do not depend on the number of workers or the completion order.
+As AOJ itself, which is one file per CMS job, a build is a set of per-task files; a reader takes
+them in the manifest's order (:func:`output_files`).
 
-Safety: an input's jets are appended only when all its tasks have succeeded, then the manifest
-(``manifest.json``: per input its size, mtime, sha256, events, jets, the output rows holding its
-jets, its cut flow; and the row count of the file being filled) is rewritten atomically. After a
-crash a rerun truncates the file being filled back to the manifest's row count, skips the inputs
-already done and goes on: the result equals an uninterrupted build. An unreadable input is
-reported and skipped (``strict=True`` stops the build instead); it is retried by the next run.
-The cut flow of all inputs done is written as ``cutflow.json`` and ``cutflow.md``.
+The driver only plans, records and shows progress: tasks send back the names and row counts of
+their files, their cut flow and timing, never jets. ``manifest.json`` holds per input its id,
+size, mtime, sha256, events, jets, the output files with their rows and its cut flow, and for an
+input not finished yet the chunks already written. It is rewritten atomically at most every
+:data:`SAVE_EVERY_S` seconds and at the end; everything it lists exists complete. After a
+crash, a rerun removes the files it does not list (half-written ``.partial`` files and files of
+tasks finished after the last save), skips the inputs and chunks already done and goes on: the
+result equals an uninterrupted build. An unreadable input is reported and skipped (its files
+removed; ``strict=True`` stops the build instead); it is retried by the next run. The cut flow
+of all inputs done is written as ``cutflow.json`` and ``cutflow.md``.
+
+Output compression: gzip level 1 with HDF5's shuffle filter (both standard HDF5 filters, read by
+any HDF5 reader). Measured on the benchmark's PFNano jets against AOJ's gzip level 4 without
+shuffle: 2.3x less CPU to write, 30 % smaller files and 35 % faster to read back.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,40 +46,68 @@ from jetfm import __version__
 from jetfm.build.lumimask import LumiMask
 from jetfm.build.selection import CutFlow, Selection, apply_selection, event_branches
 from jetfm.errors import InputError
-from jetfm.io.aoj import AOJWriter, DATASETS, expand_paths
+from jetfm.io.aoj import CHUNK_JETS, AOJWriter, expand_paths
 from jetfm.io.nanoaod import PFNanoFile, chunk_to_jets, inspect_pfnano, read_pfnano
 from jetfm.jets import Jets
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "jetfm-build-aoj/1"
+MANIFEST_FORMAT = "jetfm-build-aoj/2"
 #: AOJ's file size: about 2.2 M jets per file
 JETS_PER_FILE = 2_200_000
 #: events per Dask task; bounded memory: the index flavour reads every PF candidate of an event
 #: (~1800 x 11 fields), about 80 kB per event in memory
 CHUNK_EVENTS = 20_000
+#: output compression (see the module docstring for the measurement)
+GZIP_LEVEL, SHUFFLE = 1, True
+#: jets per HDF5 append: a multiple of the file's chunk, so no chunk is compressed twice
+WRITE_SLICE = 16 * CHUNK_JETS
+#: the manifest is rewritten at most this often (and at the end): its size grows with the
+#: inputs, so rewriting it after every task would cost O(tasks x inputs)
+SAVE_EVERY_S = 2.0
+
+
+def output_name(name: str, input_id: int, chunk: int, k: int) -> str:
+    """File name of the ``k``-th output file of chunk ``chunk`` of input ``input_id``."""
+    return f"{name}_{input_id:05d}_{chunk:04d}_{k:02d}.h5"
+
+
+def _output_pattern(name: str) -> re.Pattern:
+    """Every file a build named ``name`` writes, finished or ``.partial``."""
+    return re.compile(re.escape(name) + r"_\d{5,}_\d{4,}_\d{2,}\.h5(\.[0-9a-f]+\.partial)?$")
 
 
 # ------------------------------------------------------------------------------ worker side
 @dataclass(frozen=True)
+class OutputSpec:
+    """Where and how a task writes its jets."""
+    out_dir: str
+    name: str
+    jets_per_file: int
+    attrs: dict
+
+
+@dataclass(frozen=True)
 class Task:
-    """Entries ``start..stop`` of input number ``input_index``."""
-    input_index: int
+    """Entries ``start..stop`` (chunk number ``chunk``) of the input with id ``input_id``."""
+    input_id: int
+    chunk: int
     path: str
     flavour: str
     start: int
     stop: int
     first: bool                      # the input's first task also computes its checksum
-    branches: frozenset              # the file's branch names
-    event_branches: tuple[str, ...]  # trigger and filter branches to read
 
 
 @dataclass
 class ChunkResult:
-    jets: Jets | None
+    """What a task sends back: no jets, only where it wrote them."""
+    outputs: list[dict]              # [{"file": name, "jets": rows}, ...] in order
     cutflow: CutFlow | None
     n_events: int
+    n_jets: int = 0
     sha256: str | None = None
     error: str | None = None         # one line; set when the task failed
+    fatal: bool = False              # the error is about writing outputs: stop the build
     seconds: float = 0.0             # wall time of the task
     cpu_seconds: float = 0.0         # CPU time of the worker process during the task
 
@@ -79,128 +120,89 @@ def sha256_file(path: str, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def run_task(task: Task, selection: Selection, lumi: LumiMask | None) -> ChunkResult:
-    """Read, select and gather one entry range (runs on a Dask worker). Never raises for bad
-    input: the error comes back as one line in :attr:`ChunkResult.error`."""
-    t0, c0 = time.perf_counter(), time.process_time()
+def _one_line(err: BaseException, path: str) -> str:
+    msg = str(err) if isinstance(err, InputError) else f"{path}: {type(err).__name__}: {err}"
+    return " ".join(msg.split())
+
+
+def inspect_task(path: str) -> PFNanoFile | str:
+    """Open an input and read its header (runs on a Dask worker, which then keeps the tree
+    open for its chunks). Returns the error line instead of raising for bad input. The branch
+    names are dropped from the answer: the driver does not need them."""
     try:
-        chunk = read_pfnano(task.path, task.start, task.stop, task.event_branches, task.flavour)
-        mask, flow = apply_selection(chunk, selection, task.branches, lumi)
+        return dataclasses.replace(inspect_pfnano(path), branches=frozenset())
+    except Exception as err:
+        return _one_line(err, path)
+
+
+def write_outputs(jets: Jets, spec: OutputSpec, input_id: int, chunk: int) -> list[dict]:
+    """Write ``jets`` as the AOJ files of one task, ``spec.jets_per_file`` jets at most each.
+    Each is written under a unique ``.partial`` name (two runs may write the same task at once
+    after a crash) and renamed when complete."""
+    outputs = []
+    for k, a in enumerate(range(0, len(jets), spec.jets_per_file)):
+        piece = jets[a:a + spec.jets_per_file]
+        fn = output_name(spec.name, input_id, chunk, k)
+        final = os.path.join(spec.out_dir, fn)
+        tmp = f"{final}.{uuid.uuid4().hex[:12]}.partial"
+        w = AOJWriter(final, spec.attrs, gzip_level=GZIP_LEVEL, shuffle=SHUFFLE, tmp=tmp)
+        try:
+            for b in range(0, len(piece), WRITE_SLICE):
+                w.append(piece[b:b + WRITE_SLICE])
+            w.close()
+        except BaseException:
+            w.abort()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        outputs.append({"file": fn, "jets": len(piece)})
+    return outputs
+
+
+def run_task(task: Task, selection: Selection, lumi: LumiMask | None,
+             spec: OutputSpec) -> ChunkResult:
+    """Read, select, gather and write one entry range (runs on a Dask worker). Never raises:
+    a bad input comes back as one line in :attr:`ChunkResult.error`, a failure to write the
+    outputs as a ``fatal`` one."""
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    def failed(msg: str, fatal: bool = False) -> ChunkResult:
+        return ChunkResult([], None, task.stop - task.start, error=msg, fatal=fatal,
+                           seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+
+    try:
+        info = inspect_pfnano(task.path)  # the tree is cached in this process
+        chunk = read_pfnano(task.path, task.start, task.stop,
+                            event_branches(selection, info.branches), task.flavour)
+        mask, flow = apply_selection(chunk, selection, info.branches, lumi)
         jets = chunk_to_jets(chunk, mask, selection.n_max)
         digest = sha256_file(task.path) if task.first else None
     except Exception as err:  # reported per input by the driver, never spoils other inputs
-        msg = (str(err) if isinstance(err, InputError)
-               else f"{task.path}: {type(err).__name__}: {err}")
-        return ChunkResult(None, None, task.stop - task.start, error=" ".join(msg.split()),
-                           seconds=time.perf_counter() - t0,
-                           cpu_seconds=time.process_time() - c0)
-    return ChunkResult(jets, flow, chunk.n_events, digest, seconds=time.perf_counter() - t0,
-                       cpu_seconds=time.process_time() - c0)
-
-
-# ------------------------------------------------------------------------------ outputs
-class OutputSeries:
-    """AOJ files ``<name>_NNNN.h5`` filled in order, a new one every ``jets_per_file`` jets.
-
-    ``file_index``/``rows``: the file being filled and its committed row count (from the
-    manifest). Restoring puts the folder back in that state: a file that was completed after
-    the last commit goes back to ``.partial``, rows past the commit are cut, later files removed.
-    """
-
-    def __init__(self, out_dir: str, name: str, jets_per_file: int, file_index: int = 0,
-                 rows: int = 0, attrs: dict | None = None):
-        self.out_dir, self.name, self.jets_per_file = out_dir, name, jets_per_file
-        self.file_index, self.rows, self.attrs = file_index, rows, attrs or {}
-        self._writer: AOJWriter | None = None
-        self._restore()
-
-    def file_name(self, i: int) -> str:
-        return f"{self.name}_{i:04d}.h5"
-
-    def _path(self, i: int) -> str:
-        return os.path.join(self.out_dir, self.file_name(i))
-
-    def _restore(self) -> None:
-        import h5py
-
-        path = self._path(self.file_index)
-        partial = path + ".partial"
-        pat = re.compile(re.escape(self.name) + r"_(\d{4,})\.h5(\.partial)?$")
-        for fn in os.listdir(self.out_dir):  # uncommitted files of a crashed run
-            m = pat.match(fn)
-            if m and int(m.group(1)) > self.file_index:
-                os.remove(os.path.join(self.out_dir, fn))
-        if self.rows == 0:
-            for p in (path, partial):
-                if os.path.exists(p):
-                    os.remove(p)
-            return
-        if not os.path.exists(partial) and os.path.exists(path):
-            os.replace(path, partial)  # completed after the last commit: reopen it
-        if not os.path.exists(partial):
-            raise InputError(f"cannot resume: {os.path.basename(partial)} holding {self.rows} "
-                             "committed jets is missing; build into a new folder", self.out_dir)
-        with h5py.File(partial, "a") as f:
-            have = f["PFCands"].shape[0]
-            if have < self.rows:
-                raise InputError(f"cannot resume: {os.path.basename(partial)} holds {have} jets, "
-                                 f"the manifest {self.rows}; build into a new folder",
-                                 self.out_dir)
-            if have > self.rows:  # rows of an input that was never committed
-                for k in DATASETS:
-                    f[k].resize(self.rows, axis=0)
-
-    def _open(self) -> AOJWriter:
-        if self._writer is None:
-            self._writer = AOJWriter(self._path(self.file_index), self.attrs, resume=True)
-        return self._writer
-
-    def append(self, jets: Jets) -> list[dict]:
-        """Append ``jets``; returns where they went: ``[{"file", "start", "stop"}, ...]``."""
-        placed, done = [], 0
-        while done < len(jets):
-            w = self._open()
-            take = min(len(jets) - done, self.jets_per_file - self.rows)
-            w.append(jets[done:done + take])
-            placed.append({"file": self.file_name(self.file_index), "start": self.rows,
-                           "stop": self.rows + take})
-            self.rows += take
-            done += take
-            if self.rows >= self.jets_per_file:
-                self._close_current()
-        return placed
-
-    def _close_current(self) -> None:
-        if self._writer is None and self.rows:
-            self._open()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self.file_index += 1
-        self.rows = 0
-
-    def finish(self) -> None:
-        """Publish the file being filled (if it holds jets)."""
-        if self.rows:
-            self._close_current()
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-            self._writer = None
-
-    def state(self) -> dict:
-        return {"file_index": self.file_index, "rows": self.rows}
+        return failed(_one_line(err, task.path))
+    try:
+        outputs = write_outputs(jets, spec, task.input_id, task.chunk)
+    except Exception as err:
+        return failed(f"cannot write the outputs of {task.path} into {spec.out_dir}: "
+                      f"{type(err).__name__}: {' '.join(str(err).split())}", fatal=True)
+    return ChunkResult(outputs, flow, chunk.n_events, len(jets), digest,
+                       seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
 
 
 # ------------------------------------------------------------------------------ manifest
 class Manifest:
-    """``manifest.json`` of an output folder, rewritten atomically after every input."""
+    """``manifest.json`` of an output folder, rewritten atomically.
+
+    ``inputs``: path -> record, in input-id order. A record has ``id``, ``status`` (``done``,
+    ``partial``: some chunks written, or ``failed``), ``size``, ``mtime_ns``; done: ``sha256``,
+    ``flavour``, ``events``, ``jets``, ``outputs`` ([{"file", "jets"}] in chunk order),
+    ``cutflow``; partial: ``chunk_events`` and ``chunks`` (chunk number -> its outputs, events,
+    jets, cut flow, checksum); failed: ``error``.
+    """
 
     def __init__(self, out_dir: str, settings: dict):
         self.path = os.path.join(out_dir, MANIFEST)
         self.data = {"format": MANIFEST_FORMAT, "jetfm": __version__, "settings": settings,
-                     "inputs": {}, "writer": {"file_index": 0, "rows": 0}, "outputs": []}
+                     "next_id": 0, "inputs": {}, "outputs": []}
         if os.path.exists(self.path):
             try:
                 with open(self.path) as fh:
@@ -209,7 +211,8 @@ class Manifest:
                 raise InputError(f"unreadable manifest ({err}); build into a new folder",
                                  self.path) from err
             if old.get("format") != MANIFEST_FORMAT:
-                raise InputError("not a jetfm build-aoj manifest", self.path)
+                raise InputError(f"not a {MANIFEST_FORMAT} manifest (another layout or "
+                                 "version); build into a new folder", self.path)
             if old.get("settings") != settings:
                 diff = sorted(k for k in set(settings) | set(old.get("settings", {}))
                               if settings.get(k) != old.get("settings", {}).get(k))
@@ -221,13 +224,88 @@ class Manifest:
     def inputs(self) -> dict:
         return self.data["inputs"]
 
+    def input_id(self, path: str) -> int:
+        """The input's id, given once, in the order inputs are first seen."""
+        rec = self.inputs.get(path)
+        if rec is None:
+            rec = self.inputs[path] = {"id": self.data["next_id"], "status": "new"}
+            self.data["next_id"] += 1
+        return rec["id"]
+
+    def recorded_files(self) -> set[str]:
+        """Every output file the manifest lists (done inputs and chunks of partial ones)."""
+        files = set()
+        for rec in self.inputs.values():
+            outs = rec.get("outputs", [])
+            for ch in rec.get("chunks", {}).values():
+                outs = outs + ch["outputs"]
+            files.update(o["file"] for o in outs)
+        return files
+
     def save(self) -> None:
+        recs = sorted(self.inputs.items(), key=lambda kv: kv[1]["id"])
+        self.data["inputs"] = dict(recs)
+        self.data["outputs"] = [o["file"] for _, r in recs if r["status"] == "done"
+                                for o in r["outputs"]]
         tmp = self.path + ".partial"
         with open(tmp, "w") as fh:
             json.dump(self.data, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+
+
+# ------------------------------------------------------------------------------ execution
+class _InlineRunner:
+    """Runs submitted calls in this process, first in, first out (``scheduler="inline"``)."""
+
+    def __init__(self):
+        self._queue: list = []
+
+    def submit(self, tag, fn, *args) -> None:
+        self._queue.append((tag, fn, args))
+
+    def results(self) -> Iterator[tuple]:
+        while self._queue:
+            tag, fn, args = self._queue.pop(0)
+            yield tag, fn(*args)
+
+    def cancel(self) -> None:
+        self._queue.clear()
+
+
+class _DaskRunner:
+    """Submits calls to a Dask cluster; yields (tag, result) in completion order. A task that
+    raises (a worker crash, say) comes back as the exception object."""
+
+    def __init__(self, client, workers: list[str] | None):
+        from distributed import as_completed
+
+        self.client, self.workers = client, workers
+        self._ac = as_completed()
+        self._tags: dict = {}
+        self._prefix = f"build-aoj-{uuid.uuid4().hex[:8]}"
+        self._n = 0
+
+    def submit(self, tag, fn, *args) -> None:
+        fut = self.client.submit(fn, *args, pure=False, key=f"{self._prefix}-{self._n}",
+                                 workers=self.workers, allow_other_workers=False)
+        self._n += 1
+        self._tags[fut.key] = tag
+        self._ac.add(fut)
+
+    def results(self) -> Iterator[tuple]:
+        for fut in self._ac:
+            tag = self._tags.pop(fut.key)
+            res = fut.exception() if fut.status == "error" else fut.result()
+            fut.release()
+            yield tag, res
+
+    def cancel(self) -> None:
+        futs = list(self._ac.futures)
+        self._ac.clear()
+        if futs:
+            self.client.cancel(futs)
 
 
 # ------------------------------------------------------------------------------ driver
@@ -271,51 +349,34 @@ def _make_client(scheduler: str | None, n_workers: int | None, log: Callable):
     return client, cluster, link
 
 
-def _run_dask(client, tasks: list[Task], selection: Selection, lumi: LumiMask | None,
-              n_workers: int, workers: list[str] | None = None
-              ) -> Iterator[tuple[int, ChunkResult]]:
-    """Yield (task index, result) in completion order, with at most a window of tasks ahead of
-    the first one not yet received (bounds the results held for in-order writing)."""
-    from distributed import as_completed
-
-    window = max(4 * n_workers, 4)
-    tag = uuid.uuid4().hex[:8]
-    ac = as_completed()
-    index: dict[str, int] = {}
-    received: set[int] = set()
-    first_missing = next_submit = 0
-
-    def submit_more():
-        nonlocal next_submit
-        while next_submit < len(tasks) and next_submit < first_missing + window:
-            fut = client.submit(run_task, tasks[next_submit], selection, lumi, pure=False,
-                                key=f"build-aoj-{tag}-{next_submit}", workers=workers,
-                                allow_other_workers=False)
-            index[fut.key] = next_submit
-            ac.add(fut)
-            next_submit += 1
-
-    submit_more()
-    for fut in ac:
-        i = index.pop(fut.key)
-        if fut.status == "error":
-            err = fut.exception()
-            res = ChunkResult(None, None, tasks[i].stop - tasks[i].start,
-                              error=f"{tasks[i].path}: worker failed ({type(err).__name__}: "
-                                    f"{' '.join(str(err).split())})")
-        else:
-            res = fut.result()
-        fut.release()
-        received.add(i)
-        while first_missing in received:
-            received.discard(first_missing)
-            first_missing += 1
-        yield i, res
-        submit_more()
-
-
 def _settings(selection: Selection, jets_per_file: int, name: str) -> dict:
     return {"selection": selection.to_dict(), "jets_per_file": jets_per_file, "name": name}
+
+
+def _remove_strays(out_dir: str, name: str, keep: set[str]) -> int:
+    """Remove this build's files that the manifest does not list (a crashed run's)."""
+    pat, n = _output_pattern(name), 0
+    for fn in os.listdir(out_dir):
+        if pat.match(fn) and fn not in keep:
+            try:
+                os.remove(os.path.join(out_dir, fn))
+                n += 1
+            except FileNotFoundError:  # a late task of the crashed run renamed it meanwhile
+                pass
+    return n
+
+
+def _remove_outputs(out_dir: str, outputs: Iterable[dict]) -> None:
+    for o in outputs:
+        try:
+            os.remove(os.path.join(out_dir, o["file"]))
+        except FileNotFoundError:
+            pass
+
+
+def _unchanged(rec: dict, path: str) -> bool:
+    st = os.stat(path) if os.path.exists(path) else None
+    return st is not None and (st.st_size, st.st_mtime_ns) == (rec.get("size"), rec.get("mtime_ns"))
 
 
 def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = Selection(), *,
@@ -328,9 +389,10 @@ def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = 
     ``scheduler``: a Dask scheduler address, or ``"inline"`` to run every task in this process
     (debugging); default a LocalCluster of ``n_workers`` processes (all cores) with one thread
     each. ``client``: an existing ``distributed.Client`` (wins over both); ``workers``: run the
-    tasks only on these worker addresses of the cluster.
-    Raises InputError when no input can be built, on a manifest of other settings, or with
-    ``strict`` on the first unreadable input.
+    tasks only on these worker addresses of the cluster. The workers write the outputs
+    themselves: on a remote cluster ``out_dir`` must be a shared folder, at the same path.
+    Raises InputError when no input can be built, on a manifest of other settings, on a failure
+    to write the outputs, or with ``strict`` on the first unreadable input.
     """
     t0 = time.perf_counter()
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -345,140 +407,187 @@ def build_aoj(inputs: str | Iterable[str], out_dir: str, selection: Selection = 
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise InputError("output path exists and is not a folder", out_dir)
     os.makedirs(out_dir, exist_ok=True)
+    out_dir = os.path.abspath(out_dir)
     manifest = Manifest(out_dir, _settings(selection, jets_per_file, name))
 
-    # plan: skip what is done, refuse changed inputs, report the unreadable
-    plan: list[PFNanoFile] = []
-    failed: dict[str, str] = {}
+    todo: list[str] = []
     skipped = 0
     for path in files:
         rec = manifest.inputs.get(path)
-        if rec and rec.get("status") == "done":
-            st = os.stat(path) if os.path.exists(path) else None
-            if st is not None and (st.st_size, st.st_mtime_ns) != (rec["size"], rec["mtime_ns"]):
+        if rec and rec["status"] == "done":
+            if not _unchanged(rec, path):
                 raise InputError("input changed since it was built into this folder; build "
                                  "into a new folder", path)
             skipped += 1
             continue
-        try:
-            plan.append(inspect_pfnano(path))
-        except InputError as err:
-            if strict or len(files) == 1:
-                raise
-            failed[path] = str(err)
-    if not plan and not skipped and failed:
-        raise InputError(f"no input could be read ({len(failed)} failed); first: "
-                         f"{next(iter(failed.values()))}")
-    for path, err in failed.items():
-        log(f"skipped: {err}")
-        manifest.inputs[path] = {"status": "failed", "error": err}
-
-    tasks: list[Task] = []
-    tasks_of: list[list[int]] = []
-    for k, info in enumerate(plan):
-        branches = event_branches(selection, info.branches)
-        ids = []
-        for a in range(0, max(info.n_events, 1), chunk_events):
-            ids.append(len(tasks))
-            tasks.append(Task(k, info.path, info.flavour, a, min(a + chunk_events, info.n_events),
-                              a == 0, info.branches, tuple(branches)))
-        tasks_of.append(ids)
+        if rec and rec["status"] == "partial" and not _unchanged(rec, path):
+            manifest.inputs[path] = {"id": rec["id"], "status": "new"}  # start it again
+        manifest.input_id(path)
+        todo.append(path)
+    # ids are on disk before any task writes a file named after them
+    manifest.save()
+    if _remove_strays(out_dir, name, manifest.recorded_files()):
+        log("removed the unfinished outputs of an interrupted build")
 
     attrs = {"generator": f"jetfm {__version__} build-aoj",
              "selection": json.dumps(selection.to_dict(), sort_keys=True)}
-    series = OutputSeries(out_dir, name, jets_per_file, attrs=attrs, **manifest.data["writer"])
-    events = jets_written = 0
-    task_seconds = task_cpu = 0.0
+    spec = OutputSpec(out_dir, name, jets_per_file, attrs)
+    state = _Drain(manifest, spec, selection, lumi, chunk_events, strict, progress, log,
+                   single=len(files) == 1)
     dashboard = None
     n_w = 1
+    own_client = cluster = None
     try:
-        if tasks:
-            own_client = cluster = None
+        if todo:
             if client is None and scheduler != "inline":
                 client, cluster, dashboard = _make_client(scheduler, n_workers, log)
                 own_client = client
-            try:
-                if client is None:  # "inline": every task in this process, in order
-                    results = ((i, run_task(t, selection, lumi)) for i, t in enumerate(tasks))
-                else:
-                    n_w = len(workers) if workers else len(client.scheduler_info()["workers"])
-                    n_w = max(n_w, 1)
-                    results = _run_dask(client, tasks, selection, lumi, n_w, workers)
-                events, jets_written, task_seconds, task_cpu = _drain(
-                    results, tasks, tasks_of, plan, manifest, series, failed, strict, progress,
-                    log)
-            finally:
-                if own_client is not None:
-                    own_client.close()
-                if cluster is not None:
-                    cluster.close()
-        series.finish()
-        manifest.data["writer"] = series.state()
-        manifest.data["outputs"] = [series.file_name(i) for i in range(series.file_index)]
-        manifest.save()
-    except BaseException:
-        series.abort()
-        raise
+            if client is None:
+                runner = _InlineRunner()
+            else:
+                n_w = max(len(workers) if workers else len(client.scheduler_info()["workers"]), 1)
+                runner = _DaskRunner(client, workers)
+            state.run(runner, todo)
+    finally:
+        manifest.save()  # what is recorded exists complete, whatever stopped the build
+        if own_client is not None:
+            own_client.close()
+        if cluster is not None:
+            cluster.close()
+    if not skipped and state.unreadable == len(todo) > 0:
+        raise InputError(f"no input could be read ({len(state.failed)} failed); first: "
+                         f"{next(iter(state.failed.values()))}")
     total = CutFlow.total(CutFlow.from_dict(r["cutflow"]) for r in manifest.inputs.values()
                           if r.get("status") == "done")
     write_cutflow(out_dir, selection, total, manifest)
-    return BuildSummary(os.path.abspath(out_dir),
-                        [os.path.join(out_dir, f) for f in manifest.data["outputs"]],
-                        len(plan) - sum(p.path in failed for p in plan), skipped, failed,
-                        events, jets_written, total, time.perf_counter() - t0, n_w,
-                        task_seconds, task_cpu, dashboard)
+    return BuildSummary(out_dir, [os.path.join(out_dir, f) for f in manifest.data["outputs"]],
+                        state.done, skipped, state.failed, state.events, state.jets, total,
+                        time.perf_counter() - t0, n_w, state.task_seconds, state.task_cpu,
+                        dashboard)
 
 
-def _drain(results, tasks, tasks_of, plan, manifest, series, failed, strict, progress, log):
-    """Receive task results (any order) and commit inputs strictly in input order."""
-    from tqdm import tqdm
+class _Drain:
+    """The driver's loop: submit an inspection per input, then its chunk tasks; record what
+    comes back (any order) in the manifest."""
 
-    got: dict[int, ChunkResult] = {}
-    next_input = 0
-    events = jets_written = 0
-    task_seconds = task_cpu = 0.0
-    bar = tqdm(total=sum(t.stop - t.start for t in tasks), unit="ev", desc="build-aoj",
-               disable=not progress, file=sys.stderr)
-    try:
-        for i, res in results:
-            got[i] = res
-            task_seconds += res.seconds
-            task_cpu += res.cpu_seconds
-            bar.update(tasks[i].stop - tasks[i].start)
-            while next_input < len(plan) and all(t in got for t in tasks_of[next_input]):
-                parts = [got.pop(t) for t in tasks_of[next_input]]
-                info = plan[next_input]
-                next_input += 1
-                errors = [r.error for r in parts if r.error]
-                if errors:
-                    if strict:
-                        raise InputError(errors[0])
-                    failed[info.path] = errors[0]
-                    manifest.inputs[info.path] = {"status": "failed", "error": errors[0],
-                                                  "size": info.size, "mtime_ns": info.mtime_ns}
-                    manifest.save()
-                    log(f"skipped: {errors[0]}")
-                    continue
-                jets = [r.jets for r in parts if len(r.jets)]
-                jets = Jets.concat(jets) if len(jets) > 1 else (jets[0] if jets else None)
-                outputs = series.append(jets) if jets is not None else []
-                flow = CutFlow.total(r.cutflow for r in parts)
-                flow.notes = parts[0].cutflow.notes  # per-file notes: count each input once
-                flow.inputs = 1
-                n_ev = sum(r.n_events for r in parts)
-                n_jets = 0 if jets is None else len(jets)
-                manifest.inputs.pop(info.path, None)  # keep the manifest in commit order
-                manifest.inputs[info.path] = {
-                    "status": "done", "size": info.size, "mtime_ns": info.mtime_ns,
-                    "sha256": parts[0].sha256, "flavour": info.flavour, "events": n_ev,
-                    "jets": n_jets, "outputs": outputs, "cutflow": flow.to_dict()}
-                manifest.data["writer"] = series.state()
-                manifest.save()
-                events += n_ev
-                jets_written += n_jets
-    finally:
-        bar.close()
-    return events, jets_written, task_seconds, task_cpu
+    def __init__(self, manifest: Manifest, spec: OutputSpec, selection: Selection,
+                 lumi: LumiMask | None, chunk_events: int, strict: bool, progress: bool,
+                 log: Callable, single: bool):
+        self.manifest, self.spec, self.selection, self.lumi = manifest, spec, selection, lumi
+        self.chunk_events, self.strict, self.progress = chunk_events, strict, progress
+        self.log = log
+        self.single = single                # one input: its failure is the build's error
+        self.failed: dict[str, str] = {}
+        self.pending: dict[str, set[int]] = {}
+        self.done = self.events = self.jets = 0
+        self.unreadable = 0                 # inputs that could not even be opened
+        self.task_seconds = self.task_cpu = 0.0
+        self._last_save = time.monotonic()
+        self._dirty = False
+
+    def run(self, runner, todo: list[str]) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="ev", desc="build-aoj", disable=not self.progress,
+                        file=sys.stderr)
+        try:
+            for path in todo:
+                runner.submit(("inspect", path), inspect_task, path)
+            for tag, res in runner.results():
+                if tag[0] == "inspect":
+                    self._planned(runner, tag[1], res)
+                else:
+                    self._finished(tag[1], tag[2], res)
+                self._maybe_save()
+        except BaseException:
+            runner.cancel()
+            raise
+        finally:
+            self.bar.close()
+
+    def _maybe_save(self) -> None:
+        if self._dirty and time.monotonic() - self._last_save >= SAVE_EVERY_S:
+            self.manifest.save()
+            self._dirty, self._last_save = False, time.monotonic()
+
+    def _fail(self, path: str, error: str, unreadable: bool = False) -> None:
+        rec = self.manifest.inputs[path]
+        if self.strict or (self.single and unreadable):
+            raise InputError(error)
+        self.unreadable += unreadable
+        _remove_outputs(self.spec.out_dir, (o for ch in rec.get("chunks", {}).values()
+                                            for o in ch["outputs"]))
+        self.manifest.inputs[path] = {"id": rec["id"], "status": "failed", "error": error,
+                                      **{k: rec[k] for k in ("size", "mtime_ns") if k in rec}}
+        self.failed[path] = error
+        self.pending.pop(path, None)
+        self._dirty = True
+        self.log(f"skipped: {error}")
+
+    def _planned(self, runner, path: str, info) -> None:
+        if isinstance(info, BaseException):
+            info = f"{path}: worker failed ({type(info).__name__}: {info})"
+        if isinstance(info, str):
+            self._fail(path, info, unreadable=True)
+            return
+        rec = self.manifest.inputs[path]
+        if rec["status"] != "partial":
+            rec = self.manifest.inputs[path] = {
+                "id": rec["id"], "status": "partial", "size": info.size,
+                "mtime_ns": info.mtime_ns, "flavour": info.flavour,
+                "chunk_events": self.chunk_events, "chunks": {}}
+        ce = rec["chunk_events"]  # a resumed input keeps the chunking it was started with
+        todo = [c for c in range(max(-(-info.n_events // ce), 1)) if str(c) not in rec["chunks"]]
+        self.pending[path] = set(todo)
+        for c in todo:
+            a = c * ce
+            task = Task(rec["id"], c, path, info.flavour, a, min(a + ce, info.n_events), c == 0)
+            self.bar.total += task.stop - task.start
+            runner.submit(("chunk", path, c), run_task, task, self.selection, self.lumi, self.spec)
+        self.bar.refresh()
+        self._complete_if_done(path)
+
+    def _finished(self, path: str, c: int, res) -> None:
+        if isinstance(res, BaseException):
+            res = ChunkResult([], None, 0, error=f"{path}: worker failed "
+                              f"({type(res).__name__}: {' '.join(str(res).split())})")
+        self.task_seconds += res.seconds
+        self.task_cpu += res.cpu_seconds
+        self.bar.update(res.n_events)
+        if path not in self.pending:  # the input failed already: drop the late chunk's files
+            _remove_outputs(self.spec.out_dir, res.outputs)
+            return
+        if res.error:
+            if res.fatal:
+                raise InputError(res.error)
+            self._fail(path, res.error)
+            return
+        self.manifest.inputs[path]["chunks"][str(c)] = {
+            "events": res.n_events, "jets": res.n_jets, "outputs": res.outputs,
+            "cutflow": res.cutflow.to_dict(), "sha256": res.sha256}
+        self.pending[path].discard(c)
+        self._dirty = True
+        self._complete_if_done(path)
+
+    def _complete_if_done(self, path: str) -> None:
+        if self.pending.get(path):
+            return
+        del self.pending[path]
+        rec = self.manifest.inputs[path]
+        chunks = [rec["chunks"][k] for k in sorted(rec["chunks"], key=int)]
+        flow = CutFlow.total(CutFlow.from_dict(ch["cutflow"]) for ch in chunks)
+        flow.notes = CutFlow.from_dict(chunks[0]["cutflow"]).notes  # per-file: count once
+        flow.inputs = 1
+        n_ev, n_jets = sum(ch["events"] for ch in chunks), sum(ch["jets"] for ch in chunks)
+        self.manifest.inputs[path] = {
+            "id": rec["id"], "status": "done", "size": rec["size"], "mtime_ns": rec["mtime_ns"],
+            "sha256": chunks[0]["sha256"], "flavour": rec["flavour"], "events": n_ev,
+            "jets": n_jets, "outputs": [o for ch in chunks for o in ch["outputs"]],
+            "cutflow": flow.to_dict()}
+        self.done += 1
+        self.events += n_ev
+        self.jets += n_jets
+        self._dirty = True
 
 
 def write_cutflow(out_dir: str, selection: Selection, total: CutFlow, manifest: Manifest) -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from jetfm.errors import InputError
+from jetfm.io.aoj import AOJWriter
+from jetfm.jets import Jets
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -60,6 +63,54 @@ def assign(event_info: np.ndarray, fractions: Sequence[float], seed: int = 0) ->
     return np.searchsorted(edges, event_hash(event_info, seed), side="right")
 
 
+class OutputSeries:
+    """AOJ files ``<name>_NNNN.h5`` filled in order, a new one every ``jets_per_file`` jets,
+    each written as ``.partial`` and renamed when full or at :meth:`finish`. Files of this
+    series left in the folder by an earlier run are removed first. Compression as build-aoj's
+    outputs (gzip 1 with shuffle)."""
+
+    def __init__(self, out_dir: str, name: str, jets_per_file: int, attrs: dict | None = None):
+        from jetfm.build.builder import GZIP_LEVEL, SHUFFLE
+
+        self.out_dir, self.name, self.jets_per_file = out_dir, name, jets_per_file
+        self.attrs, self.compression = attrs or {}, {"gzip_level": GZIP_LEVEL, "shuffle": SHUFFLE}
+        self.file_index = self.rows = 0
+        self._writer: AOJWriter | None = None
+        pat = re.compile(re.escape(name) + r"_\d{4,}\.h5(\.partial)?$")
+        for fn in os.listdir(out_dir):
+            if pat.match(fn):
+                os.remove(os.path.join(out_dir, fn))
+
+    def file_name(self, i: int) -> str:
+        return f"{self.name}_{i:04d}.h5"
+
+    def append(self, jets: Jets) -> None:
+        done = 0
+        while done < len(jets):
+            if self._writer is None:
+                path = os.path.join(self.out_dir, self.file_name(self.file_index))
+                self._writer = AOJWriter(path, self.attrs, **self.compression)
+            take = min(len(jets) - done, self.jets_per_file - self.rows)
+            self._writer.append(jets[done:done + take])
+            self.rows += take
+            done += take
+            if self.rows >= self.jets_per_file:
+                self.finish()
+
+    def finish(self) -> None:
+        """Publish the file being filled (if it holds jets)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self.file_index += 1
+            self.rows = 0
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+
 @dataclass
 class SplitSummary:
     out_dir: str
@@ -78,7 +129,6 @@ def split_aoj(inputs: Sequence[str], out_dir: str, fractions: Sequence[float] = 
     """
     from tqdm import tqdm
 
-    from jetfm.build.builder import OutputSeries
     from jetfm.io.aoj import ReadOptions, aoj_length, iter_aoj
 
     if len(names) != len(set(names)):

@@ -293,21 +293,27 @@ class AOJWriter:
 
     ``attrs`` are stored as file attributes (provenance: generator, settings, seed).
     With ``resume=True`` an existing ``.partial`` file is appended to instead of replaced.
+    ``gzip_level`` (default :data:`GZIP_LEVEL`, as AOJ) and ``shuffle`` (HDF5's byte-shuffle
+    filter, standard in every HDF5 reader) set the compression of new files; ``tmp`` replaces
+    the ``<path>.partial`` working name (e.g. a unique one when several processes may write
+    the same file).
     """
 
-    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, resume: bool = False):
+    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, resume: bool = False,
+                 gzip_level: int | None = None, shuffle: bool = False, tmp: str | None = None):
         import h5py
 
         self.path = check_writable(path)
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self.tmp = self.path + ".partial"
+        self.tmp = tmp or self.path + ".partial"
         mode = "a" if resume and os.path.exists(self.tmp) else "w"
         self._f = h5py.File(self.tmp, mode)
         if "PFCands" not in self._f:
             for name, tail in DATASETS.items():
                 dtype = np.int64 if name == "event_info" else np.float32
-                kw = {} if name == "event_info" else {"compression": "gzip",
-                                                       "compression_opts": GZIP_LEVEL}
+                kw = {} if name == "event_info" else {
+                    "compression": "gzip", "shuffle": shuffle,
+                    "compression_opts": GZIP_LEVEL if gzip_level is None else gzip_level}
                 self._f.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail),
                                        dtype=dtype, chunks=(CHUNK_JETS, *tail), **kw)
         for k, v in (attrs or {}).items():
