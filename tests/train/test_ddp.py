@@ -1,11 +1,14 @@
 """Distributed training on CPU (gloo, 2 processes): DDP with batch B per process follows the loss
 curve of one process with batch 2B; a run killed midway and resumed (on the same or another
-number of processes) ends where an uninterrupted run ends.
+number of processes) ends where an uninterrupted run ends; streamed data are split between the
+processes, every training jet once per epoch, and a killed streamed run resumes with the same
+batches on each process.
 
 Run as a script, this file is the training job the tests launch in subprocesses (Lightning's DDP
 launcher re-runs the script once per extra process)::
 
     python tests/train/test_ddp.py OUT TOKENIZER_DIR DATA --devices 2 --batch 8 --steps 10
+    python tests/train/test_ddp.py OUT TOKENIZER_DIR DATA --devices 2 --streaming
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ def _job(argv=None) -> None:
     ap.add_argument("--ckpt-every", type=int, default=3)
     ap.add_argument("--kill-at", type=int, default=-1,
                     help="kill every process (SIGKILL) when this optimiser step is to start")
+    ap.add_argument("--streaming", action="store_true",
+                    help="stream all jets of DATA (recording each process's jet indices)")
     args = ap.parse_args(argv)
 
     import lightning.pytorch as L
@@ -64,6 +69,11 @@ def _job(argv=None) -> None:
             if trainer.global_step == args.kill_at:
                 os.kill(os.getpid(), 9)  # a crash: no clean-up, no checkpoint
             self.step = trainer.global_step  # the optimiser step this batch counts towards
+            if args.streaming:
+                path = os.path.join(args.out, f"indices{trainer.global_rank}.json")
+                old = json.load(open(path)) if os.path.exists(path) else []
+                rec = [self.step, trainer.current_epoch, batch["index"].tolist()]
+                json.dump(old + [rec], open(path, "w"))
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             # outputs["loss"] is divided by the accumulation factor
@@ -82,9 +92,11 @@ def _job(argv=None) -> None:
     modules.fit = fit_recording
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same arithmetic in this process and in the subprocesses
+    data = {"data": [args.data], "streaming": True, "buffer_size": 32} if args.streaming else \
+        {"data": [], "jets": _full_jets(args.data)}
     try:
-        pretrain([], args.out, args.tokenizer, preset="quick", seed=7,
-                 jets=_full_jets(args.data), progress=False, overrides=[
+        pretrain(out=args.out, tokenizer_dir=args.tokenizer, preset="quick", seed=7,
+                 progress=False, **data, overrides=[
                      f"pretraining.devices={args.devices}",
                      f"pretraining.strategy={'ddp' if args.devices > 1 else 'auto'}",
                      f"pretraining.batch_size={args.batch}", f"pretraining.max_steps={args.steps}",
@@ -198,6 +210,49 @@ def test_two_processes_match_one_with_double_batch_and_resume_on_one(reference, 
     np.testing.assert_allclose([got[k] for k in range(STEPS)], [ref[k] for k in range(STEPS)],
                                rtol=1e-4)
     assert _max_diff(_weights(reference), _weights(tmp_path)) < 2e-3
+
+
+def _indices(out, rank) -> dict[int, tuple[int, list[int]]]:
+    """optimiser step -> (epoch, global jet indices of the batch) of one process (a step run
+    again after a resume replaces the first record)."""
+    return {step: (epoch, idx) for step, epoch, idx in
+            json.load(open(os.path.join(out, f"indices{rank}.json")))}
+
+
+@pytest.mark.slow
+def test_streaming_on_two_processes_and_resume_after_a_kill(tokenizer, tmp_path):
+    """Streamed pre-training on 2 gloo processes, killed at the start of epoch 1 and resumed on
+    2 processes: in each epoch the processes share out the training jets (none twice, none
+    lost), the held-out validation jets never appear, and the step redone after the resume has
+    the same batch on each process. Full size (--run-slow): also an uninterrupted run, whose
+    batches and final weights the resumed run reproduces exactly."""
+    from tests.conftest import full_size
+
+    from jetfm.train.api import load_pretrained
+
+    run = tmp_path / "run"
+    proc = _run(run, tokenizer, "--devices", 2, "--batch", 8, "--streaming", "--kill-at", KILL,
+                check=False)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert "distributed_backend=gloo" in proc.stderr + proc.stdout
+    before = [_indices(run, r) for r in (0, 1)]
+    _run(run, tokenizer, "--devices", 2, "--batch", 8, "--streaming")
+    prov = load_pretrained(str(run)).provenance["pretrain"]
+    val = {i for a, b in prov["validation"]["ranges"] for i in range(a, b)}
+    assert prov["n_train"] == 90 and len(val) == 10 and prov["training"]["devices"] == 2
+    got = [_indices(run, r) for r in (0, 1)]
+    assert sorted(got[0]) == sorted(got[1]) == list(range(STEPS))  # same steps on both
+    for r in (0, 1):  # the steps run before the kill and again after it: the same batches
+        assert all(got[r][k] == before[r][k] for k in before[r])
+    for epoch in (0, 1):  # 6 steps of 8 per process and epoch (the last one 5)
+        seen = [[i for e, idx in g.values() if e == epoch for i in idx] for g in got]
+        assert len(seen[0]) == len(seen[1]) == 45 and not set(seen[0]) & set(seen[1])
+        assert set(seen[0]) | set(seen[1]) == set(range(100)) - val
+    if full_size():
+        ref = tmp_path / "ref"
+        _run(ref, tokenizer, "--devices", 2, "--batch", 8, "--streaming")
+        assert [_indices(ref, r) for r in (0, 1)] == got
+        assert _max_diff(_weights(ref), _weights(run)) == 0.0
 
 
 def test_gradient_accumulation_matches_the_larger_batch(reference, tokenizer, tmp_path):

@@ -168,6 +168,23 @@ def test_loader_resumes_mid_epoch(aoj_files, workers):
     assert len(list(second)) == len(ref)
 
 
+def test_state_saved_at_the_end_of_an_epoch_starts_a_new_one(aoj_files):
+    """Lightning restores the loader state of a checkpoint written after the last batch of an
+    epoch (when training by max_steps): the next iteration is then a whole new epoch."""
+    def loader():
+        return streaming_loader(aoj_files, batch_size=16, seed=2, chunk_size=16, buffer_size=24)
+
+    done = loader()
+    n = len(list(done))
+    assert done.state_dict() == {"epoch": 0, "consumed": n}
+    again = loader()
+    again.load_state_dict(done.state_dict())
+    again.dataset.set_epoch(1)  # what SetEpoch does at the next epoch's start
+    ref = loader()
+    ref.dataset.set_epoch(1)
+    assert [b["index"].tolist() for b in again] == [b["index"].tolist() for b in ref]
+
+
 def test_worker_skip_round_robin():
     # workers with 3 and 2 items are read w0 w1 w0 w1 w0
     got = [_worker_skip(c, [3, 2]) for c in range(6)]

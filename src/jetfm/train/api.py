@@ -94,21 +94,20 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
     (then ``tokenizer`` encodes the in-memory jets; streamed AOJ jets are encoded per batch by
     the module). Returns ``(train_dl, val_dl, split, provenance, kind)`` with ``kind`` None
     in memory, else ``"aoj"`` or ``"tokens"``."""
-    from jetfm.train.data import (FeatureDataset, SequenceDataset, make_loaders,
-                                  streaming_loaders, use_streaming)
+    from jetfm.train.data import (FeatureDataset, SequenceDataset, expand_data, hdf5_files,
+                                  make_loaders, streaming_loaders, use_streaming)
 
     if use_streaming(data, jets, streaming, max_jets, prep.n_max, stage, memory_budget_gb):
+        paths = expand_data(data) + (expand_data(val_data) if val_data is not None else [])
+        tokens = [f.path for f in hdf5_files(paths) if f.kind == "tokens"]
+        if tokens and stage == "tokenizer":
+            raise InputError("the tokenizer trains on jets (AOJ files), not on token files",
+                             tokens[0])
+        _check_token_files(tokens, 0 if tokenizer is None else tokenizer.codebook_size)
         train_dl, val_dl, split, prov = streaming_loaders(
             data, prep, tc.batch_size, tc.val_fraction, seed, tc.num_workers, max_jets,
             val_data, buffer_size, pin_memory=tc.accelerator != "cpu")
-        kind = prov["kind"]
-        if kind == "tokens" and stage == "tokenizer":
-            raise InputError("the tokenizer trains on jets (AOJ files), not on token files",
-                             prov["files"][0]["path"])
-        if kind == "tokens":
-            _check_token_files(prov["files"] + split["validation"].get("files", []),
-                               tokenizer.codebook_size)
-        return train_dl, val_dl, split, prov, kind
+        return train_dl, val_dl, split, prov, prov["kind"]
     feats, mask, prov = _features(data, jets, prep, max_jets, progress)
     val = None
     if val_data is not None:
@@ -127,15 +126,16 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
     return train_dl, val_dl, split, prov, None
 
 
-def _check_token_files(files: list[dict], codebook_size: int) -> None:
+def _check_token_files(paths: list[str], codebook_size: int) -> None:
+    """Token files must come from a tokenizer with the same codebook size."""
     import h5py
 
-    for f in files:
-        with h5py.File(f["path"], "r") as h:
+    for p in paths:
+        with h5py.File(p, "r") as h:
             k = int(h.attrs.get("codebook_size", -1))
         if k != codebook_size:
             raise InputError(f"token file of a codebook of {k} codes, the tokenizer has "
-                             f"{codebook_size}", f["path"])
+                             f"{codebook_size}", p)
 
 
 def _stage_info(prov: dict, split: dict, fit_info: dict, seed: int, preset: str,

@@ -481,7 +481,15 @@ class ResumableLoader(DataLoader):
         return {"consumed": self._consumed}
 
     def load_state_dict(self, state: dict) -> None:
-        self._restored = dict(state)
+        # a state saved at the very end of an epoch leaves nothing to continue: the next
+        # iteration is a new epoch, numbered by the trainer (Lightning restores such a state
+        # when it trains by max_steps; continuing it would give one empty epoch and shift the
+        # epoch numbers, hence the data order, of every later epoch)
+        try:
+            done = state.get("consumed", 0) >= len(self)
+        except TypeError:  # no length
+            done = False
+        self._restored = None if done else dict(state)
 
 
 class StreamingLoader(ResumableLoader):
