@@ -194,3 +194,19 @@ def test_plain_nanoaod_refused(tmp_path, capsys):
     (tmp_path / "junk.root").write_bytes(b"not a root file at all" * 10)
     with pytest.raises(InputError, match="junk.root: cannot open as a ROOT file"):
         inspect_pfnano(tmp_path / "junk.root")
+
+
+@pytest.mark.parametrize("path", [PFNANO_INDEX, PFNANO_INLINE])
+def test_rows_straight_from_the_chunk_equal_the_writers_rows(path):
+    """The builder writes chunk_to_rows; it must equal what the AOJ writer makes of the Jets."""
+    from jetfm.io.aoj import jets_to_rows
+    from jetfm.io.nanoaod import chunk_to_rows
+
+    info = inspect_pfnano(path)
+    chunk = read_pfnano(path, event_branches=event_branches(Selection(), info.branches))
+    mask, _ = apply_selection(chunk, Selection(), info.branches)
+    want, got = jets_to_rows(chunk_to_jets(chunk, mask)), chunk_to_rows(chunk, mask)
+    assert mask.sum() > 10
+    for k in want:
+        assert got[k].dtype == want[k].dtype
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)

@@ -323,8 +323,11 @@ class AOJWriter:
         return self._f["PFCands"].shape[0]
 
     def append(self, jets: Jets) -> None:
-        rows = jets_to_rows(jets)
-        n0, n = len(self), len(jets)
+        self.append_rows(jets_to_rows(jets))
+
+    def append_rows(self, rows: dict[str, np.ndarray]) -> None:
+        """Append rows already in the stored layout (as :func:`jets_to_rows` makes them)."""
+        n0, n = len(self), len(rows["PFCands"])
         for name, arr in rows.items():
             ds = self._f[name]
             ds.resize(n0 + n, axis=0)

@@ -224,16 +224,11 @@ def _flatten_chunk(path, flavour, start, n_events, arrs, event_branches) -> PFNa
                        cand_jet, cands)
 
 
-def chunk_to_jets(chunk: PFNanoChunk, jet_mask: np.ndarray, n_max: int = 150) -> Jets:
-    """The FatJets where ``jet_mask`` (J,) is True as :class:`Jets` with the AOJ columns.
-
-    Constituents: sorted by pT (highest first; ties keep the file's order), at most ``n_max``,
-    padded to the largest count in the chunk (the AOJ writer pads to 150). Four-momenta are the
-    candidates' own (not PUPPI-weighted), as in AOJ. Jet fields: :data:`jetfm.io.aoj.JET_COLUMNS`
-    with ``nConstituents`` the full count (may exceed ``n_max``), ``msoftdrop`` -1 where undefined
-    (negative or non-finite), tagging columns -1 where the file lacks the branch.
-    ``event_info``: (N, 3) run, luminosityBlock, event.
-    """
+def _gather(chunk: PFNanoChunk, jet_mask: np.ndarray, n_max: int):
+    """The selected jets' constituents, flat and sorted: ``flat`` (L, 11) float32 AOJ columns
+    (NaN track columns for candidates without a track), ``row`` (L,) jet row, ``pos`` (L,)
+    slot within the jet (< n_max); the full counts (N,); the jet fields (N, 17) float32 in
+    :data:`JET_COLUMNS` order; ``event_info`` (N, 3) int64."""
     sel = np.flatnonzero(jet_mask)
     n = len(sel)
     row_of_jet = np.full(len(jet_mask), -1, np.int64)
@@ -264,11 +259,6 @@ def chunk_to_jets(chunk: PFNanoChunk, jet_mask: np.ndarray, n_max: int = 150) ->
     pos = np.arange(len(row)) - starts[row]
     take = pos < n_max
     flat, row, pos = flat[take], row[take], pos[take]
-    p = int(min(n_full.max(initial=0), n_max))
-    cons = np.zeros((n, p, len(PFCANDS_COLUMNS)), np.float32)
-    cons[row, pos] = flat
-    mask = np.zeros((n, p), bool)
-    mask[row, pos] = True
 
     j = chunk.jets
     fields = {"pt": j["pt"][sel], "eta": j["eta"][sel], "phi": j["phi"][sel],
@@ -281,5 +271,42 @@ def chunk_to_jets(chunk: PFNanoChunk, jet_mask: np.ndarray, n_max: int = 150) ->
     jet = np.stack([np.asarray(fields[k], np.float32) for k in JET_COLUMNS], axis=1)
     ev_rows = chunk.jet_event[sel]
     ev = np.stack([chunk.events[k][ev_rows].astype(np.int64) for k in EVENT_FIELDS], axis=1)
-    return Jets(cons, mask, jet, PFCANDS_COLUMNS, JET_COLUMNS, ev.reshape(n, 3),
+    return flat, row, pos, n_full, jet.reshape(n, len(JET_COLUMNS)), ev.reshape(n, 3)
+
+
+def chunk_to_jets(chunk: PFNanoChunk, jet_mask: np.ndarray, n_max: int = 150) -> Jets:
+    """The FatJets where ``jet_mask`` (J,) is True as :class:`Jets` with the AOJ columns.
+
+    Constituents: sorted by pT (highest first; ties keep the file's order), at most ``n_max``,
+    padded to the largest count in the chunk (the AOJ writer pads to 150). Four-momenta are the
+    candidates' own (not PUPPI-weighted), as in AOJ. Jet fields: :data:`jetfm.io.aoj.JET_COLUMNS`
+    with ``nConstituents`` the full count (may exceed ``n_max``), ``msoftdrop`` -1 where undefined
+    (negative or non-finite), tagging columns -1 where the file lacks the branch.
+    ``event_info``: (N, 3) run, luminosityBlock, event.
+    """
+    flat, row, pos, n_full, jet, ev = _gather(chunk, jet_mask, n_max)
+    n = len(jet)
+    p = int(min(n_full.max(initial=0), n_max))
+    cons = np.zeros((n, p, len(PFCANDS_COLUMNS)), np.float32)
+    cons[row, pos] = flat
+    mask = np.zeros((n, p), bool)
+    mask[row, pos] = True
+    return Jets(cons, mask, jet, PFCANDS_COLUMNS, JET_COLUMNS, ev,
                 {"format": "pfnano", "flavour": chunk.flavour, "source": chunk.path})
+
+
+def chunk_to_rows(chunk: PFNanoChunk, jet_mask: np.ndarray, n_max: int = 150
+                  ) -> dict[str, np.ndarray]:
+    """The same jets as :func:`chunk_to_jets`, straight in the stored AOJ layout (what
+    :func:`jetfm.io.aoj.jets_to_rows` makes of them, without the padded intermediate):
+    ``PFCands`` (N, 150, 11) with -1 for missing track values and zero padding,
+    ``jet_kinematics`` (N, 4), ``jet_tagging`` (N, 13), ``event_info`` (N, 3)."""
+    from jetfm.io.aoj import N_MAX
+
+    flat, row, pos, _, jet, ev = _gather(chunk, jet_mask, min(n_max, N_MAX))
+    np.nan_to_num(flat, copy=False, nan=-1.0)
+    cands = np.zeros((len(jet), N_MAX, len(PFCANDS_COLUMNS)), np.float32)
+    cands[row, pos] = flat
+    np.nan_to_num(jet, copy=False, nan=-1.0)
+    return {"PFCands": cands, "jet_kinematics": jet[:, :4], "jet_tagging": jet[:, 4:],
+            "event_info": ev}
