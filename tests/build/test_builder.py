@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import urllib.request
 
 import h5py
 import numpy as np
@@ -211,8 +213,13 @@ def test_cli_build_and_split(dask_client, tmp_path, capsys):
     rc = main(["build-aoj", str(PFNANO_INDEX), "--out", str(out), "--scheduler",
                dask_client.scheduler.address, "--triggers", "HLT_AK8PFJet4*",
                "--met-filters", "none", "--no-progress", "--json"])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out_err = capsys.readouterr()
+    summary = json.loads(out_err.out.strip().splitlines()[-1])
     assert rc == 0 and summary["jets"] == 21 and summary["workers"] == 2
+    # the printed dashboard address answers (bokeh serves it)
+    link = re.search(r"Dask dashboard: (http\S+)", out_err.err).group(1)
+    with urllib.request.urlopen(link, timeout=30) as page:
+        assert page.status == 200 and b"Dask" in page.read()
     rc = main(["split", str(out), "--fractions", "0.5,0.25,0.25", "--no-progress"])
     assert rc == 0 and "train:" in capsys.readouterr().out
     rec = json.loads((out / "split" / "split.json").read_text())

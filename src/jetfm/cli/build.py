@@ -13,8 +13,9 @@ def register(sub) -> None:
         "build-aoj", help="build AOJ .h5 files from CMS PFNano NanoAOD (parallel, resumable)",
         description="Select AK8 jets from PFNano NanoAOD as AspenOpenJets did (lumi JSON, "
                     "trigger OR, MET filters, pT > 300 GeV, |eta| < 2.5, jetId == 6) and write "
-                    "AOJ files, a manifest and the cut flow into --out. Rerunning the same "
-                    "command after a crash skips the inputs already done.")
+                    "AOJ files, a manifest and the cut flow into --out. Each Dask task writes "
+                    "its own files, NAME_<input>_<chunk>_<k>.h5. Rerunning the same command "
+                    "after a crash skips the inputs and chunks already done.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="PFNano .root files, globs, or .txt files listing them")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -29,15 +30,19 @@ def register(sub) -> None:
     p.add_argument("--eta-max", type=float, default=2.5, help="FatJet |eta| cut (2.5)")
     p.add_argument("--jet-id", type=int, default=6, help="required FatJet_jetId value (6)")
     p.add_argument("--jets-per-file", type=int, default=2_200_000,
-                   help="start a new output file every N jets (2200000, as AOJ)")
+                   help="at most N jets per output file (2200000, as AOJ); a task with more "
+                        "jets writes several files")
     p.add_argument("--chunk-events", type=int, default=20_000,
                    help="events per Dask task; larger files are split into entry ranges")
-    p.add_argument("--name", default="aoj", help="output file prefix: NAME_0000.h5, ...")
+    p.add_argument("--name", default="aoj",
+                   help="output file prefix: NAME_<input>_<chunk>_<k>.h5 (input id, chunk number "
+                        "within the input, file number within the chunk)")
     p.add_argument("--workers", type=int, default=None,
                    help="local Dask worker processes (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="use an existing Dask cluster (e.g. tcp://host:8786); 'inline' runs "
-                        "everything in this process")
+                   help="use an existing Dask cluster (e.g. tcp://host:8786; its workers write "
+                        "the outputs, so --out must be a shared folder at the same path); "
+                        "'inline' runs everything in this process")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable input instead of skipping it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
