@@ -6,10 +6,10 @@ set holds >= 20 000 events (--quick: 2 000). The repeats are written as bigger P
 branches the builder reads, a TTree with baskets of about 1000 events, uproot's ZLIB compression,
 event numbers shifted per repeat) rather than as hundreds of 10-event copies: opening a real
 PFNano tree costs seconds (about 1800 branch descriptions), which would dominate copies of such
-tiny files but not real files of 10^4-10^5 events. Each configuration gets a fresh LocalCluster (processes, one thread each) and cold file
-caches; cluster start-up and the workers' first imports are not timed. The workers read, select
-and write the outputs; the per-worker CPU rate counts all of it (the bare read is only the
-reading). The machine is shared with other busy work: note the load average printed.
+tiny files but not real files of 10^4-10^5 events. Each configuration gets a fresh
+LocalCluster (processes, one thread each) and cold file caches; cluster start-up and the
+workers' first imports are not timed. The workers read, select and write the outputs; the
+per-worker CPU rate counts all of it (the bare read is only the reading). The machine is shared with other busy work: note the load average printed.
 
     .venv/bin/python benchmarks/build_aoj.py [--quick]
 """
@@ -117,6 +117,33 @@ def timed_build(files: list[str], out: str, n_workers: int, chunk_events: int):
     return wall, driver_cpu, res
 
 
+def compression_table(paths: list[str], tmp: str) -> dict:
+    """Write the built jets again with AOJ's gzip level 4 (no shuffle) and with build-aoj's
+    gzip 1 + shuffle: CPU-s to write, MB, CPU-s to read back, in this one process."""
+    import h5py
+
+    from jetfm.build import builder
+    from jetfm.io.aoj import DATASETS, AOJWriter, GZIP_LEVEL
+
+    rows = {k: np.concatenate([h5py.File(p, "r")[k][:] for p in paths]) for k in DATASETS}
+    out = {}
+    for label, level, shuffle in (("AOJ gzip 4", GZIP_LEVEL, False),
+                                  ("build-aoj gzip 1 + shuffle", builder.GZIP_LEVEL,
+                                   builder.SHUFFLE)):
+        path = os.path.join(tmp, "compression.h5")
+        c0 = time.process_time()
+        with AOJWriter(path, gzip_level=level, shuffle=shuffle) as w:
+            for a in range(0, len(rows["PFCands"]), builder.WRITE_SLICE):
+                w.append_rows({k: v[a:a + builder.WRITE_SLICE] for k, v in rows.items()})
+        c1 = time.process_time()
+        with h5py.File(path, "r") as f:
+            f["PFCands"][:]
+        out[label] = (c1 - c0, os.path.getsize(path) / 1e6, time.process_time() - c1)
+        print(f"{label}: write {out[label][0]:.2f} CPU-s, {out[label][1]:.1f} MB, read back "
+              f"{out[label][2]:.2f} CPU-s")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 000 events instead of 20 000")
@@ -143,19 +170,23 @@ def main() -> None:
         for w in (1, 2):
             wall, driver_cpu, res = timed_build(files, os.path.join(tmp, f"out{w}"), w, chunk)
             assert res.events == events and not res.failed
-            runs[w] = (wall, res)
+            runs[w] = (wall, res, driver_cpu, out_mb(res))
             print(f"{w} worker(s): {wall:.1f} s wall, {res.events / wall:.0f} events/s, "
                   f"{res.jets / wall:.0f} jets/s in all; per worker {res.events / wall / w:.0f} "
                   f"events/s, {res.jets / wall / w:.0f} jets/s; per worker CPU-second "
                   f"{res.events / res.task_cpu_seconds:.0f} events, "
                   f"{res.jets / res.task_cpu_seconds:.0f} jets (reading, selecting and "
                   f"writing the outputs); driver (planning, manifest) {driver_cpu:.1f} CPU-s; "
-                  f"{len(res.outputs)} output files, {out_mb(res):.0f} MB")
-    (w1, r1), (w2, r2) = runs[1], runs[2]
+                  f"{len(res.outputs)} output files, {out_mb(res):.0f} MB; the workers got "
+                  f"{res.task_cpu_seconds / wall:.2f} cores on average")
+        comp = compression_table(runs[1][1].outputs, tmp)
+    (w1, r1, d1, mb1), (w2, r2, d2, _) = runs[1], runs[2]
     speedup = w1 / w2
     cpu_rate, cpu_bare_rate = r1.events / r1.task_cpu_seconds, ev_bare / cpu_bare
     print(f"speed-up 1 -> 2 workers: {speedup:.2f}x (goal >= 1.8x; the machine is shared: "
-          f"os.cpu_count() = {os.cpu_count()}, load average {os.getloadavg()[0]:.1f})")
+          f"os.cpu_count() = {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; the "
+          f"workers got {r1.task_cpu_seconds / w1:.2f} and {r2.task_cpu_seconds / w2:.2f} "
+          f"cores)")
     print(f"per-worker rate / bare uproot read: {cpu_rate / cpu_bare_rate:.2f} per CPU-second, "
           f"{r1.events / w1 / (ev_bare / t_bare):.2f} in wall time (goal >= 0.5, i.e. within "
           f"2x of the limit)")
@@ -167,6 +198,11 @@ def main() -> None:
          wall_jets_per_s_1w=round(r1.jets / w1, 1),
          bare_read_wall_events_per_s=round(ev_bare / t_bare, 1),
          speedup_1_to_2_workers=round(speedup, 3),
+         worker_cores_used_1w=round(r1.task_cpu_seconds / w1, 2),
+         worker_cores_used_2w=round(r2.task_cpu_seconds / w2, 2),
+         driver_cpu_seconds_2w=round(d2, 2), output_mb=round(mb1, 1),
+         compression={k: [round(x, 2) for x in v] for k, v in comp.items()},
+         output_files=len(r1.outputs),
          load_average=round(os.getloadavg()[0], 2), quick=args.quick)
 
 
