@@ -187,6 +187,10 @@ def main() -> None:
           f"os.cpu_count() = {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; the "
           f"workers got {r1.task_cpu_seconds / w1:.2f} and {r2.task_cpu_seconds / w2:.2f} "
           f"cores)")
+    eff = (r2.events / r2.task_cpu_seconds) / (r1.events / r1.task_cpu_seconds)
+    print(f"work per CPU-second with 2 workers / with 1: {eff:.2f} (1.0: the parallel build "
+          f"does no extra work; the wall speed-up is then the ratio of the cores the workers "
+          f"got, {r2.task_cpu_seconds / w2 / (r1.task_cpu_seconds / w1):.2f} here)")
     print(f"per-worker rate / bare uproot read: {cpu_rate / cpu_bare_rate:.2f} per CPU-second, "
           f"{r1.events / w1 / (ev_bare / t_bare):.2f} in wall time (goal >= 0.5, i.e. within "
           f"2x of the limit)")
@@ -198,6 +202,7 @@ def main() -> None:
          wall_jets_per_s_1w=round(r1.jets / w1, 1),
          bare_read_wall_events_per_s=round(ev_bare / t_bare, 1),
          speedup_1_to_2_workers=round(speedup, 3),
+         cpu_efficiency_2w_over_1w=round(eff, 3),
          worker_cores_used_1w=round(r1.task_cpu_seconds / w1, 2),
          worker_cores_used_2w=round(r2.task_cpu_seconds / w2, 2),
          driver_cpu_seconds_2w=round(d2, 2), output_mb=round(mb1, 1),
