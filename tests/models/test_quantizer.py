@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from jetfm.models.quantizer import QuantizerConfig, VectorQuantizer, kmeans_pp, nearest_code
+from jetfm.models.quantizer import (QuantizerConfig, VectorQuantizer, _argmin_rows, kmeans_pp,
+                                    nearest_code)
 
 
 def _vq(**kw):
@@ -16,6 +17,16 @@ def test_nearest_code_chunked_matches_brute_force():
     z, cb = torch.randn(1000, 4), torch.randn(300, 4)
     brute = torch.cdist(z, cb).argmin(1)
     assert torch.equal(nearest_code(z, cb, chunk_size=7), brute)
+
+
+@pytest.mark.parametrize("k", [1024, 1500, 8192])
+def test_blocked_argmin_equals_argmin_with_ties(k):
+    # large codebooks take the two-level argmin: same index as torch's, first one on ties
+    g = torch.Generator().manual_seed(k)
+    d = torch.randint(0, 50, (300, k), generator=g).float()  # many exact ties
+    assert torch.equal(_argmin_rows(d), d.argmin(1))
+    z, cb = torch.randn(700, 4, generator=g), torch.randn(k, 4, generator=g)
+    assert torch.equal(nearest_code(z, cb), torch.cdist(z, cb).argmin(1))
 
 
 def test_beta_convention_weights_codebook_and_commitment():

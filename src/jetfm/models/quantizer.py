@@ -58,19 +58,50 @@ class QuantizerConfig:
     chunk_size: int = 4096
 
 
+#: codebooks at least this large use the two-level argmin of :func:`nearest_code`
+_BLOCKED_MIN_CODES = 1024
+#: codes per block of the two-level argmin (measured best at 64 on x86 CPUs)
+_BLOCK = 64
+#: distance-matrix entries per chunk: about 4 MB of float32, so the matrix stays in cache
+_CHUNK_ENTRIES = 1 << 20
+
+
+def _argmin_rows(d: torch.Tensor) -> torch.Tensor:
+    """``d.argmin(1)`` (first minimum on ties) of a (M, K) matrix, faster for large K.
+
+    PyTorch's CPU argmin along rows is several times slower than a plain min (it does not
+    vectorise); with thousands of codes it dominated a tokenizer training step. So: the minimum
+    of each block of ``_BLOCK`` codes (a vectorised ``amin``), the first block holding the row
+    minimum, then the argmin inside that block only. Same result as ``argmin`` (the first block
+    with the minimum holds the first minimal index).
+    """
+    m, k = d.shape
+    if k < _BLOCKED_MIN_CODES or d.device.type != "cpu":
+        return d.argmin(1)
+    pad = (-k) % _BLOCK
+    if pad:
+        d = torch.cat([d, d.new_full((m, pad), float("inf"))], 1)
+    blocks = d.view(m, -1, _BLOCK)
+    b = blocks.amin(2).argmin(1)
+    inner = blocks[torch.arange(m, device=d.device), b].argmin(1)
+    return b * _BLOCK + inner
+
+
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
     """Index of the nearest codebook row (Euclidean) for each row of ``z``.
 
-    z: (M, D); codebook: (K, D) -> (M,) int64. Works in chunks of ``chunk_size`` rows so the
-    (chunk, K) distance matrix stays small.
+    z: (M, D); codebook: (K, D) -> (M,) int64. Works in chunks of at most ``chunk_size`` rows
+    (fewer for large codebooks, so the (chunk, K) distance matrix stays small and in cache).
     """
     c2 = (codebook * codebook).sum(1)  # (K,)
     out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+    if z.device.type == "cpu":
+        chunk_size = max(1, min(chunk_size, _CHUNK_ENTRIES // max(1, codebook.shape[0])))
     for lo in range(0, z.shape[0], chunk_size):
         zc = z[lo:lo + chunk_size]
         # |z|^2 is constant per row, so argmin over |c|^2 - 2 z.c is enough
         d = torch.addmm(c2.unsqueeze(0), zc, codebook.t(), alpha=-2.0)
-        out[lo:lo + chunk_size] = d.argmin(1)
+        out[lo:lo + chunk_size] = _argmin_rows(d)
     return out
 
 
