@@ -245,6 +245,14 @@ def test_token_files_and_separate_validation_files(tokenizer, tmp_path, capsys):
     prov = json.load(open(out / "model" / "config.json"))["provenance"]["pretrain"]
     assert prov["data"]["kind"] == "tokens" and prov["n_train"] == 80 and prov["n_val"] == 20
     assert prov["validation"]["files"][0]["path"].endswith("b.tok.h5")
+    # --val-data also on the in-memory path
+    assert main(["pretrain", "--data", str(tmp_path / "a.h5"), "--val-data",
+                 str(tmp_path / "b.h5"), "--in-memory", "--tokenizer", tokenizer,
+                 "-o", str(tmp_path / "mem"), "--preset", "quick",
+                 "--set", "pretraining.max_epochs=1"]) == 0
+    prov = json.load(open(tmp_path / "mem" / "model" / "config.json"))["provenance"]["pretrain"]
+    assert prov["n_train"] == 80 and prov["n_val"] == 20 and "streaming" not in prov["data"]
+    assert prov["data"]["validation_files"][0]["path"].endswith("b.h5")
     write_tokens(tmp_path / "other.h5", np.array([[0, 5, 9, -1]]), codebook_size=7)
     capsys.readouterr()
     assert main(["pretrain", "--data", str(tmp_path / "other.h5"), "--tokenizer", tokenizer,

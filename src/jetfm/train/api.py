@@ -106,7 +106,8 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
         _check_token_files(tokens, 0 if tokenizer is None else tokenizer.codebook_size)
         train_dl, val_dl, split, prov = streaming_loaders(
             data, prep, tc.batch_size, tc.val_fraction, seed, tc.num_workers, max_jets,
-            val_data, buffer_size, pin_memory=tc.accelerator != "cpu")
+            val_data, buffer_size,
+            pin_memory=tc.accelerator != "cpu" and torch.cuda.is_available())
         return train_dl, val_dl, split, prov, prov["kind"]
     feats, mask, prov = _features(data, jets, prep, max_jets, progress)
     val = None
