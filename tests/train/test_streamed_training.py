@@ -227,7 +227,7 @@ def test_automatic_choice_and_bad_inputs(tokenizer, tmp_path, capsys):
     assert not (tmp_path / "bad" / "model").exists()
 
 
-def test_token_files_and_separate_validation_files(tokenizer, tmp_path, capsys):
+def test_token_files_and_separate_validation_files(tokenizer, tmp_path, capsys, monkeypatch):
     """`jetfm tokenize` output as pre-training data (always streamed), validated on the token
     file of other jets (--val-data); a token file of another codebook is refused."""
     from jetfm.io.tokens import write_tokens
@@ -238,6 +238,15 @@ def test_token_files_and_separate_validation_files(tokenizer, tmp_path, capsys):
     for name in ("a", "b"):
         assert main(["tokenize", str(tmp_path / f"{name}.h5"), "-o", str(tmp_path / f"{name}.tok.h5"),
                      "--model", tokenizer]) == 0
+    # tokenize reads in chunks: the same sequences as one chunk
+    from jetfm.cli import models as cli_models
+    from jetfm.io.tokens import read_tokens
+
+    monkeypatch.setattr(cli_models, "TOKENIZE_CHUNK", 7)
+    assert main(["tokenize", str(tmp_path / "a.h5"), "-o", str(tmp_path / "a7.tok.h5"),
+                 "--model", tokenizer]) == 0
+    assert np.array_equal(read_tokens(tmp_path / "a7.tok.h5")[0],
+                          read_tokens(tmp_path / "a.tok.h5")[0])
     out = tmp_path / "run"
     assert main(["pretrain", "--data", str(tmp_path / "a.tok.h5"), "--val-data",
                  str(tmp_path / "b.tok.h5"), "--tokenizer", tokenizer, "-o", str(out),

@@ -234,19 +234,42 @@ def cmd_info(args) -> int:
     return 0
 
 
+#: jets read and encoded at a time by ``jetfm tokenize``
+TOKENIZE_CHUNK = 20_000
+
+
 def cmd_tokenize(args) -> int:
-    from jetfm.io import read_jets
+    import numpy as np
+    from tqdm import tqdm
+
+    from jetfm.errors import InputError, check_writable
+    from jetfm.io import count_jets, iter_jets
     from jetfm.io.tokens import codes_to_sequences, write_tokens
-    from jetfm.errors import check_writable
     from jetfm.train.api import load_pretrained
 
     _check_positive(args.max_jets, "--max-jets")
     out = check_writable(args.output)
     model = load_pretrained(args.model)
-    jets = read_jets(args.input, 0, args.max_jets)
-    codes, mask = model.tokenizer.encode(jets)
-    seqs = codes_to_sequences(codes, mask, model.codebook_size)
-    seqs = seqs[:, :int((seqs >= 0).sum(1).max())]
+    n = count_jets(args.input)
+    n = n if args.max_jets is None else min(n, args.max_jets)
+    # read and encode in chunks: only the token sequences of the whole file stay in memory
+    # (int32, at most 0.5 kB per jet; write_tokens briefly holds them as int64), not the jets
+    # themselves (6.6 kB per AOJ jet)
+    parts = []
+    with tqdm(total=n, unit="jet", desc="tokenizing") as bar:
+        for jets in iter_jets(args.input, TOKENIZE_CHUNK, stop=n):
+            codes, mask = model.tokenizer.encode(jets)
+            s = codes_to_sequences(codes, mask, model.codebook_size)
+            parts.append(s[:, :int((s >= 0).sum(1).max())].astype(np.int32))
+            bar.update(len(jets))
+    if not parts:
+        raise InputError("the file holds no jets", args.input)
+    seqs = np.full((sum(len(p) for p in parts), max(p.shape[1] for p in parts)), -1, np.int32)
+    row = 0
+    for p in parts:
+        seqs[row:row + len(p), :p.shape[1]] = p
+        row += len(p)
+    del parts
     write_tokens(out, seqs, model.codebook_size,
                  {"source": os.path.abspath(args.input), "model": os.path.abspath(args.model)})
     print(f"{len(seqs)} jets, {int((seqs >= 0).sum())} tokens -> {out}")
