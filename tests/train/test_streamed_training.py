@@ -90,7 +90,7 @@ def test_holdout_ranges_fixed_disjoint_and_complete():
     assert all((b - a) % 1024 == 0 for a, b in va)
 
 
-def test_streamed_pretraining_holds_out_validation(tokenizer, tmp_path, monkeypatch):
+def test_streamed_pretraining_holds_out_validation(tokenizer, tmp_path, monkeypatch, capsys):
     """Pre-training streamed from the real file: every training jet once per epoch, the
     validation jets (checked by global index) never in a training batch; provenance says so."""
     rec = Recorder()
@@ -111,6 +111,8 @@ def test_streamed_pretraining_holds_out_validation(tokenizer, tmp_path, monkeypa
     assert seen[0] != seen[1]  # a new order every epoch
     assert {i for b in rec.val for i in b} == val
     assert prov["steps"] == 2 * 6 and prov["best_val_loss"] is not None
+    assert main(["info", d]) == 0
+    assert "90 train / 10 val jets from 2016H_job0_mini.h5 (streamed)" in capsys.readouterr().out
     # the same validation jets whatever the run's seed
     tr2, va2 = holdout_ranges(100, 0.1, prov["validation"]["split_seed"])
     assert [list(r) for r in va2] == val_ranges

@@ -228,6 +228,7 @@ def cmd_info(args) -> int:
         files = ", ".join(os.path.basename(f["path"]) for f in s.get("data", {}).get("files", []))
         files = files or ("jets given in memory" if s.get("data", {}).get("in_memory") else "?")
         val = s.get("best_val_loss")
+        files += " (streamed)" if s.get("data", {}).get("streaming") else ""
         print(f"  {stage:<11} {s.get('n_train', '?')} train / {s.get('n_val', '?')} val jets "
               f"from {files}; {s.get('epochs', '?')} epochs, {s.get('steps', '?')} steps, "
               f"best val loss {'?' if val is None else f'{val:.4f}'}, seed {s.get('seed')}")

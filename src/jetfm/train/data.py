@@ -1,5 +1,7 @@
 """Training data for OmniJet-alpha: jets from AOJ or JetClass files -> preprocessed features or
-token sequences, a fixed train/validation split, and batch loaders that trim padding.
+token sequences, a fixed train/validation split, and batch loaders that trim padding; or, for
+data larger than memory, streamed loaders over AOJ / token files (:func:`streaming_loaders`,
+chosen by :func:`use_streaming` against :func:`memory_budget`).
 
 Batches:
 - tokenizer: ``(x (B, P, 3) float32, mask (B, P) bool)`` with P the longest jet of the batch;
