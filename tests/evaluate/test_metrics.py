@@ -173,3 +173,23 @@ def test_jetnet_metrics_on_real_aoj_jets():
     assert 0 < diff["w1m"] < 50  # GeV: two halves of one sample of AK8 jets
     for key in ("w1m", "w1p", "w1efp", "fpd"):
         assert same[key] < diff[key]
+
+
+def test_w1p_weights_equal_pooling_the_drawn_jets():
+    """w1p weighs each constituent by its jet's draw count: the same W1 as pooling the draws."""
+    from scipy import stats
+
+    from jetfm.evaluate.metrics import w1p
+    rng = np.random.default_rng(3)
+    ref, gen = rng.normal(size=(80, 12, 3)), rng.normal(0.2, 1.3, size=(60, 15, 3))
+    rm, gm = rng.random((80, 12)) < 0.7, rng.random((60, 15)) < 0.6
+    draw = np.random.default_rng(7)
+    per = np.zeros((4, 3))
+    for b in range(4):
+        ir, ig = draw.integers(0, 80, 500), draw.integers(0, 60, 500)
+        r, g = ref[ir][rm[ir]], gen[ig][gm[ig]]
+        per[b] = [stats.wasserstein_distance(r[:, f], g[:, f]) for f in range(3)]
+    d, feats = w1p(ref, rm, gen, gm, num_samples=500, num_batches=4, seed=7)
+    assert d.value == pytest.approx(per.mean(1).mean(), rel=1e-12)
+    assert d.error == pytest.approx(per.mean(1).std(), rel=1e-9)
+    assert np.allclose(feats, per.mean(0), rtol=1e-12)

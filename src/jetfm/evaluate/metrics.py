@@ -166,13 +166,18 @@ def w1p(reference: np.ndarray, reference_mask: np.ndarray, generated: np.ndarray
     rng = np.random.default_rng(seed)
     ref, gen = np.asarray(reference, np.float64), np.asarray(generated, np.float64)
     rm, gm = np.asarray(reference_mask, bool), np.asarray(generated_mask, bool)
+    r, g = ref[rm], gen[gm]  # every real constituent once: (M_ref, F), (M_gen, F)
     per = np.zeros((num_batches, ref.shape[-1]))
     for b in range(num_batches):
         ir = _sample_rows(len(ref), num_samples, rng)
         ig = _sample_rows(len(gen), num_samples, rng)
-        r, g = ref[ir][rm[ir]], gen[ig][gm[ig]]
+        # the pooled constituents of the drawn jets, as weights: each constituent counts as
+        # often as its jet was drawn. The same distribution as concatenating the draws, so the
+        # same W1, without sorting num_samples x constituents values per feature
+        wr = np.broadcast_to(np.bincount(ir, minlength=len(ref))[:, None], rm.shape)[rm]
+        wg = np.broadcast_to(np.bincount(ig, minlength=len(gen))[:, None], gm.shape)[gm]
         for f in range(ref.shape[-1]):
-            per[b, f] = stats.wasserstein_distance(r[:, f], g[:, f])
+            per[b, f] = stats.wasserstein_distance(r[:, f], g[:, f], wr, wg)
     return Distance(float(per.mean(1).mean()), float(per.mean(1).std())), per.mean(0)
 
 
