@@ -148,8 +148,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 000 events instead of 20 000")
     ap.add_argument("--chunk-events", type=int, default=None)
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="events x this (e.g. 4: 80 000 events, so fixed costs weigh less)")
     args = ap.parse_args()
-    scale = 0.1 if args.quick else 1.0
+    scale = 0.1 if args.quick else args.scale
     chunk = args.chunk_events or (250 if args.quick else 1000)
     with tempfile.TemporaryDirectory(prefix="bench_build_aoj_") as tmp:
         files, events = [], 0
@@ -208,7 +210,7 @@ def main() -> None:
          driver_cpu_seconds_2w=round(d2, 2), output_mb=round(mb1, 1),
          compression={k: [round(x, 2) for x in v] for k, v in comp.items()},
          output_files=len(r1.outputs),
-         load_average=round(os.getloadavg()[0], 2), quick=args.quick)
+         load_average=round(os.getloadavg()[0], 2), quick=args.quick, scale=scale, chunk_events=chunk)
 
 
 if __name__ == "__main__":
