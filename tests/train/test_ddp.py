@@ -138,22 +138,6 @@ if __name__ == "__main__":
 from tests.conftest import AOJ_MINI as AOJ  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    """A quick-preset tokenizer, untrained (its codes need not be good to test training)."""
-    import torch
-
-    from jetfm.models.tokenizer import VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
-    from jetfm.train.export import OmniJetModel
-
-    cfg = load_omnijet_config("quick")
-    torch.manual_seed(1)
-    tok = VQVAETokenizer(cfg.tokenizer, cfg.preprocessing.build()).eval()
-    out = tmp_path_factory.mktemp("tok") / "model"
-    return OmniJetModel(cfg, tokenizer=tok).save_pretrained(str(out))
-
-
 def _max_diff(a, b):
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 

@@ -21,20 +21,6 @@ from jetfm.train.streaming import holdout_ranges
 from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    """A quick-preset tokenizer, untrained (its codes need not be good to test the data path)."""
-    from jetfm.models.tokenizer import VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
-    from jetfm.train.export import OmniJetModel
-
-    cfg = load_omnijet_config("quick")
-    torch.manual_seed(1)
-    tok = VQVAETokenizer(cfg.tokenizer, cfg.preprocessing.build()).eval()
-    out = tmp_path_factory.mktemp("tok") / "model"
-    return OmniJetModel(cfg, tokenizer=tok).save_pretrained(str(out))
-
-
 class _Crash(Exception):
     pass
 
