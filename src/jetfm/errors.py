@@ -43,3 +43,12 @@ def check_writable(path: str | os.PathLike) -> str:
     if os.path.isdir(p):
         raise InputError("output path is a directory, expected a file name", p)
     return p
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through ``path + ".partial"`` and a rename, so a crash
+    never leaves a half-written file under the final name."""
+    tmp = os.fspath(path) + ".partial"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

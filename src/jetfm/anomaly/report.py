@@ -11,14 +11,8 @@ import numpy as np
 
 from jetfm.anomaly.metrics import roc_curve
 from jetfm.anomaly.scoring import MAIN_SCORES
+from jetfm.errors import write_text_atomic
 from jetfm.io.images import LABEL_NAMES, LABELS
-
-
-def _atomic_text(path: str, text: str) -> None:
-    tmp = path + ".partial"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _savefig(fig, path: str) -> None:
@@ -132,7 +126,7 @@ def write_report(out: str, metrics: dict, bkg: dict, sig: dict, sig_labels: np.n
     paths = {"metrics": os.path.join(out, "metrics.json"), "roc": os.path.join(out, "roc.png"),
              "z_m": os.path.join(out, "z_m_density.png"), "md": os.path.join(out, "report.md"),
              "html": os.path.join(out, "report.html")}
-    _atomic_text(paths["metrics"], json.dumps(metrics, indent=2))
+    write_text_atomic(paths["metrics"], json.dumps(metrics, indent=2))
     plot_roc(paths["roc"], bkg, sig, sig_labels, metrics)
     has_zm = plot_z_m(paths["z_m"], bkg, sig, sig_labels)
     names = [s for s in MAIN_SCORES if s in metrics["scores"]]
@@ -150,8 +144,8 @@ def write_report(out: str, metrics: dict, bkg: dict, sig: dict, sig_labels: np.n
     md += ["## ROC curves", "", "![ROC curves](roc.png)", ""]
     if has_zm:
         md += ["## Latent space", "", "![Z_m density](z_m_density.png)", ""]
-    _atomic_text(paths["md"], "\n".join(md))
-    _atomic_text(paths["html"], markdown_to_html("\n".join(md), out, title))
+    write_text_atomic(paths["md"], "\n".join(md))
+    write_text_atomic(paths["html"], markdown_to_html("\n".join(md), out, title))
     if not has_zm:
         paths.pop("z_m")
     return paths

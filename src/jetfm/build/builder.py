@@ -47,7 +47,7 @@ import numpy as np
 from jetfm import __version__
 from jetfm.build.lumimask import LumiMask
 from jetfm.build.selection import CutFlow, Selection, apply_selection, event_branches
-from jetfm.errors import InputError
+from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.aoj import CHUNK_JETS, AOJWriter, expand_paths
 from jetfm.io.nanoaod import PFNanoFile, chunk_to_rows, inspect_pfnano, read_pfnano
 
@@ -645,18 +645,12 @@ def write_cutflow(out_dir: str, selection: Selection, total: CutFlow, manifest: 
     bad = {p: r["error"] for p, r in manifest.inputs.items() if r.get("status") == "failed"}
     doc = {"selection": selection.to_dict(), "labels": selection.labels(),
            "total": total.to_dict(), "per_input": per_input, "failed_inputs": bad}
-    _atomic_text(os.path.join(out_dir, "cutflow.json"), json.dumps(doc, indent=1))
+    write_text_atomic(os.path.join(out_dir, "cutflow.json"), json.dumps(doc, indent=1))
     md = [f"# AOJ build cut flow ({total.inputs} input(s))", "", total.to_markdown(selection)]
     if bad:
         md += ["## Inputs that failed (retried by the next run)", ""]
         md += [f"- {p}: {e}" for p, e in bad.items()] + [""]
-    _atomic_text(os.path.join(out_dir, "cutflow.md"), "\n".join(md))
-
-
-def _atomic_text(path: str, text: str) -> None:
-    with open(path + ".partial", "w") as fh:
-        fh.write(text)
-    os.replace(path + ".partial", path)
+    write_text_atomic(os.path.join(out_dir, "cutflow.md"), "\n".join(md))
 
 
 def output_files(out_dir: str) -> list[str]:

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from jetfm.errors import write_text_atomic
+
 #: a metric counts as improved when the fine-tuned mean is below the from-scratch mean by more
 #: than the combined seed spread (sum in quadrature of the two standard deviations)
 SIGNIFICANCE = 1.0
@@ -281,13 +283,6 @@ def _html(blocks: Sequence[Block], title: str) -> str:
     return "\n".join(out)
 
 
-def _atomic_write(path: str, text: str) -> None:
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = None,
                  data: Sequence[dict] = (), models: dict | None = None,
                  title: str = "jetfm: does pre-training on AspenOpenJets-like jets help?",
@@ -386,8 +381,8 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
         blocks.append(B("img", text=cap, path=path))
     os.makedirs(out_dir, exist_ok=True)
     md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
-    _atomic_write(md_path, _md(blocks, out_dir))
-    _atomic_write(html_path, _html(blocks, title))
+    write_text_atomic(md_path, _md(blocks, out_dir))
+    write_text_atomic(html_path, _html(blocks, title))
     return md_path, html_path
 
 

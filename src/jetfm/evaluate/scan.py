@@ -44,7 +44,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jetfm.errors import InputError
+from jetfm.errors import InputError, write_text_atomic
 from jetfm.jets import Jets
 
 ARMS = ("pretrained", "scratch")
@@ -168,10 +168,7 @@ def evaluate_cell(generated: Jets, refs: dict, cfg: ScanConfig, seed: int
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".partial"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, default=float)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, default=float))
 
 
 def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
