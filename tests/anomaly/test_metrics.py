@@ -37,6 +37,19 @@ def test_roc_curve_hand_case():
     np.testing.assert_allclose(thr, [np.inf, 4, 3, 2, 1])
 
 
+def test_roc_curve_counts_every_threshold():
+    # the curve as the selection "score >= t" counted by hand at each distinct score, highest
+    # first, after (0, 0) at +inf: every point kept, ties included
+    rng = np.random.default_rng(11)
+    b = rng.normal(0, 1, 150).round(1)
+    s = rng.normal(0.7, 1, 90).round(1)
+    t = np.unique(np.r_[b, s])[::-1]
+    fpr, tpr, thr = roc_curve(b, s)
+    np.testing.assert_array_equal(thr, np.r_[np.inf, t])
+    np.testing.assert_allclose(fpr, np.r_[0, [(b >= x).mean() for x in t]], atol=1e-15)
+    np.testing.assert_allclose(tpr, np.r_[0, [(s >= x).mean() for x in t]], atol=1e-15)
+
+
 def test_fpr_at_40_hand_cases():
     # 10 signal events 1..10 and 10 background 0.5..9.5: cutting at score >= 7 keeps signal 7..10
     # (40 %) and background 7.5, 8.5, 9.5 (30 %)

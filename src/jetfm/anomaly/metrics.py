@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as _sk_roc_curve
 
 
 def _scores(background, signal) -> tuple[np.ndarray, np.ndarray]:
@@ -21,27 +22,23 @@ def _scores(background, signal) -> tuple[np.ndarray, np.ndarray]:
     return b, s
 
 
-def roc_auc(background, signal) -> float:
-    """Area under the ROC curve = P(score_signal > score_background) + 0.5 P(equal): the
-    Mann-Whitney statistic from mid-ranks, exact with ties."""
+def _labelled(background, signal) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) for scikit-learn: signal first, labelled 1."""
     b, s = _scores(background, signal)
-    ranks = rankdata(np.concatenate([s, b]))
-    u = ranks[: s.size].sum() - s.size * (s.size + 1) / 2.0
-    return float(u / (s.size * b.size))
+    return np.r_[np.ones(s.size), np.zeros(b.size)], np.r_[s, b]
+
+
+def roc_auc(background, signal) -> float:
+    """Area under the ROC curve = P(score_signal > score_background) + 0.5 P(equal)
+    (scikit-learn's ``roc_auc_score``, exact with ties)."""
+    return float(roc_auc_score(*_labelled(background, signal)))
 
 
 def roc_curve(background, signal) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(fpr, tpr, thresholds)``: selecting ``score >= threshold`` for each distinct score, from
-    the highest down, with (0, 0) first (threshold +inf). fpr and tpr are non-decreasing."""
-    b, s = _scores(background, signal)
-    scores = np.concatenate([s, b])
-    is_sig = np.concatenate([np.ones(s.size), np.zeros(b.size)])
-    order = np.argsort(-scores, kind="mergesort")
-    scores, is_sig = scores[order], is_sig[order]
-    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # end of each tie group
-    tp = np.cumsum(is_sig)[last]
-    fp = (last + 1) - tp
-    return (np.r_[0.0, fp / b.size], np.r_[0.0, tp / s.size], np.r_[np.inf, scores[last]])
+    the highest down, with (0, 0) first (threshold +inf); scikit-learn's ``roc_curve`` keeping
+    every point. fpr and tpr are non-decreasing."""
+    return _sk_roc_curve(*_labelled(background, signal), drop_intermediate=False)
 
 
 def fpr_at_tpr(background, signal, tpr: float = 0.4) -> float:
