@@ -47,3 +47,22 @@ def aoj_mini(real_dir) -> Path:
 @pytest.fixture(scope="session")
 def jetclass2_root(real_dir) -> Path:
     return JETCLASS2_ROOT
+
+
+@pytest.fixture(scope="session")
+def quick_model(tmp_path_factory):
+    """Directory of a quick-preset model with tokenizer and backbone (untrained: the tests check
+    data paths, shapes and training mechanics, not physics)."""
+    import torch
+
+    from jetfm.models.backbone import JetGPT
+    from jetfm.models.tokenizer import VQVAETokenizer
+    from jetfm.train.config import load_omnijet_config
+    from jetfm.train.export import OmniJetModel
+
+    cfg = load_omnijet_config("quick")
+    torch.manual_seed(3)
+    tok = VQVAETokenizer(cfg.tokenizer, cfg.preprocessing.build()).eval()
+    out = tmp_path_factory.mktemp("omnijet") / "model"
+    return OmniJetModel(cfg, tokenizer=tok, backbone=JetGPT(cfg.backbone).eval()
+                        ).save_pretrained(str(out))

@@ -15,7 +15,8 @@ from jetfm import __version__
 from jetfm.errors import InputError
 
 #: command modules, in the order their commands appear in ``jetfm --help``
-COMMAND_MODULES = ("data", "simulate", "build", "models", "evaluate", "anomaly", "demo")
+COMMAND_MODULES = ("data", "simulate", "build", "models", "classify", "evaluate", "anomaly",
+                   "demo")
 
 
 class _Parser(argparse.ArgumentParser):

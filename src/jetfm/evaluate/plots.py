@@ -279,5 +279,74 @@ def scan_figures(scan_dir: str, out_dir: str | None = None, n_sizes: int = 3) ->
     return figs
 
 
+# ----------------------------------------------------------------------------- classification
+#: the classification arms and the high-level baseline
+CLASSIFY_STYLE = {**ARM_STYLE,
+                  "frozen": {"color": "#964a8b", "label": "frozen backbone (head only)"},
+                  "hlf_bdt": {"color": "#5f5f5f", "label": "BDT on high-level observables"}}
+
+
+def figure_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str,
+               title: str = "") -> str:
+    """Background rejection 1/eps_B (log) against signal efficiency eps_S, one line per
+    ``{label: (eps_S, eps_B)}``, the usual tagger figure."""
+    plt, _ = _plt()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for label, (tpr, fpr) in curves.items():
+        ok = (fpr > 0) & (tpr > 0)
+        ax.plot(tpr[ok], 1.0 / fpr[ok], lw=2, label=label)
+    ax.plot([0.01, 1], [1 / 0.01, 1], "k:", lw=1, label="random")
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(r"signal efficiency $\epsilon_S$", fontsize=14)
+    ax.set_ylabel(r"background rejection $1/\epsilon_B$", fontsize=14)
+    ax.legend(fontsize=10)
+    if title:
+        ax.set_title(title, fontsize=13)
+    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.12, top=0.92)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def figure_classify_scan(summary: Sequence[dict], path: str, title: str = "") -> str:
+    """AUC and rejection at eps_S = 0.3 against D for every arm and the baseline: seed mean
+    (markers and line) and min-max envelope over seeds (band)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    plt, _ = _plt()
+    panels = [("auc", "ROC AUC"), ("rejection_30", r"rejection $1/\epsilon_B$ at $\epsilon_S$=0.3")]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, (metric, ylabel) in zip(axes, panels):
+        for arm, style in CLASSIFY_STYLE.items():
+            pts = sorted((s for s in summary if s["arm"] == arm and s["metric"] == metric),
+                         key=lambda s: s["D"])
+            if not pts:
+                continue
+            d = np.array([p["D"] for p in pts], float)
+            ax.fill_between(d, [p["min"] for p in pts], [p["max"] for p in pts],
+                            color=style["color"], alpha=0.2, lw=0)
+            ax.plot(d, [p["mean"] for p in pts], "o-", color=style["color"], ms=6,
+                    label=style["label"])
+        ax.set_xscale("log")
+        if metric.startswith("rejection"):
+            ax.set_yscale("log")
+        for axis in ([ax.xaxis, ax.yaxis] if metric.startswith("rejection") else [ax.xaxis]):
+            # plain numbers at 1, 2, 5 x 10^k, also on axes spanning less than a decade
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("labelled training jets D", fontsize=13)
+        ax.set_ylabel(ylabel, fontsize=13)
+        ax.tick_params(which="both", labelsize=10)
+        ax.legend(fontsize=9, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=14)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.28)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
 __all__ = ["figure1", "figure2", "occupancy", "figure_histograms", "figure_scaling",
-           "scan_figures"]
+           "scan_figures", "figure_roc", "figure_classify_scan"]

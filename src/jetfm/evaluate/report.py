@@ -286,13 +286,17 @@ def _html(blocks: Sequence[Block], title: str) -> str:
 def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = None,
                  data: Sequence[dict] = (), models: dict | None = None,
                  title: str = "jetfm: does pre-training on AspenOpenJets-like jets help?",
-                 notes: Sequence[str] = (), command: str = "") -> tuple[str, str]:
+                 notes: Sequence[str] = (), command: str = "",
+                 verdict_lines: Sequence[str] = (),
+                 sections: Sequence[Block] = ()) -> tuple[str, str]:
     """Write ``report.md`` and ``report.html`` into ``out_dir``; returns their paths.
 
     ``figures``: ``{name: png path}`` (Figure 1 and 2 under names starting with ``figure1`` /
     ``figure2``; the rest are the scan's); ``data``: one dict per dataset (``role``, ``file``,
     ``n_jets``, ``description``); ``models``: ``{name: {property: value}}``; ``notes``: paragraphs
-    added after the verdict (the investigation when pre-training does not help, timing ...).
+    added after the verdict (the investigation when pre-training does not help, timing ...);
+    ``verdict_lines``: further verdict paragraphs (the classification scan's); ``sections``:
+    blocks placed after the verdict and notes (the classification scan's section).
     """
     import json
 
@@ -317,6 +321,7 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
                              "written (the scan is still running or was interrupted)."))
     blocks.append(B("h2", "Verdict"))
     blocks += [B("p", s) for s in verdict_text(v)]
+    blocks += [B("p", s) for s in verdict_lines]
     blocks.append(B("p", "Metrics compare generated jets with held-out target jets passed "
                          "through the tokenizer and back (the tokenized reference), so that "
                          "they judge the generator rather than the tokenizer; a difference "
@@ -328,6 +333,7 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
         if os.path.exists(ref_npz):
             blocks.append(B("p", floor_text(summary, t, floor_distances(ref_npz))))
     blocks += [B("p", n) for n in notes]
+    blocks += list(sections)
     blocks.append(B("h2", "Data"))
     if data:
         blocks.append(B("table", header=["role", "file", "jets", "description"],
@@ -379,6 +385,12 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
             cap = (f"{t}: generated vs reference histograms" if kind == "histograms" else
                    f"{t}: {kind.upper()} against D with seed envelopes and power-law fits")
         blocks.append(B("img", text=cap, path=path))
+    return write_report(blocks, out_dir, title)
+
+
+def write_report(blocks: Sequence[Block], out_dir: str, title: str) -> tuple[str, str]:
+    """Render ``blocks`` to ``out_dir/report.md`` and a self-contained ``out_dir/report.html``
+    (figures inline); returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
     write_text_atomic(md_path, _md(blocks, out_dir))
@@ -386,5 +398,5 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
     return md_path, html_path
 
 
-__all__ = ["build_report", "verdict", "verdict_text", "compare_arms", "metric_table",
+__all__ = ["build_report", "write_report", "Block", "verdict", "verdict_text", "compare_arms", "metric_table",
            "gamma_table", "jetnet_table", "tokenizer_floor", "floor_distances", "floor_text"]

@@ -14,6 +14,7 @@ from jetfm.config import from_dict, load_config
 from jetfm.errors import InputError
 from jetfm.models.backbone import BackboneConfig
 from jetfm.models.tokenizer import TokenizerConfig
+from jetfm.omnijet.config import ClassifierConfig
 from jetfm.physics.features import Preprocessing
 
 
@@ -86,6 +87,10 @@ class OmniJetConfig:
     pretraining: TrainConfig = field(default_factory=TrainConfig)
     finetuning: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    #: the classification head and its training (``jetfm classify train``)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    classification: TrainConfig = field(default_factory=lambda: TrainConfig(
+        batch_size=64, lr=5e-4, max_epochs=30, patience=5, val_fraction=0.2))
 
     def resolved(self) -> "OmniJetConfig":
         """Derived sizes made consistent: vocabulary = codebook + 2, sequence = n_max + 2."""

@@ -3,10 +3,13 @@
 A model directory holds
 
 - ``config.json``: ``{"format": "jetfm-omnijet", "version": 1, "config": <OmniJetConfig>,
-  "has_backbone": bool, "parameters": {...}, "provenance": {...}}`` where the config carries the
-  tokenizer and backbone sizes and the preprocessing constants, and the provenance lists the
-  data each stage saw (files, jet counts, seed, preset, overrides);
-- ``model.safetensors``: the weights, keys ``tokenizer.*`` and ``backbone.*``.
+  "has_backbone": bool, "has_classifier": bool, "classes": [...], "parameters": {...},
+  "provenance": {...}}`` where the config carries the tokenizer, backbone and classifier sizes
+  and the preprocessing constants, ``classes`` names the classifier's outputs in order, and the
+  provenance lists the data each stage saw (files, jet counts, seed, preset, overrides);
+- ``model.safetensors``: the weights, keys ``tokenizer.*``, ``backbone.*`` (the generator) and
+  ``classifier.*`` (:class:`jetfm.omnijet.classifier.JetClassifier`: the backbone body, the
+  pooling and the MLP head).
 
 Loading never unpickles: safetensors and JSON only. Files are written under ``.partial`` names
 and renamed, ``config.json`` last, so a directory with a config is complete.
@@ -22,6 +25,7 @@ from jetfm.config import to_dict
 from jetfm.errors import InputError
 from jetfm.models.backbone import JetGPT
 from jetfm.models.tokenizer import VQVAETokenizer
+from jetfm.omnijet.classifier import JetClassifier
 from jetfm.physics.features import Preprocessing
 from jetfm.train.config import OmniJetConfig, config_from_dict
 
@@ -40,16 +44,23 @@ class OmniJetModel:
 
     Attributes: ``tokenizer`` (:class:`VQVAETokenizer`), ``backbone`` (:class:`JetGPT` or None),
     ``preprocessing`` (:class:`Preprocessing`), ``config`` (:class:`OmniJetConfig`),
+    ``classifier`` (:class:`JetClassifier` or None) with ``classes`` (its output names),
     ``provenance`` (dict).
     """
 
     def __init__(self, config: OmniJetConfig, tokenizer: VQVAETokenizer | None = None,
                  backbone: JetGPT | None = None, provenance: dict | None = None,
-                 with_backbone: bool = False):
+                 with_backbone: bool = False, classifier: JetClassifier | None = None,
+                 classes: list[str] | None = None):
         self.config = config.resolved()
         self.preprocessing: Preprocessing = self.config.preprocessing.build()
         self.tokenizer = tokenizer or VQVAETokenizer(self.config.tokenizer, self.preprocessing)
         self.backbone = backbone or (JetGPT(self.config.backbone) if with_backbone else None)
+        self.classes = list(classes or [])
+        if classifier is None and self.classes:
+            classifier = JetClassifier(self.config.backbone, self.config.classifier,
+                                       len(self.classes))
+        self.classifier = classifier
         self.provenance = provenance or {}
 
     @property
@@ -59,8 +70,10 @@ class OmniJetModel:
     def describe(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "config": to_dict(self.config),
                 "has_backbone": self.backbone is not None,
+                "has_classifier": self.classifier is not None, "classes": self.classes,
                 "parameters": {"tokenizer": n_parameters(self.tokenizer),
-                               "backbone": n_parameters(self.backbone)},
+                               "backbone": n_parameters(self.backbone),
+                               "classifier": n_parameters(self.classifier)},
                 "provenance": self.provenance}
 
     def save_pretrained(self, folder: str) -> str:
@@ -70,9 +83,10 @@ class OmniJetModel:
         os.makedirs(folder, exist_ok=True)
         tensors = {f"tokenizer.{k}": v.detach().cpu().contiguous()
                    for k, v in self.tokenizer.state_dict().items()}
-        if self.backbone is not None:
-            tensors.update({f"backbone.{k}": v.detach().cpu().contiguous()
-                            for k, v in self.backbone.state_dict().items()})
+        for name, mod in (("backbone", self.backbone), ("classifier", self.classifier)):
+            if mod is not None:
+                tensors.update({f"{name}.{k}": v.detach().cpu().contiguous()
+                                for k, v in mod.state_dict().items()})
         wpath, cpath = os.path.join(folder, WEIGHTS), os.path.join(folder, CONFIG)
         if os.path.exists(cpath):
             os.remove(cpath)  # the directory is incomplete until the new config lands
@@ -100,15 +114,19 @@ class OmniJetModel:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(f"not a jetfm model config (format != '{FORMAT}')", cpath)
         cfg = config_from_dict(meta["config"])
+        classes = meta.get("classes") or [] if meta.get("has_classifier") else []
+        if meta.get("has_classifier") and (not isinstance(classes, list) or len(classes) < 2):
+            raise InputError("a classifier model config must name at least 2 classes", cpath)
         model = cls(cfg, provenance=meta.get("provenance", {}),
-                    with_backbone=bool(meta.get("has_backbone")))
+                    with_backbone=bool(meta.get("has_backbone")), classes=classes)
         if not os.path.exists(wpath):
             raise InputError("no such file (model weights)", wpath)
         try:
             tensors = load_file(wpath, device=map_location)
         except (SafetensorError, OSError) as err:
             raise InputError(f"corrupted weights file ({err})", wpath) from err
-        parts = {"tokenizer": model.tokenizer, "backbone": model.backbone}
+        parts = {"tokenizer": model.tokenizer, "backbone": model.backbone,
+                 "classifier": model.classifier}
         for name, mod in parts.items():
             if mod is None:
                 continue
@@ -118,9 +136,9 @@ class OmniJetModel:
             except RuntimeError as err:
                 raise InputError(f"weights do not match the config for the {name}: "
                                  f"{str(err).splitlines()[0]}", wpath) from err
-        model.tokenizer.eval()
-        if model.backbone is not None:
-            model.backbone.eval()
+        for mod in (model.tokenizer, model.backbone, model.classifier):
+            if mod is not None:
+                mod.eval()
         return model
 
 

@@ -34,10 +34,13 @@ class _Module(L.LightningModule):
         super().__init__()
         self.tc = tc
 
+    def optimizer_groups(self) -> list[dict]:
+        """AdamW parameter groups (a group's own ``lr`` overrides the config's)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def configure_optimizers(self):
         tc = self.tc
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        opt = torch.optim.AdamW(self.optimizer_groups(), lr=tc.lr, weight_decay=tc.weight_decay)
         if tc.schedule == "constant":
             return opt
         if tc.schedule != "warmup_cooldown":

@@ -1,0 +1,364 @@
+"""The classification D-scan: does generative pre-training help a tagger when labels are few?
+
+For every number of labelled jets D and seed:
+
+1. D jets are drawn from the training pools, D / n_classes per class (a seeded draw per class,
+   the same jets for every arm and the baseline);
+2. each arm of :data:`jetfm.omnijet.classification.ARMS` trains a classifier on them (early
+   stopping on a fixed held-out fifth of the D jets);
+3. the baseline, a gradient-boosted decision tree on the high-level observables
+   (:func:`jetfm.evaluate.classification.hlf_baseline`), trains on the same jets;
+4. every classifier scores the fixed held-out test set (``n_test`` jets per class, never trained
+   on): ROC AUC, background rejection at eps_S = 0.3 and 0.5, accuracy.
+
+The test jets of a class file are the held-out reference of the generation scan with the same
+seed and ``n_reference = n_test`` (:func:`jetfm.evaluate.scan.split_target`).
+
+Result rows are the generation scan's long rows (``target`` = ``"<signal>_vs_<background>"``,
+``arm`` (or ``hlf_bdt``), ``reference`` = ``"test"``, ``observable`` = ``"tagger"``, ``metric``,
+``D``, ``seed``, ``value``, ``error``) with metrics ``auc``, ``rejection_30``, ``rejection_50``,
+``accuracy`` and, for the power-law fits ``metric = a D^-gamma``, ``auc_deficit`` (1 - AUC) and
+``inv_rejection_30`` (eps_B at eps_S = 0.3).
+
+Layout of the output folder: ``config.yaml``, ``cells/D<D>_seed<s>_<arm>.json`` (one per cell,
+written last, so a finished cell is skipped on a rerun), ``models/`` (training runs, deleted after
+scoring unless ``keep_models``), ``results.json``, ``results.csv``, ``figures/``, ``report.md``,
+``report.html``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from jetfm.errors import InputError
+
+BASELINE = "hlf_bdt"
+METRICS = ("auc", "rejection_30", "rejection_50", "accuracy")
+FIT_METRICS = ("auc_deficit", "inv_rejection_30")
+
+
+@dataclass
+class ClassifyScanConfig:
+    """Settings of a classification D-scan (see the module docstring)."""
+    #: labelled training jets D (all classes together)
+    sizes: list[int] = field(default_factory=lambda: [100, 1000, 10_000])
+    seeds: int = 3
+    #: held-out test jets per class
+    n_test: int = 2000
+    arms: list[str] = field(default_factory=lambda: ["pretrained", "frozen", "scratch"])
+    #: the gradient-boosted tree on high-level observables beside the arms
+    baseline: bool = True
+    #: the signal class (None: the second class given; the first is the background)
+    signal: str | None = None
+    #: training preset (its classifier and classification sections) and dotted overrides
+    preset: str = "small"
+    overrides: list[str] = field(default_factory=list)
+    #: at least this many optimiser steps per training (more epochs at small D; early stopping
+    #: still applies); 0: the preset's epochs
+    min_steps: int = 0
+    seed: int = 0
+    keep_models: bool = False
+
+    def check(self) -> None:
+        from jetfm.omnijet.classification import ARMS
+
+        if not self.sizes or any(int(d) < 4 for d in self.sizes):
+            raise InputError(f"classification sizes must be integers >= 4, got {self.sizes}")
+        if self.seeds < 1:
+            raise InputError(f"seeds must be >= 1, got {self.seeds}")
+        if self.n_test < 10:
+            raise InputError(f"n_test must be >= 10, got {self.n_test}")
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad or not (self.arms or self.baseline):
+            raise InputError(f"arms must be among {', '.join(ARMS)} (got {self.arms})")
+
+
+def draw_labelled(pools: Sequence[np.ndarray], d: int, scan_seed: int, seed: int
+                  ) -> list[np.ndarray]:
+    """The training jets of one (D, seed) cell: ``d // n_classes`` indices from each class's
+    pool (the remainder to the first classes), a seeded draw without replacement per class."""
+    k = len(pools)
+    out = []
+    for ci, pool in enumerate(pools):
+        n = d // k + (1 if ci < d % k else 0)
+        rng = np.random.default_rng([scan_seed, d, seed, ci, 15485863])
+        out.append(np.sort(rng.choice(pool, size=n, replace=False)))
+    return out
+
+
+def _epochs_override(cfg: ClassifyScanConfig, d: int) -> list[str]:
+    """Raise classification.max_epochs so that a small D still gets ``min_steps`` steps."""
+    if cfg.min_steps <= 0:
+        return []
+    from jetfm.train.config import load_omnijet_config
+
+    tc = load_omnijet_config(cfg.preset, cfg.overrides).classification
+    n_train = max(1, int(round(d * (1 - tc.val_fraction))))
+    steps_per_epoch = max(1, math.ceil(n_train / tc.batch_size))
+    return [f"classification.max_epochs="
+            f"{max(tc.max_epochs, math.ceil(cfg.min_steps / steps_per_epoch))}"]
+
+
+def _cell_rows(metrics: dict, arm: str, d: int, seed: int, target: str) -> list[dict]:
+    vals = {m: metrics[m] for m in METRICS}
+    vals["auc_deficit"] = 1.0 - metrics["auc"]
+    vals["inv_rejection_30"] = 1.0 / metrics["rejection_30"]
+    return [dict(target=target, arm=arm, reference="test", observable="tagger", metric=m,
+                 D=d, seed=seed, value=float(v), error=0.0) for m, v in vals.items()]
+
+
+def _score(proba: np.ndarray, labels: np.ndarray, names: list[str], signal: int,
+           background: int) -> dict:
+    from jetfm.evaluate.classification import classification_metrics
+
+    return classification_metrics(proba, labels, names, names[signal], names[background],
+                                  n_bootstrap=0)
+
+
+def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
+                      cfg: ClassifyScanConfig | None = None, progress: bool = True) -> str:
+    """Run (or resume) the classification scan; returns the path of ``results.json``.
+
+    ``classes``: ``{class name: file}``, one AOJ or JetClass file per class (at least two); the
+    first is the background unless ``cfg.signal`` names another order.
+    """
+    from tqdm.auto import tqdm
+
+    from jetfm.config import save_config
+    from jetfm.evaluate.classification import hlf_baseline, hlf_features
+    from jetfm.evaluate.scan import derive_seed, split_target
+    from jetfm.io import read_jets
+    from jetfm.io.tokens import codes_to_sequences
+    from jetfm.omnijet.classification import LabelledData, predict_proba, train_classifier
+    from jetfm.train import api
+
+    cfg = cfg or ClassifyScanConfig()
+    cfg.check()
+    names = list(classes)
+    if len(names) < 2:
+        raise InputError("the classification scan needs at least two classes (--class "
+                         "NAME=FILE for each)")
+    if cfg.signal is not None and cfg.signal not in names:
+        raise InputError(f"signal class '{cfg.signal}' is not one of {names}")
+    background = 0 if cfg.signal != names[0] else 1
+    signal = names.index(cfg.signal) if cfg.signal else 1
+    target = f"{names[signal]}_vs_{names[background]}"
+    model = api.load_pretrained(pretrained)
+    if model.backbone is None and any(a != "scratch" for a in cfg.arms):
+        raise InputError("model has no pre-trained backbone (a tokenizer only?)", pretrained)
+    sizes = sorted({int(d) for d in cfg.sizes})
+    os.makedirs(out, exist_ok=True)
+    save_config(cfg, out)
+    # every class: all jets tokenized once, the held-out test part, the training pool
+    seqs, hlf, test_idx, pools = [], [], [], []
+    for ci, name in enumerate(names):
+        path = classes[name]
+        jets = read_jets(path)
+        per_class = max(sizes) // len(names) + 1
+        if len(jets) < cfg.n_test + per_class:
+            raise InputError(f"class '{name}' has {len(jets)} jets; the scan needs n_test "
+                             f"{cfg.n_test} + {per_class} for the largest D {max(sizes)}", path)
+        feats, mask = model.preprocessing.forward(jets)
+        seqs.append(codes_to_sequences(model.tokenizer.encode_arrays(feats, mask), mask,
+                                       model.codebook_size))
+        hlf.append(hlf_features(jets) if cfg.baseline else None)
+        t, p = split_target(len(jets), cfg.n_test, cfg.seed)
+        test_idx.append(t)
+        pools.append(p)
+    width = max(s.shape[1] for s in seqs)
+    seqs = [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=-1) for s in seqs]
+    test_seqs = np.concatenate([s[t] for s, t in zip(seqs, test_idx)])
+    test_labels = np.concatenate([np.full(len(t), ci, np.int64) for ci, t in enumerate(test_idx)])
+    test_hlf = np.concatenate([h[t] for h, t in zip(hlf, test_idx)]) if cfg.baseline else None
+
+    cell_dir = os.path.join(out, "cells")
+    os.makedirs(cell_dir, exist_ok=True)
+    arms = list(cfg.arms) + ([BASELINE] if cfg.baseline else [])
+    cells = [(d, s, arm) for d in sizes for s in range(cfg.seeds) for arm in arms]
+    rows: list[dict] = []
+    timing: dict[str, float] = {}
+    bar = tqdm(total=len(cells), desc="classification cells", disable=not progress, unit="cell")
+    for d, s, arm in cells:
+        res_file = os.path.join(cell_dir, f"D{d}_seed{s}_{arm}.json")
+        if os.path.exists(res_file):
+            with open(res_file) as fh:
+                rows += json.load(fh)["rows"]
+            bar.update(1)
+            continue
+        bar.set_postfix_str(f"D={d} seed={s} {arm}")
+        picks = draw_labelled(pools, d, cfg.seed, s)
+        labels = np.concatenate([np.full(len(p), ci, np.int64) for ci, p in enumerate(picks)])
+        t0 = time.perf_counter()
+        if arm == BASELINE:
+            bdt = hlf_baseline(np.concatenate([h[p] for h, p in zip(hlf, picks)]), labels,
+                               seed=derive_seed(cfg.seed, d, s))
+            proba = bdt.predict_proba(test_hlf)
+            info: dict = {"iterations": int(bdt.n_iter_)}
+        else:
+            data = LabelledData(np.concatenate([q[p] for q, p in zip(seqs, picks)]), labels,
+                                names, {"n_jets": int(len(labels)), "D": d, "seed": s})
+            run_dir = os.path.join(out, "models", f"D{d}_seed{s}_{arm}")
+            m = train_classifier(model, data, run_dir, arm, cfg.preset,
+                                 list(cfg.overrides) + _epochs_override(cfg, d),
+                                 seed=derive_seed(cfg.seed, d, s), progress=False)
+            proba = predict_proba(m, test_seqs)
+            st = m.provenance["classification"]
+            info = {"epochs": st["epochs"], "steps": st["steps"],
+                    "best_val_loss": st["best_val_loss"]}
+            if not cfg.keep_models:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        seconds = time.perf_counter() - t0
+        cell_rows = _cell_rows(_score(proba, test_labels, names, signal, background), arm, d, s,
+                               target)
+        _write_json(res_file, {"rows": cell_rows, "training": info, "seconds": seconds})
+        timing[arm] = timing.get(arm, 0.0) + seconds
+        rows += cell_rows
+        bar.update(1)
+    bar.close()
+    return write_classify_results(out, rows, cfg, classes, pretrained, target, timing)
+
+
+def _write_json(path: str, obj) -> None:
+    from jetfm.errors import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=1, default=float))
+
+
+def write_classify_results(out: str, rows: list[dict], cfg: ClassifyScanConfig,
+                           classes: Mapping[str, str], pretrained: str, target: str,
+                           timing: dict | None = None) -> str:
+    """results.csv (long rows) and results.json (config, rows, seed summaries, fits)."""
+    import pandas as pd
+
+    from jetfm.evaluate.fits import aggregate, fit_results
+    from jetfm.io.output import atomic_output
+
+    with atomic_output(os.path.join(out, "results.csv")) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    path = os.path.join(out, "results.json")
+    _write_json(path, {"config": dataclasses.asdict(cfg), "classes": dict(classes),
+                       "target": target, "pretrained": os.path.abspath(pretrained),
+                       "seconds_this_run": timing or {}, "rows": rows,
+                       "summary": aggregate(rows),
+                       "fits": fit_results([r for r in rows if r["metric"] in FIT_METRICS])})
+    return path
+
+
+def load_classify_results(path: str) -> dict:
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    if not os.path.exists(path):
+        raise InputError("no results.json (run `jetfm classify scan` first)", path)
+    with open(path) as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict) or "summary" not in data or "target" not in data:
+        raise InputError("not a classification scan results.json", path)
+    return data
+
+
+# --------------------------------------------------------------------------- report
+def _sel(summary, arm: str, metric: str, d: int) -> dict | None:
+    return next((s for s in summary if s["arm"] == arm and s["metric"] == metric
+                 and s["D"] == d), None)
+
+
+def classify_verdict(res: dict) -> list[str]:
+    """Verdict sentences from the numbers: pre-trained vs from scratch at the smallest D (beyond
+    the seed spread or not), and pre-trained vs the high-level baseline at the largest D."""
+    summary = res["summary"]
+    sizes = sorted({s["D"] for s in summary})
+    arms = {s["arm"] for s in summary}
+    out = []
+    if {"pretrained", "scratch"} <= arms:
+        d = sizes[0]
+        p, q = _sel(summary, "pretrained", "auc", d), _sel(summary, "scratch", "auc", d)
+        spread = math.hypot(p["std"], q["std"])
+        diff = p["mean"] - q["mean"]
+        word = ("beats" if diff > spread else "falls below" if -diff > spread
+                else "is level with")
+        out.append(f"**Classification ({res['target']}):** at the smallest D = {d} the "
+                   f"fine-tuned pre-trained tagger {word} the one trained from scratch: AUC "
+                   f"{p['mean']:.3f} ± {p['std']:.3f} against {q['mean']:.3f} ± {q['std']:.3f} "
+                   f"(difference {diff:+.3f}, seed spread {spread:.3f}).")
+    if "pretrained" in arms and BASELINE in arms:
+        d = sizes[-1]
+        p, b = _sel(summary, "pretrained", "auc", d), _sel(summary, BASELINE, "auc", d)
+        r, rb = (_sel(summary, "pretrained", "rejection_30", d),
+                 _sel(summary, BASELINE, "rejection_30", d))
+        word = "at least as good as" if p["mean"] >= b["mean"] else "below"
+        out.append(f"At the largest D = {d} the fine-tuned tagger is {word} the BDT on "
+                   f"high-level observables: AUC {p['mean']:.3f} against {b['mean']:.3f}, "
+                   f"rejection at 30 % signal efficiency {r['mean']:.3g} against "
+                   f"{rb['mean']:.3g}.")
+    return out
+
+
+def classify_blocks(res: dict, figure: str | None) -> list:
+    """Report blocks of a classification scan: figure first, then the table of seed means and
+    spreads per D and arm."""
+    from jetfm.evaluate.plots import CLASSIFY_STYLE
+    from jetfm.evaluate.report import Block
+
+    summary = res["summary"]
+    cfg = res["config"]
+    blocks = [Block("h2", f"Classification: {res['target']}")]
+    blocks.append(Block("p", f"Taggers trained on D labelled jets (D / {len(res['classes'])} per "
+                             f"class; {cfg['seeds']} seeds, each its own subset) and scored on "
+                             f"{cfg['n_test']} held-out jets per class; preset "
+                             f"`{cfg['preset']}`. Arms: fine-tuned from the pre-trained "
+                             "backbone, frozen backbone with a trained head, the same "
+                             "architecture from scratch, and a gradient-boosted tree on jet "
+                             "mass, soft-drop mass, tau21, tau32, D2 and multiplicity."))
+    if figure:
+        blocks.append(Block("img", text="AUC and background rejection at 30 % signal "
+                                        "efficiency against D (bands: seed min-max)",
+                            path=figure))
+    header = ["D", "tagger", "AUC", "rejection at eps_S 0.3", "rejection at eps_S 0.5",
+              "accuracy"]
+    table = []
+    for d in sorted({s["D"] for s in summary}):
+        for arm, style in CLASSIFY_STYLE.items():
+            cells = [_sel(summary, arm, m, d) for m in METRICS]
+            if cells[0] is None:
+                continue
+            table.append([str(d), style["label"]] + [
+                f"{c['mean']:.3f} ± {c['std']:.3f}" if m in ("auc", "accuracy")
+                else f"{c['mean']:.3g} ± {c['std']:.2g}" for m, c in zip(METRICS, cells)])
+    blocks.append(Block("table", header=header, rows=table))
+    fits = [f for f in res["fits"] if np.isfinite(f.get("gamma", np.nan))]
+    if fits:
+        blocks.append(Block("p", "Power-law fits a D^-gamma of 1 - AUC and of eps_B at 30 % "
+                                 "signal efficiency: " + "; ".join(
+                                     f"{f['arm']} {f['metric']} gamma = {f['gamma']:.2f} ± "
+                                     f"{f['gamma_err']:.2f}" for f in fits) + "."))
+    return blocks
+
+
+def classify_report(scan_dir: str, out_dir: str | None = None) -> tuple[list[str], list, str]:
+    """The figure, verdict lines and blocks of a classification scan; also writes the scan's own
+    ``report.md`` / ``report.html``. Returns ``(verdict lines, blocks, figure path)``."""
+    from jetfm.evaluate.plots import figure_classify_scan
+    from jetfm.evaluate.report import Block, write_report
+
+    res = load_classify_results(scan_dir)
+    out_dir = out_dir or os.path.join(scan_dir, "figures")
+    fig = figure_classify_scan(res["summary"], os.path.join(out_dir, "classify_vs_D.png"),
+                               title=res["target"])
+    lines, blocks = classify_verdict(res), classify_blocks(res, fig)
+    write_report([Block("h1", f"jetfm classify scan: {res['target']}")]
+                 + [Block("p", s) for s in lines] + blocks[1:], scan_dir,
+                 f"jetfm classify scan: {res['target']}")
+    return lines, blocks, fig
+
+
+__all__ = ["ClassifyScanConfig", "run_classify_scan", "load_classify_results",
+           "classify_verdict", "classify_blocks", "classify_report", "draw_labelled",
+           "BASELINE", "METRICS"]

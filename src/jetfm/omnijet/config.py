@@ -1,0 +1,43 @@
+"""Settings of OmniJet-alpha's classification head (no torch here: the training config imports
+it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POOLINGS = ("attention", "mean")
+
+
+@dataclass
+class ClassifierConfig:
+    """The head that turns the backbone's per-token states into class logits.
+
+    The backbone runs exactly as in generation (causal attention, no positional embedding), so a
+    pre-trained backbone's weights mean the same thing here. Its hidden states over the real
+    tokens of a jet (the constituent codes and the stop token, which has attended to the whole
+    jet; not the start token, whose state is the same for every jet) are pooled, then an MLP
+    gives ``n_classes`` logits: ``LayerNorm -> Linear(dim, hidden) -> GELU -> Dropout ->
+    Linear(hidden, n_classes)``.
+    """
+    #: "attention": a learned query scores every real token, the softmax-weighted sum is the jet
+    #: (initialised to the mean); "mean": the masked mean of the states
+    pooling: str = "attention"
+    hidden: int = 128
+    dropout: float = 0.1
+    #: learning rate of the backbone's weights relative to the head's when fine-tuning (layer-wise
+    #: decay in its simplest form: 1 trains every weight alike)
+    backbone_lr_scale: float = 1.0
+
+    def check(self) -> None:
+        from jetfm.errors import InputError
+
+        if self.pooling not in POOLINGS:
+            raise InputError(f"config key 'classifier.pooling': '{self.pooling}' is not one of "
+                             f"{', '.join(POOLINGS)}")
+        if self.hidden < 1:
+            raise InputError(f"config key 'classifier.hidden' must be >= 1, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"config key 'classifier.dropout' must be in [0, 1), got "
+                             f"{self.dropout}")
+        if not self.backbone_lr_scale >= 0.0:
+            raise InputError("config key 'classifier.backbone_lr_scale' must be >= 0, got "
+                             f"{self.backbone_lr_scale}")
