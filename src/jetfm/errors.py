@@ -46,9 +46,9 @@ def check_writable(path: str | os.PathLike) -> str:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through ``path + ".partial"`` and a rename, so a crash
-    never leaves a half-written file under the final name."""
-    tmp = os.fspath(path) + ".partial"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`jetfm.io.output.atomic_output`), so
+    a crash never leaves a half-written file under the final name."""
+    from jetfm.io.output import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
-    os.replace(tmp, path)

@@ -13,12 +13,12 @@ from jetfm.anomaly.metrics import roc_curve
 from jetfm.anomaly.scoring import MAIN_SCORES
 from jetfm.errors import write_text_atomic
 from jetfm.io.images import LABEL_NAMES, LABELS
+from jetfm.io.output import atomic_output
 
 
 def _savefig(fig, path: str) -> None:
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def plot_roc(path: str, bkg: dict, sig: dict, sig_labels: np.ndarray, metrics: dict) -> None:

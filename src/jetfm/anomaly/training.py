@@ -28,7 +28,8 @@ from jetfm.anomaly.data import (DataConfig, augment, input_channels, model_input
                                 split_valid)
 from jetfm.anomaly.metrics import ssim
 from jetfm.config import save_config
-from jetfm.errors import InputError
+from jetfm.errors import InputError, write_text_atomic
+from jetfm.io.output import atomic_output
 from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters
 
 MODEL_KINDS = ("codae", "ae")
@@ -71,17 +72,12 @@ def save_pretrained(model: CoDAE, folder: str, info: dict | None = None) -> str:
     """Write ``model.safetensors`` + ``config.json`` (architecture + ``info``) atomically."""
     from safetensors.torch import save_file
 
-    os.makedirs(folder, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = os.path.join(folder, "model.safetensors.partial")
-    save_file(state, tmp)
-    os.replace(tmp, os.path.join(folder, "model.safetensors"))
+    with atomic_output(os.path.join(folder, "model.safetensors")) as tmp:
+        save_file(state, tmp)
     meta = {"model_type": "codae" if model.cfg.conditional else "ae",
             "model": model.cfg.to_dict(), **(info or {})}
-    tmp = os.path.join(folder, "config.json.partial")
-    with open(tmp, "w") as fh:
-        json.dump(meta, fh, indent=2)
-    os.replace(tmp, os.path.join(folder, "config.json"))
+    write_text_atomic(os.path.join(folder, "config.json"), json.dumps(meta, indent=2))
     return folder
 
 
@@ -207,10 +203,7 @@ def _store_z_m_reference(folder: str, x_train: np.ndarray, batch: int) -> None:
 
     best, meta = from_pretrained(folder)
     meta["z_m_reference"] = z_m_reference(z_m(best, x_train, batch).astype(np.float64))
-    tmp = os.path.join(folder, "config.json.partial")
-    with open(tmp, "w") as fh:
-        json.dump(meta, fh, indent=2)
-    os.replace(tmp, os.path.join(folder, "config.json"))
+    write_text_atomic(os.path.join(folder, "config.json"), json.dumps(meta, indent=2))
 
 
 def train(cfg: AnomalyConfig, out: str, seed: int, progress: bool = True,

@@ -49,10 +49,13 @@ from jetfm.build.lumimask import LumiMask
 from jetfm.build.selection import CutFlow, Selection, apply_selection, event_branches
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.aoj import CHUNK_JETS, AOJWriter, expand_paths
+from jetfm.io.output import atomic_output
 from jetfm.io.nanoaod import PFNanoFile, chunk_to_rows, inspect_pfnano, read_pfnano
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "jetfm-build-aoj/2"
+#: the files besides the AOJ outputs that a build writes in its folder
+BUILD_FILES = (MANIFEST, "cutflow.json", "cutflow.md")
 #: AOJ's file size: about 2.2 M jets per file
 JETS_PER_FILE = 2_200_000
 #: events per Dask task; bounded memory: the index flavour reads every PF candidate of an event
@@ -74,7 +77,7 @@ def output_name(name: str, input_id: int, chunk: int, k: int) -> str:
     return f"{name}_{input_id:05d}_{chunk:04d}_{k:02d}.h5"
 
 
-def _output_pattern(name: str) -> re.Pattern:
+def output_pattern(name: str) -> re.Pattern:
     """Every file a build named ``name`` writes, finished or ``.partial``."""
     return re.compile(re.escape(name) + r"_\d{5,}_\d{4,}_\d{2,}\.h5(\.[0-9a-f]+\.partial)?$")
 
@@ -157,7 +160,9 @@ def write_outputs(rows: dict[str, np.ndarray], spec: OutputSpec, input_id: int,
         fn = output_name(spec.name, input_id, chunk, k)
         final = os.path.join(spec.out_dir, fn)
         tmp = f"{final}.{uuid.uuid4().hex[:12]}.partial"
-        w = AOJWriter(final, spec.attrs, gzip_level=GZIP_LEVEL, shuffle=SHUFFLE, tmp=tmp)
+        # no lock per file: the driver holds the output folder's, and the names are unique
+        w = AOJWriter(final, spec.attrs, gzip_level=GZIP_LEVEL, shuffle=SHUFFLE, tmp=tmp,
+                      lock=False)
         try:
             for b in range(a, a + n, WRITE_SLICE):
                 w.append_rows({key: v[b:min(b + WRITE_SLICE, a + n)] for key, v in rows.items()})
@@ -286,12 +291,10 @@ class Manifest:
         self.data["inputs"] = dict(recs)
         self.data["outputs"] = [o["file"] for _, r in recs if r["status"] == "done"
                                 for o in r["outputs"]]
-        tmp = self.path + ".partial"
-        with open(tmp, "w") as fh:
+        with atomic_output(self.path) as tmp, open(tmp, "w") as fh:
             json.dump(self.data, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
 
 
 # ------------------------------------------------------------------------------ execution
@@ -399,7 +402,7 @@ def _settings(selection: Selection, jets_per_file: int, name: str) -> dict:
 
 def _remove_strays(out_dir: str, name: str, keep: set[str]) -> int:
     """Remove this build's files that the manifest does not list (a crashed run's)."""
-    pat, n = _output_pattern(name), 0
+    pat, n = output_pattern(name), 0
     for fn in os.listdir(out_dir):
         if pat.match(fn) and fn not in keep:
             try:

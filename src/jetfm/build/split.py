@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jetfm.errors import InputError
+from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.aoj import AOJWriter
 from jetfm.jets import Jets
 
@@ -63,6 +63,11 @@ def assign(event_info: np.ndarray, fractions: Sequence[float], seed: int = 0) ->
     return np.searchsorted(edges, event_hash(event_info, seed), side="right")
 
 
+def series_pattern(name: str) -> re.Pattern:
+    """Every file of the split ``name``, finished or being written."""
+    return re.compile(re.escape(name) + r"_\d{4,}\.h5(\.partial)?$")
+
+
 class OutputSeries:
     """AOJ files ``<name>_NNNN.h5`` filled in order, a new one every ``jets_per_file`` jets,
     each written as ``.partial`` and renamed when full or at :meth:`finish`. Files of this
@@ -76,7 +81,7 @@ class OutputSeries:
         self.attrs, self.compression = attrs or {}, {"gzip_level": GZIP_LEVEL, "shuffle": SHUFFLE}
         self.file_index = self.rows = 0
         self._writer: AOJWriter | None = None
-        pat = re.compile(re.escape(name) + r"_\d{4,}\.h5(\.partial)?$")
+        pat = series_pattern(name)
         for fn in os.listdir(out_dir):
             if pat.match(fn):
                 os.remove(os.path.join(out_dir, fn))
@@ -167,7 +172,5 @@ def split_aoj(inputs: Sequence[str], out_dir: str, fractions: Sequence[float] = 
     rec = {"inputs": [os.path.abspath(p) for p in inputs], "fractions": list(fractions),
            "names": list(names), "seed": seed, "counts": counts,
            "files": {n: [os.path.basename(f) for f in fs] for n, fs in files.items()}}
-    with open(os.path.join(out_dir, "split.json.partial"), "w") as fh:
-        json.dump(rec, fh, indent=1)
-    os.replace(os.path.join(out_dir, "split.json.partial"), os.path.join(out_dir, "split.json"))
+    write_text_atomic(os.path.join(out_dir, "split.json"), json.dumps(rec, indent=1))
     return SplitSummary(out_dir, counts, files)

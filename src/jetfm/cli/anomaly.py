@@ -41,6 +41,9 @@ def register(sub) -> None:
     t.add_argument("--name", default="codae", help="run folder name under --runs (default codae)")
     t.add_argument("--runs", default="runs", help="folder of run folders (default runs)")
     t.add_argument("--resume", action="store_true", help="continue from last_state.pt")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a run folder trained with other settings (without it "
+                        "such a rerun is refused)")
     t.add_argument("--no-progress", action="store_true")
     _threads(t)
     t.set_defaults(func=cmd_train)
@@ -92,8 +95,10 @@ def register_simulate(simulate_subparsers) -> None:
 
 
 def cmd_images(args) -> int:
+    from jetfm.io.output import refuse_overwrite
     from jetfm.simulate.dark_showers import deposits_to_images
 
+    refuse_overwrite(args.output, args.events, option="-o output")
     out = deposits_to_images(args.events, args.output, pool=args.pool)
     print(json.dumps(out))
     return 0
@@ -109,11 +114,35 @@ def cmd_train(args) -> int:
     cfg = load_config(AnomalyConfig, args.config, overrides)
     _set_threads(args)
     out = os.path.join(args.runs, args.name)
-    summary = train(cfg, out, args.seed, progress=not args.no_progress, resume=args.resume)
+    with _anomaly_run(out, cfg, args):
+        summary = train(cfg, out, args.seed, progress=not args.no_progress,
+                        resume=args.resume and not args.overwrite)
     print(json.dumps({"run": out, **{k: {kk: v[kk] for kk in ("parameters", "steps",
                                                               "best_valid_ssim", "epochs_run")}
                                      for k, v in summary["models"].items()}}))
     return 0
+
+
+#: what a CoDAE training writes in its run folder
+ANOMALY_RUN_ENTRIES = ("codae", "ae", "config.yaml", "train_summary.json")
+
+
+def _anomaly_run(out: str, cfg, args):
+    """Hold the run folder for the whole training; refuse training files it would overwrite
+    and a rerun with other settings (without --overwrite)."""
+    import dataclasses
+
+    from jetfm.io.output import RUN_LOCK, RUN_RECORD, refuse_overwrite, run_folder
+
+    train_files = [os.path.abspath(p) for p in cfg.data.train]
+    settings = dataclasses.asdict(cfg)
+    settings["data"]["train"] = train_files
+    owned = set(ANOMALY_RUN_ENTRIES) | {RUN_LOCK, RUN_RECORD}
+    refuse_overwrite(out, train_files, owned=owned.__contains__, option="run folder")
+    return run_folder(out, {"config": settings, "seed": args.seed}, overwrite=args.overwrite,
+                      fresh=("codae", "ae", "train_summary.json"), command="jetfm anomaly train",
+                      started=lambda d: any(os.path.exists(os.path.join(d, m, "config.json"))
+                                            for m in ("codae", "ae")))
 
 
 def cmd_evaluate(args) -> int:

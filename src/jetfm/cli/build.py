@@ -76,16 +76,25 @@ def _list(text: str, default):
 
 
 def _build(args) -> int:
-    from jetfm.build.builder import build_aoj
+    from jetfm.build.builder import BUILD_FILES, build_aoj, output_pattern
     from jetfm.build.selection import AOJ_MET_FILTERS, AOJ_TRIGGERS, Selection
+    from jetfm.io.aoj import expand_paths
+    from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
 
     sel = Selection(lumi_json=os.path.abspath(args.lumi_json) if args.lumi_json else None,
                     triggers=_list(args.triggers, AOJ_TRIGGERS),
                     met_filters=_list(args.met_filters, AOJ_MET_FILTERS),
                     pt_min=args.pt_min, abs_eta_max=args.eta_max, jet_id=args.jet_id)
-    res = build_aoj(args.inputs, args.out, sel, jets_per_file=args.jets_per_file,
-                    chunk_events=args.chunk_events, name=args.name, scheduler=args.scheduler,
-                    n_workers=args.workers, strict=args.strict, progress=not args.no_progress)
+    pattern = output_pattern(args.name)
+    inputs = expand_paths(args.inputs) + ([args.lumi_json] if args.lumi_json else [])
+    refuse_overwrite(args.out, inputs,
+                     owned=lambda n: n in BUILD_FILES or n == RUN_LOCK or bool(pattern.match(n)),
+                     option="--out folder")
+    with run_folder(args.out, command="jetfm build-aoj"):
+        res = build_aoj(args.inputs, args.out, sel, jets_per_file=args.jets_per_file,
+                        chunk_events=args.chunk_events, name=args.name,
+                        scheduler=args.scheduler, n_workers=args.workers, strict=args.strict,
+                        progress=not args.no_progress)
     if args.json:
         print(json.dumps({"out": res.out_dir, "outputs": res.outputs, "events": res.events,
                           "jets": res.jets, "inputs_done": res.inputs_done,
@@ -105,7 +114,8 @@ def _build(args) -> int:
 
 def _split(args) -> int:
     from jetfm.build.builder import output_files
-    from jetfm.build.split import parse_fractions, split_aoj
+    from jetfm.build.split import parse_fractions, series_pattern, split_aoj
+    from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
 
     names = tuple(n.strip() for n in args.names.split(",") if n.strip())
     fractions = parse_fractions(args.fractions, len(names))
@@ -118,8 +128,13 @@ def _split(args) -> int:
     if not inputs:
         raise InputError("no AOJ .h5 files in the folder", args.dir)
     out = args.out or os.path.join(base, "split")
-    res = split_aoj(inputs, out, fractions, names, seed=args.seed,
-                    jets_per_file=args.jets_per_file, progress=not args.no_progress)
+    patterns = [series_pattern(n) for n in names]
+    refuse_overwrite(out, inputs, option="--out folder",
+                     owned=lambda n: n in ("split.json", RUN_LOCK)
+                     or any(p.match(n) for p in patterns))
+    with run_folder(out, command="jetfm split"):
+        res = split_aoj(inputs, out, fractions, names, seed=args.seed,
+                        jets_per_file=args.jets_per_file, progress=not args.no_progress)
     total = max(sum(res.counts.values()), 1)
     for n in names:
         print(f"{n}: {res.counts[n]} jets ({res.counts[n] / total:.4f}) in "

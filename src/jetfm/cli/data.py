@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 
 def register(sub) -> None:
@@ -48,9 +47,11 @@ def cmd_observables(args) -> int:
 
     from jetfm.errors import InputError, check_writable
     from jetfm.io import iter_jets
+    from jetfm.io.output import atomic_output, refuse_overwrite
     from jetfm.physics.observables import compute_observables
 
     out = check_writable(args.output)
+    refuse_overwrite(out, [args.file], option="-o output")
     frames = []
     seen = 0
     for jets in iter_jets(args.file, chunk_size=20_000,
@@ -60,11 +61,10 @@ def cmd_observables(args) -> int:
     if not frames:
         raise InputError("file holds no jets", args.file)
     df = pd.concat(frames, ignore_index=True)
-    tmp = out + ".partial"
-    if out.endswith(".csv"):
-        df.to_csv(tmp, index=False)
-    else:
-        df.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        if out.endswith(".csv"):
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
     print(f"{len(df)} jets, {df.shape[1]} observables -> {out}")
     return 0

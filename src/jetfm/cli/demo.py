@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="demo config override, e.g. scan.seeds=3 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a folder holding a demo of another configuration")
     p.set_defaults(func=cmd_demo)
 
 
@@ -22,6 +24,7 @@ def cmd_demo(args) -> int:
 
     out = args.out or os.path.join("runs", f"demo_{os.path.splitext(os.path.basename(args.preset))[0]}")
     report = run_demo(out=out, preset=args.preset, seed=args.seed,
-                      overrides=tuple(args.overrides), progress=not args.no_progress)
+                      overrides=tuple(args.overrides), progress=not args.no_progress,
+                      overwrite=args.overwrite)
     print(os.path.abspath(report))
     return 0

@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--keep-models", action="store_true", help="keep every trained model")
     p.add_argument("--seed", type=int, default=0, help="scan seed (subsets, training, sampling)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a folder scanned with other settings (its cells, "
+                        "models and results are removed); without it such a rerun is refused")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("fit", help="power-law fits metric = a D^-gamma of a scan's results")
@@ -48,8 +51,11 @@ def register(sub) -> None:
 
 
 def cmd_scan(args) -> int:
+    import dataclasses
+
     from jetfm.errors import InputError
-    from jetfm.evaluate.scan import ScanConfig, parse_sizes, run_scan
+    from jetfm.evaluate.scan import SCAN_ENTRIES, ScanConfig, parse_sizes, parse_targets, run_scan
+    from jetfm.io.output import RUN_LOCK, RUN_RECORD, refuse_overwrite, run_folder
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError("output exists and is not a folder", args.out)
@@ -58,7 +64,17 @@ def cmd_scan(args) -> int:
                      preset=args.preset, overrides=list(args.overrides),
                      min_steps=args.min_steps, seed=args.seed, w1_samples=args.w1_samples,
                      jetnet=not args.no_jetnet, keep_models=args.keep_models)
-    path = run_scan(args.pretrained, args.target, args.out, cfg, progress=not args.no_progress)
+    targets = {k: os.path.abspath(v) for k, v in parse_targets(args.target).items()}
+    owned = set(SCAN_ENTRIES) | {RUN_LOCK, RUN_RECORD}
+    refuse_overwrite(args.out, targets.values(), folders=[args.pretrained],
+                     owned=owned.__contains__, option="--out folder")
+    settings = {"pretrained": os.path.abspath(args.pretrained), "targets": targets,
+                "config": dataclasses.asdict(cfg)}
+    with run_folder(args.out, settings, overwrite=args.overwrite, fresh=SCAN_ENTRIES,
+                    command="jetfm scan",
+                    started=lambda d: os.path.isdir(os.path.join(d, "cells"))):
+        path = run_scan(args.pretrained, args.target, args.out, cfg,
+                        progress=not args.no_progress)
     print(os.path.abspath(path))
     return 0
 
@@ -66,9 +82,15 @@ def cmd_scan(args) -> int:
 def cmd_fit(args) -> int:
     import json
 
+    from jetfm.errors import write_text_atomic
     from jetfm.evaluate.fits import fit_results
     from jetfm.evaluate.scan import load_results
+    from jetfm.io.output import refuse_overwrite
 
+    if args.output:
+        src = args.results
+        refuse_overwrite(args.output, [os.path.join(src, "results.json")
+                                       if os.path.isdir(src) else src], option="-o output")
     fits = [f for f in fit_results(load_results(args.results)["rows"])
             if f["reference"] == args.reference or f["observable"] == "jet"]
     print(f"{'target':8} {'arm':10} {'metric':6} {'observable':15} {'gamma':>8} {'error':>7}"
@@ -77,10 +99,7 @@ def cmd_fit(args) -> int:
         print(f"{f['target']:8} {f['arm']:10} {f['metric']:6} {f['observable']:15} "
               f"{f['gamma']:8.3f} {f['gamma_err']:7.3f} {f['a']:10.4g}")
     if args.output:
-        tmp = args.output + ".partial"
-        with open(tmp, "w") as fh:
-            json.dump(fits, fh, indent=1)
-        os.replace(tmp, args.output)
+        write_text_atomic(args.output, json.dumps(fits, indent=1))
     return 0
 
 

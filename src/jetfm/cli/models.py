@@ -2,6 +2,7 @@
 ``sample``, ``info``. Thin: parse, call :mod:`jetfm.train.api`, print."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -16,6 +17,9 @@ def _training_args(p, data_help: str) -> None:
     p.add_argument("--max-jets", type=int, default=None, help="use at most N jets")
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh instead of resuming from OUT/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a run folder started with other settings (its "
+                        "checkpoints and model are removed); without it such a rerun is refused")
     s = p.add_argument_group("data larger than memory")
     m = s.add_mutually_exclusive_group()
     m.add_argument("--streaming", dest="streaming", action="store_true", default=None,
@@ -44,6 +48,46 @@ def _training_args(p, data_help: str) -> None:
     g.add_argument("--precision", default=None,
                    help="32-true, bf16-mixed (bf16 autocast, quantiser in fp32) or auto "
                         "(bf16-mixed on a GPU with bf16, else 32-true)")
+
+
+#: what a training run writes (or removes) in its run folder
+RUN_ENTRIES = ("checkpoints", "model", "logs", "tensorboard", "config.yaml")
+
+
+def _run_started(out: str) -> bool:
+    """The folder holds a checkpoint or an exported model of an earlier run."""
+    ckpt = os.path.join(out, "checkpoints")
+    return (os.path.isdir(ckpt) and bool(os.listdir(ckpt))) or \
+        os.path.exists(os.path.join(out, "model", "config.json"))
+
+
+@contextlib.contextmanager
+def _training_run(args, stage: str, models: dict[str, str], **extra):
+    """Hold the run folder ``args.out`` for the whole training: refuse an output that would
+    overwrite an input, a second run on the same folder, and a rerun with other settings
+    (without --overwrite)."""
+    from jetfm.io.output import RUN_LOCK, RUN_RECORD, refuse_overwrite, run_folder
+    from jetfm.train.data import expand_data
+
+    def files(data):
+        return None if data is None else [os.path.abspath(p) for p in expand_data(data)]
+
+    settings = {"stage": stage, "data": files(args.data), "val_data": files(args.val_data),
+                "seed": args.seed, "max_jets": args.max_jets,
+                "preset": os.path.abspath(args.preset) if os.path.isfile(args.preset)
+                else args.preset, "overrides": list(args.overrides),
+                **{k: os.path.abspath(v) for k, v in models.items()}, **extra}
+    owned = set(RUN_ENTRIES) | {RUN_LOCK, RUN_RECORD}
+    refuse_overwrite(args.out, settings["data"] + (settings["val_data"] or []),
+                     folders=models.values(), owned=owned.__contains__, option="-o run folder")
+    with run_folder(args.out, settings, overwrite=args.overwrite or args.no_resume,
+                    fresh=("checkpoints", "model"), started=_run_started,
+                    command=f"jetfm {stage}"):
+        yield
+
+
+def _resume(args) -> bool:
+    return not (args.no_resume or args.overwrite)
 
 
 def _stream_kwargs(args) -> dict:
@@ -134,9 +178,10 @@ def cmd_tokenizer_train(args) -> int:
     from jetfm.train.api import train_tokenizer
 
     _check_positive(args.max_jets, "--max-jets")
-    d = train_tokenizer(args.data, args.out, args.preset,
-                        _scale_overrides(args, "tokenizer_training"), args.seed,
-                        args.max_jets, resume=not args.no_resume, **_stream_kwargs(args))
+    with _training_run(args, "tokenizer", {}):
+        d = train_tokenizer(args.data, args.out, args.preset,
+                            _scale_overrides(args, "tokenizer_training"), args.seed,
+                            args.max_jets, resume=_resume(args), **_stream_kwargs(args))
     print(f"tokenizer -> {d}")
     return 0
 
@@ -145,9 +190,10 @@ def cmd_pretrain(args) -> int:
     from jetfm.train.api import pretrain
 
     _check_positive(args.max_jets, "--max-jets")
-    d = pretrain(args.data, args.out, args.tokenizer, args.preset,
-                 _scale_overrides(args, "pretraining"), args.seed,
-                 args.max_jets, resume=not args.no_resume, **_stream_kwargs(args))
+    with _training_run(args, "pretrain", {"tokenizer": args.tokenizer}):
+        d = pretrain(args.data, args.out, args.tokenizer, args.preset,
+                     _scale_overrides(args, "pretraining"), args.seed,
+                     args.max_jets, resume=_resume(args), **_stream_kwargs(args))
     print(f"pre-trained model -> {d}")
     return 0
 
@@ -157,18 +203,20 @@ def cmd_finetune(args) -> int:
     from jetfm.train.api import finetune, train_from_scratch
 
     _check_positive(args.max_jets, "--max-jets")
-    if args.from_scratch:
-        if args.freeze_backbone:
-            raise InputError("--freeze-backbone and --from-scratch exclude each other")
-        d = train_from_scratch(args.from_dir, args.data, args.out, args.preset,
-                               _scale_overrides(args, "finetuning"),
-                               args.seed, args.max_jets, resume=not args.no_resume,
-                               **_stream_kwargs(args))
-    else:
-        d = finetune(args.from_dir, args.data, args.out, args.preset,
-                     _scale_overrides(args, "finetuning"), args.seed,
-                     args.freeze_backbone, args.max_jets, resume=not args.no_resume,
-                     **_stream_kwargs(args))
+    if args.from_scratch and args.freeze_backbone:
+        raise InputError("--freeze-backbone and --from-scratch exclude each other")
+    with _training_run(args, "scratch" if args.from_scratch else "finetune",
+                       {"from": args.from_dir}, freeze_backbone=args.freeze_backbone):
+        if args.from_scratch:
+            d = train_from_scratch(args.from_dir, args.data, args.out, args.preset,
+                                   _scale_overrides(args, "finetuning"),
+                                   args.seed, args.max_jets, resume=_resume(args),
+                                   **_stream_kwargs(args))
+        else:
+            d = finetune(args.from_dir, args.data, args.out, args.preset,
+                         _scale_overrides(args, "finetuning"), args.seed,
+                         args.freeze_backbone, args.max_jets, resume=_resume(args),
+                         **_stream_kwargs(args))
     print(f"fine-tuned model -> {d}")
     return 0
 
@@ -180,6 +228,7 @@ def cmd_sample(args) -> int:
 
     from jetfm.errors import check_writable
     from jetfm.io.aoj import write_aoj
+    from jetfm.io.output import refuse_overwrite
     from jetfm.train.api import sample
 
     _check_positive(args.n, "-n")
@@ -187,6 +236,7 @@ def cmd_sample(args) -> int:
     _check_positive(args.temperature, "--temperature")
     _check_positive(args.top_k, "--top-k")
     out = check_writable(args.output)
+    refuse_overwrite(out, folders=[args.model], option="-o output")
     t0 = time.perf_counter()
     jets = sample(args.model, args.n, args.seed, args.batch_size, args.temperature, args.top_k)
     dt = time.perf_counter() - t0
@@ -245,11 +295,13 @@ def cmd_tokenize(args) -> int:
 
     from jetfm.errors import InputError, check_writable
     from jetfm.io import count_jets, iter_jets
+    from jetfm.io.output import refuse_overwrite
     from jetfm.io.tokens import codes_to_sequences, write_tokens
     from jetfm.train.api import load_pretrained
 
     _check_positive(args.max_jets, "--max-jets")
     out = check_writable(args.output)
+    refuse_overwrite(out, [args.input], folders=[args.model], option="-o output")
     model = load_pretrained(args.model)
     n = count_jets(args.input)
     n = n if args.max_jets is None else min(n, args.max_jets)

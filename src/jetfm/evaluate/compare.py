@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from jetfm.errors import InputError
+from jetfm.errors import InputError, write_text_atomic
 from jetfm.jets import Jets
 
 #: constituent and jet quantities drawn, with axis label, binning and log-scale choices
@@ -163,8 +163,5 @@ def plot_compare(file_a: str, file_b: str, out_dir: str, labels=None,
     fig.savefig(path, dpi=60)
     plt.close(fig)
     summary["plots"].append(path)
-    tmp = os.path.join(out_dir, "summary.json.partial")
-    with open(tmp, "w") as fh:
-        json.dump(summary, fh, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    write_text_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
     return summary

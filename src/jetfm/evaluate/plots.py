@@ -42,10 +42,10 @@ def _plt():
 
 
 def _save(fig, path: str, dpi: int = 70) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=dpi, format="png")  # one draw: no bbox_inches="tight" second pass
-    os.replace(tmp, path)
+    from jetfm.io.output import atomic_output
+
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")  # one draw: no bbox_inches="tight" second pass
     return path
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -172,12 +173,16 @@ def _write_json(path: str, obj) -> None:
 
 
 def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path + ".partial.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    from jetfm.io.images import save_npz_atomic
+
+    save_npz_atomic(path, arrays)
 
 
-def _parse_targets(targets) -> dict[str, str]:
+#: what a scan writes in its output folder
+SCAN_ENTRIES = ("config.yaml", "reference", "cells", "models", "results.json", "results.csv")
+
+
+def parse_targets(targets) -> dict[str, str]:
     """``{name: file}`` from a mapping, or from ``name=FILE`` / ``FILE`` strings."""
     if isinstance(targets, dict):
         return {str(k): str(v) for k, v in targets.items()}
@@ -234,7 +239,7 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
 
     cfg = cfg or ScanConfig()
     _check_sizes(cfg)
-    tmap = _parse_targets(targets)
+    tmap = parse_targets(targets)
     if not tmap:
         raise InputError("no target file given")
     for path in tmap.values():
@@ -320,12 +325,11 @@ def write_results(out: str, rows: list[dict], cfg: ScanConfig, targets: dict[str
     """results.csv (the long rows) and results.json (config, rows, seed summaries, fits)."""
     from jetfm.evaluate.fits import aggregate, fit_results
 
-    tmp = os.path.join(out, "results.csv.partial")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, os.path.join(out, "results.csv"))
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=ROW_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(os.path.join(out, "results.csv"), buf.getvalue())
     path = os.path.join(out, "results.json")
     _write_json(path, {"config": dataclasses.asdict(cfg), "targets": targets,
                        "pretrained": os.path.abspath(pretrained),

@@ -29,6 +29,7 @@ import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
 from jetfm.jets import Jets
+from jetfm.io.output import AtomicOutput, atomic_output
 
 PFCANDS_COLUMNS = ("px", "py", "pz", "E", "d0", "d0Err", "dz", "dzErr", "charge", "pdgId",
                    "puppiWeight")
@@ -296,18 +297,25 @@ class AOJWriter:
     ``gzip_level`` (default :data:`GZIP_LEVEL`, as AOJ) and ``shuffle`` (HDF5's byte-shuffle
     filter, standard in every HDF5 reader) set the compression of new files; ``tmp`` replaces
     the ``<path>.partial`` working name (e.g. a unique one when several processes may write
-    the same file).
+    the same file). The writer holds the lock of :func:`jetfm.io.output.atomic_output` on
+    ``path`` until :meth:`close` or :meth:`abort` (``lock=False``: none, for writers whose
+    folder is locked already); ``output``: such an output already acquired by the caller.
     """
 
     def __init__(self, path: str | os.PathLike, attrs: dict | None = None, resume: bool = False,
-                 gzip_level: int | None = None, shuffle: bool = False, tmp: str | None = None):
+                 gzip_level: int | None = None, shuffle: bool = False, tmp: str | None = None,
+                 lock: bool = True, output: AtomicOutput | None = None):
         import h5py
 
         self.path = check_writable(path)
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self.tmp = tmp or self.path + ".partial"
+        self._out = output or atomic_output(self.path, tmp=tmp, keep_partial=True, lock=lock)
+        self.tmp = self._out.acquire()
         mode = "a" if resume and os.path.exists(self.tmp) else "w"
-        self._f = h5py.File(self.tmp, mode)
+        try:
+            self._f = h5py.File(self.tmp, mode)
+        except BaseException:
+            self._out.discard()
+            raise
         if "PFCands" not in self._f:
             for name, tail in DATASETS.items():
                 dtype = np.int64 if name == "event_info" else np.float32
@@ -337,12 +345,14 @@ class AOJWriter:
     def close(self) -> str:
         """Finish the file and move it to its final name; returns the path."""
         self._f.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+        return self._out.commit()
 
     def abort(self) -> None:
         """Close without publishing (the ``.partial`` file stays for a resume)."""
-        self._f.close()
+        try:
+            self._f.close()
+        finally:
+            self._out.discard()
 
     def set_attrs(self, **attrs) -> None:
         """Update file attributes now (e.g. the progress marker of a resumable writer)."""

@@ -35,6 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
+from jetfm.io.output import atomic_output
 
 #: label codes of the released data
 LABELS = {"qcd": 0, "suep": 1, "svj": 2}
@@ -265,15 +266,10 @@ def write_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray
 
 
 def save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> str:
-    """``np.savez_compressed`` to ``path + ".partial"``, then rename: never a half-written file."""
+    """``np.savez_compressed`` through :func:`jetfm.io.output.atomic_output`: never a
+    half-written file."""
     p = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
-    tmp = p + ".partial"
-    try:
-        with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # a file object: np.savez would append .npz to a name
+    with atomic_output(p) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return p

@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
+from jetfm.io.output import atomic_output
 from jetfm.jets import Jets
 from jetfm.physics.features import (FLAG_COLUMNS, pdgid_from_flags, relative_to_jet,
                                     species_flags)
@@ -256,20 +257,13 @@ def write_jetclass(path: str | os.PathLike, jets: Jets, label_scheme: str = "jet
     import uproot
 
     path = check_writable(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".partial"
-    try:
-        with uproot.recreate(tmp) as f:
-            for a in range(0, max(len(jets), 1), chunk_size):
-                branches = jets_to_branches(jets[a:a + chunk_size], label_scheme)
-                if a == 0:
-                    f[TREE] = branches
-                else:
-                    f[TREE].extend(branches)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path) as tmp, uproot.recreate(tmp) as f:
+        for a in range(0, max(len(jets), 1), chunk_size):
+            branches = jets_to_branches(jets[a:a + chunk_size], label_scheme)
+            if a == 0:
+                f[TREE] = branches
+            else:
+                f[TREE].extend(branches)
     return path
 
 

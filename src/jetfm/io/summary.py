@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from jetfm.errors import InputError
 from jetfm.io import detect_format, iter_jets
 from jetfm.physics.features import SPECIES, species
 
@@ -62,5 +63,10 @@ def summarise(path: str | os.PathLike, max_jets: int | None = None) -> dict:
     if fmt == "aoj":
         from jetfm.io.aoj import read_attrs
 
-        info["attrs"] = {k: str(v) for k, v in read_attrs(path).items()}
+        attrs = read_attrs(path)
+        info["attrs"] = {k: str(v) for k, v in attrs.items()}
+        want = attrs.get("n_jets")
+        if max_jets is None and want is not None and int(want) != n:
+            raise InputError(f"incomplete file: it holds {n} jets but its n_jets attribute "
+                             f"says {int(want)}", path)
     return info

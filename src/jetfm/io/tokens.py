@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
+from jetfm.io.output import atomic_output
 
 FORMAT = "jetfm-tokens"
 VERSION = 1
@@ -74,28 +75,22 @@ def sequences_to_codes(seqs: np.ndarray, codebook_size: int,
 
 def write_tokens(path: str | os.PathLike, seqs: np.ndarray, codebook_size: int,
                  attrs: dict | None = None) -> str:
-    """Write sequences (N, L) atomically (``.partial`` then rename); returns the path."""
+    """Write sequences (N, L) atomically (:func:`jetfm.io.output.atomic_output`); returns the
+    path."""
     import h5py
 
     out = check_writable(path)
     seqs = np.asarray(seqs, np.int64)
     if seqs.ndim != 2:
         raise ValueError(f"sequences must be (N, L), got {seqs.shape}")
-    tmp = out + ".partial"
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("tokens", data=seqs.astype(np.int32), compression="gzip",
-                             chunks=(min(max(len(seqs), 1), 4096), max(seqs.shape[1], 1)))
-            f.create_dataset("n_tokens", data=(seqs >= 0).sum(1).astype(np.int32))
-            f.attrs.update({"format": FORMAT, "version": VERSION, "codebook_size": codebook_size,
-                            "start_token": START_TOKEN, "stop_token": stop_token(codebook_size)})
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("tokens", data=seqs.astype(np.int32), compression="gzip",
+                         chunks=(min(max(len(seqs), 1), 4096), max(seqs.shape[1], 1)))
+        f.create_dataset("n_tokens", data=(seqs >= 0).sum(1).astype(np.int32))
+        f.attrs.update({"format": FORMAT, "version": VERSION, "codebook_size": codebook_size,
+                        "start_token": START_TOKEN, "stop_token": stop_token(codebook_size)})
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
     return out
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from jetfm.errors import InputError
+from jetfm.errors import InputError, write_text_atomic
 from jetfm.evaluate.scan import ScanConfig
 
 PRESETS = ("quick", "default", "paper")
@@ -90,7 +90,7 @@ def _check_same_config(out: str, cfg: DemoConfig, seed: int) -> None:
             have = yaml.safe_load(fh)
         if have != yaml.safe_load(yaml.safe_dump(want, sort_keys=False)):
             raise InputError("this run folder holds a demo with another configuration or seed; "
-                             "use another --out or delete the folder", out)
+                             "use another --out, or add --overwrite to start afresh", out)
     from jetfm.config import save_config
 
     save_config(want, out)
@@ -115,9 +115,27 @@ def model_summary(desc: dict) -> dict[str, str]:
     return out
 
 
+#: what the demo writes in its run folder (removed by ``overwrite``)
+DEMO_ENTRIES = ("config.yaml", "stage_seconds.json", "data", "tokenizer", "pretrain", "scan",
+                "figures", "report.md", "report.html")
+
+
 def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
-             overrides: tuple[str, ...] = (), progress: bool = True) -> str:
-    """Run (or resume) the demo into ``out``; returns the path of ``report.html``."""
+             overrides: tuple[str, ...] = (), progress: bool = True,
+             overwrite: bool = False) -> str:
+    """Run (or resume) the demo into ``out``; returns the path of ``report.html``. The folder
+    is held exclusively meanwhile; ``overwrite`` starts afresh in a folder of another
+    configuration."""
+    from jetfm.io.output import run_folder
+
+    cfg = load_demo_config(preset, overrides)
+    cfg.scan = dataclasses.replace(cfg.scan, seed=seed)
+    with run_folder(out, {"command": "demo"}, overwrite=overwrite, fresh=DEMO_ENTRIES,
+                    command="jetfm demo"):
+        return _run_demo(out, cfg, preset, seed, progress)
+
+
+def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool) -> str:
     from jetfm.evaluate import plots
     from jetfm.evaluate.report import build_report
     from jetfm.evaluate.scan import run_scan
@@ -125,9 +143,6 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
     from jetfm.simulate import simulate_aoj_like, simulate_jetclass_like
     from jetfm.train import api
 
-    cfg = load_demo_config(preset, overrides)
-    cfg.scan = dataclasses.replace(cfg.scan, seed=seed)
-    os.makedirs(out, exist_ok=True)
     _check_same_config(out, cfg, seed)
     t_start, cpu_start = time.perf_counter(), _cpu_seconds()
     # stage times of every run into this folder, so a resumed demo still reports them all
@@ -147,9 +162,7 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
         stage_s[name] = time.perf_counter() - t0
         stage_s[name + " (CPU)"] = _cpu_seconds() - c0
         _log(f"{name}: {stage_s[name]:.0f} s wall, {stage_s[name + ' (CPU)']:.0f} s CPU")
-        with open(timing_file + ".partial", "w") as fh:
-            json.dump(stage_s, fh, indent=1)
-        os.replace(timing_file + ".partial", timing_file)
+        write_text_atomic(timing_file, json.dumps(stage_s, indent=1))
 
     data_dir = os.path.join(out, "data")
     os.makedirs(data_dir, exist_ok=True)

@@ -442,13 +442,21 @@ def _run(spec, kind, n_jets, seed, out, workers, chunk_jets, progress,
 class _AOJSink:
     def __init__(self, out: str, attrs: dict, sizes: list[int]):
         from jetfm.io.aoj import AOJWriter
+        from jetfm.io.output import atomic_output
 
-        self.done, self.events = _prepare_aoj_resume(out, attrs, sizes)
-        self.writer = AOJWriter(out, attrs={**attrs, "resume_key": _resume_key(attrs),
-                                            "completed_chunks": self.done,
-                                            "events_generated": sum(self.events),
-                                            "events_per_chunk": json.dumps(self.events)},
-                                resume=self.done > 0)
+        # the lock on OUT comes first: only then is OUT.partial ours to resume or replace
+        output = atomic_output(out, keep_partial=True)
+        output.acquire()
+        try:
+            self.done, self.events = _prepare_aoj_resume(out, attrs, sizes)
+            self.writer = AOJWriter(out, attrs={**attrs, "resume_key": _resume_key(attrs),
+                                                "completed_chunks": self.done,
+                                                "events_generated": sum(self.events),
+                                                "events_per_chunk": json.dumps(self.events)},
+                                    resume=self.done > 0, output=output)
+        except BaseException:
+            output.discard()
+            raise
 
     def add(self, k: int, jets: Jets) -> None:
         self.writer.append(jets)
@@ -466,7 +474,8 @@ class _AOJSink:
 def _prepare_aoj_resume(out: str, attrs: dict, sizes: list[int]) -> tuple[int, list[int]]:
     """(complete chunks, events generated for each) in ``out.partial`` from an earlier run with
     the same arguments (rows of an incomplete chunk are cut off); (0, []), and the file removed,
-    if it does not match."""
+    if it does not match. Called with the lock on ``out`` held, so no running writer's file is
+    ever taken for another sample's."""
     import h5py
 
     tmp = out + ".partial"
@@ -492,8 +501,21 @@ class _JetClassSink:
     """Complete chunks as .npz files in ``OUT.chunks/``; the ROOT file is written at the end."""
 
     def __init__(self, out: str, attrs: dict, sizes: list[int]):
+        from jetfm.io.output import atomic_output
+
         self.out, self.attrs = out, attrs
-        self.dir = out + ".chunks"
+        # held until close or abort: the chunk folder belongs to one run at a time
+        self.output = atomic_output(out, suffix=".root")
+        self.output.acquire()
+        try:
+            self._open_chunks(sizes)
+        except BaseException:
+            self.output.discard()
+            raise
+
+    def _open_chunks(self, sizes: list[int]) -> None:
+        self.dir = self.out + ".chunks"
+        attrs = self.attrs
         key = _resume_key(attrs)
         key_file = os.path.join(self.dir, "sample.json")
         self.done = 0
@@ -523,9 +545,16 @@ class _JetClassSink:
         os.replace(tmp, self._path(k))
 
     def abort(self) -> None:
-        pass
+        self.output.discard()  # the complete chunks stay in OUT.chunks/ for a resume
 
     def close(self) -> str:
+        try:
+            return self._close()
+        except BaseException:
+            self.output.discard()
+            raise
+
+    def _close(self) -> str:
         from jetfm.io.jetclass import write_jetclass
 
         parts = []
@@ -535,19 +564,14 @@ class _JetClassSink:
                                   tuple(z["constituent_names"]), tuple(z["jet_names"]),
                                   z["event_info"]))
         jets = Jets.concat(parts)
-        staging = self.out + ".staging.root"
-        write_jetclass(staging, jets)
-        try:
-            import uproot
+        import uproot
 
-            with uproot.update(staging) as f:
-                f["provenance"] = json.dumps(self.attrs)
-            os.replace(staging, self.out)
-        finally:
-            if os.path.exists(staging):
-                os.remove(staging)
+        staging = self.output.tmp
+        write_jetclass(staging, jets)
+        with uproot.update(staging) as f:
+            f["provenance"] = json.dumps(self.attrs)
         shutil.rmtree(self.dir)
-        return self.out
+        return self.output.commit()
 
     def done_total(self) -> int:
         n = 0

@@ -22,7 +22,8 @@ import os
 import torch
 
 from jetfm.config import to_dict
-from jetfm.errors import InputError
+from jetfm.errors import InputError, write_text_atomic
+from jetfm.io.output import atomic_output
 from jetfm.models.backbone import JetGPT
 from jetfm.models.tokenizer import VQVAETokenizer
 from jetfm.omnijet.classifier import JetClassifier
@@ -90,11 +91,9 @@ class OmniJetModel:
         wpath, cpath = os.path.join(folder, WEIGHTS), os.path.join(folder, CONFIG)
         if os.path.exists(cpath):
             os.remove(cpath)  # the directory is incomplete until the new config lands
-        save_file(tensors, wpath + ".partial", metadata={"format": FORMAT})
-        os.replace(wpath + ".partial", wpath)
-        with open(cpath + ".partial", "w") as fh:
-            json.dump(self.describe(), fh, indent=1)
-        os.replace(cpath + ".partial", cpath)
+        with atomic_output(wpath) as tmp:
+            save_file(tensors, tmp, metadata={"format": FORMAT})
+        write_text_atomic(cpath, json.dumps(self.describe(), indent=1))
         return folder
 
     @classmethod

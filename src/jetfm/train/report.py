@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from jetfm.errors import write_text_atomic
+
 JET_OBSERVABLES = ("mass", "tau21", "tau32")
 
 
@@ -112,10 +114,7 @@ def tokenizer_report(model_dir: str, data, out: str, max_jets: int | None = 20_0
                                   else f"{name} decoded - original")
         plots.append(_save(fig, out, "jet_resolution.png"))
     report["plots"] = plots
-    tmp = os.path.join(out, "report.json.partial")
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, os.path.join(out, "report.json"))
+    write_text_atomic(os.path.join(out, "report.json"), json.dumps(report, indent=1))
     return report
 
 
