@@ -128,6 +128,8 @@ def test_commands_refuse_to_overwrite_their_input(tmp_path, model_dir, capsys):
         (["sample", "--model", model_dir, "-n", "5", "-o", weights],
          "inside the input model folder"),
         (["fit", str(results), "-o", str(results)], "is the input file"),
+        (["tokenizer", "report", "--model", model_dir, "--data", str(aoj), "-o", model_dir],
+         "is the input model folder"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
