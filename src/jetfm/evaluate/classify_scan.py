@@ -96,15 +96,9 @@ def draw_labelled(pools: Sequence[np.ndarray], d: int, scan_seed: int, seed: int
 
 def _epochs_override(cfg: ClassifyScanConfig, d: int) -> list[str]:
     """Raise classification.max_epochs so that a small D still gets ``min_steps`` steps."""
-    if cfg.min_steps <= 0:
-        return []
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.evaluate.scan import min_steps_override
 
-    tc = load_omnijet_config(cfg.preset, cfg.overrides).classification
-    n_train = max(1, int(round(d * (1 - tc.val_fraction))))
-    steps_per_epoch = max(1, math.ceil(n_train / tc.batch_size))
-    return [f"classification.max_epochs="
-            f"{max(tc.max_epochs, math.ceil(cfg.min_steps / steps_per_epoch))}"]
+    return min_steps_override(cfg.preset, cfg.overrides, "classification", d, cfg.min_steps)
 
 
 def _cell_rows(metrics: dict, arm: str, d: int, seed: int, target: str) -> list[dict]:

@@ -208,17 +208,24 @@ def _check_sizes(cfg: ScanConfig) -> None:
         raise InputError("n_reference and n_generated must be >= 10")
 
 
-def _epochs_override(cfg: ScanConfig, d: int) -> list[str]:
-    """Raise finetuning.max_epochs so that a small D still gets ``min_steps`` steps."""
-    if cfg.min_steps <= 0:
+def min_steps_override(preset: str, overrides: Sequence[str], section: str, d: int,
+                       min_steps: int) -> list[str]:
+    """Raise ``<section>.max_epochs`` (a training section of the preset) so that training on
+    ``d`` jets still gets ``min_steps`` optimiser steps; [] when ``min_steps`` <= 0."""
+    if min_steps <= 0:
         return []
     from jetfm.train.config import load_omnijet_config
 
-    tc = load_omnijet_config(cfg.preset, cfg.overrides).finetuning
+    tc = getattr(load_omnijet_config(preset, overrides), section)
     n_train = max(1, int(round(d * (1 - tc.val_fraction))))
     steps_per_epoch = max(1, math.ceil(n_train / tc.batch_size))
-    epochs = max(tc.max_epochs, math.ceil(cfg.min_steps / steps_per_epoch))
-    return [f"finetuning.max_epochs={epochs}"]
+    epochs = max(tc.max_epochs, math.ceil(min_steps / steps_per_epoch))
+    return [f"{section}.max_epochs={epochs}"]
+
+
+def _epochs_override(cfg: ScanConfig, d: int) -> list[str]:
+    """Raise finetuning.max_epochs so that a small D still gets ``min_steps`` steps."""
+    return min_steps_override(cfg.preset, cfg.overrides, "finetuning", d, cfg.min_steps)
 
 
 def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
