@@ -167,19 +167,19 @@ def _dij(q, b_w, b_nn, b_nnd):
 
 @njit(**_JIT)
 def cluster(n, kt, nn0, nnd0, jp, jrap, jphi, jkt2, par1, par2,
-            b_rap, b_phi, b_w, b_idx, b_nn, b_nnd, dij, dn, tmp, todo):
+            b_rap, b_phi, b_w, b_idx, b_nn, b_nnd, dij, tmp, todo):
     """Cluster the n inputs in slots 0..n-1 of ``jp, jrap, jphi, jkt2`` down to the beam, kT
     (``kt``: weight kt2) or Cambridge/Aachen (weight 1), starting from their nearest neighbours
     ``nn0, nnd0``. Fills slots n..2n-1: merged objects and ``par1, par2`` (see the module).
 
     ``b_*`` are FastJet's brief jets (slot q: rapidity, azimuth, weight, hist index, nearest
-    neighbour NN and its distance), ``dij`` their NN distance times the smaller weight; ``dn``,
-    ``tmp``, ``todo``: scratch. After a merge FastJet visits every brief jet q once and (1)
+    neighbour NN and its distance), ``dij`` their NN distance times the smaller weight; ``tmp``,
+    ``todo``: scratch. After a merge FastJet visits every brief jet q once and (1)
     gives a jet whose NN was ja or jb a new one, (2) lets a jet closer to the new object jb
     than to its NN take jb, (3) gives jb the first closest q, (4) renames a pointer to the moved
     tail ja. (1) reads only distances, (2) and (3) only the distances to jb, and each writes only
-    q's fields or jb's, so the steps run here as separate passes (vectorisable, no branches in
-    the long ones) and leave exactly FastJet's state.
+    q's fields or jb's, so (2)-(4) run in one pass and the searches of (1) after it, which
+    leaves exactly FastJet's state.
     """
     for q in range(n):
         b_rap[q], b_phi[q] = jrap[q], jphi[q]
@@ -217,25 +217,21 @@ def cluster(n, kt, nn0, nnd0, jp, jrap, jphi, jkt2, par1, par2,
         nt = 0
         if jb >= 0:
             rb, fb, wb = b_rap[jb], b_phi[jb], b_w[jb]
+            best, best_d = -1, R2_MAX
             for q in range(m):
-                dn[q] = _dist(b_rap[q], b_phi[q], rb, fb)
-            dn[jb] = INF
-            # (1) is decided on the NNs before this merge's updates
-            for q in range(m):
+                d = _dist(b_rap[q], b_phi[q], rb, fb)
                 nq = b_nn[q]
-                if nq == ja or nq == jb:
-                    todo[nt] = q
-                    nt += 1
-            # (2) and (4)
-            for q in range(m):
-                d = dn[q]
-                nq = b_nn[q]
-                up = d < b_nnd[q]
-                b_nn[q] = jb if up else (ja if nq == tail else nq)
-                b_nnd[q] = d if up else b_nnd[q]
-                wq = b_w[q]
-                dij[q] = (min(wq, wb) * d) if up else dij[q]
-            b_nn[jb], b_nnd[jb] = _first_min(dn, m, R2_MAX)  # (3)
+                todo[nt] = q  # (1) is decided on the NNs before this merge's updates
+                nt += (nq == ja) | (nq == jb)
+                if q != jb:
+                    if d < best_d:  # (3)
+                        best_d, best = d, q
+                    if d < b_nnd[q]:  # (2)
+                        b_nn[q], b_nnd[q] = jb, d
+                        dij[q] = min(b_w[q], wb) * d
+                    elif nq == tail:  # (4)
+                        b_nn[q] = ja
+            b_nn[jb], b_nnd[jb] = best, best_d
         else:
             for q in range(m):
                 nq = b_nn[q]
@@ -314,12 +310,15 @@ def d2_value(n, pt, dd, beta, ang, s):
     e1 = 0.0
     for c in range(n):
         e1 += pt[c]
+    # whole rows (symmetric by construction, 0 on the diagonal): vectorised square roots
     for a in range(n):
-        ang[a, a] = 0.0
-        for b in range(a + 1, n):
-            v = _angle_power(dd[a, b], beta)
-            ang[a, b] = v
-            ang[b, a] = v
+        src, dst = dd[a], ang[a]
+        if beta == 1.0:
+            for b in range(n):
+                dst[b] = math.sqrt(src[b])
+        else:
+            for b in range(n):
+                dst[b] = src[b] ** (0.5 * beta)
     e2 = 0.0
     e3 = 0.0
     for b in range(n):
@@ -404,7 +403,7 @@ def substructure(cons, mask, cols, n_tau, tau_beta, tau_r0, normalized, want_d2,
     nn0, nnd0 = np.zeros(P, np.int64), np.zeros(P)
     b_rap, b_phi, b_w, b_nnd, dij = np.zeros(P), np.zeros(P), np.zeros(P), np.zeros(P), np.zeros(P)
     b_idx, b_nn, todo = np.zeros(P, np.int64), np.zeros(P, np.int64), np.zeros(P, np.int64)
-    dn, tmp, pt, s = np.zeros(P), np.zeros(P), np.zeros(P), np.zeros(P)
+    tmp, pt, s = np.zeros(P), np.zeros(P), np.zeros(P)
     axes = np.zeros(max(n_tau, 1), np.int64)
     for i in range(L):
         n = _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt)
@@ -415,10 +414,10 @@ def substructure(cons, mask, cols, n_tau, tau_beta, tau_r0, normalized, want_d2,
             d2s[i] = d2_value(n, pt, dd, d2_beta, ang_buf[:nn2].reshape((n, n)), s)
         if n_tau > 0:
             cluster(n, True, nn0, nnd0, jp, jrap, jphi, jkt2, par1, par2,
-                    b_rap, b_phi, b_w, b_idx, b_nn, b_nnd, dij, dn, tmp, todo)
+                    b_rap, b_phi, b_w, b_idx, b_nn, b_nnd, dij, tmp, todo)
             nsub_taus(n, jrap, jphi, pt, par1, par2, n_tau, tau_beta, tau_r0, normalized,
                       taus[i], axes)
         if want_sd:
             cluster(n, False, nn0, nnd0, jp, jrap, jphi, jkt2, par1, par2,
-                    b_rap, b_phi, b_w, b_idx, b_nn, b_nnd, dij, dn, tmp, todo)
+                    b_rap, b_phi, b_w, b_idx, b_nn, b_nnd, dij, tmp, todo)
             msds[i] = softdrop_value(n, jp, jrap, jphi, jkt2, par1, par2, sd_beta, sd_zcut, sd_r0)

@@ -78,6 +78,11 @@ def relative_to_jet(jets: Jets, eta_axis: np.ndarray | None = None,
 # ----------------------------------------------------------------------------- species
 #: species of particle-flow candidates, in a fixed order
 SPECIES = ("charged_hadron", "neutral_hadron", "photon", "electron", "muon", "hf")
+#: |pdgId| values of each species of :data:`SPECIES`, in order
+SPECIES_PDGIDS = ((211,), (130,), (22,), (11,), (13,), (1, 2))
+_SPECIES_OF_ID = np.full(max(max(ids) for ids in SPECIES_PDGIDS) + 2, -1, np.int8)
+for _i, _ids in enumerate(SPECIES_PDGIDS):
+    _SPECIES_OF_ID[list(_ids)] = _i
 
 
 def species_from_pdgid(pdgid: np.ndarray) -> np.ndarray:
@@ -87,10 +92,8 @@ def species_from_pdgid(pdgid: np.ndarray) -> np.ndarray:
     1 and 2 HF hadronic / electromagnetic candidates.
     """
     a = np.abs(np.asarray(pdgid)).astype(np.int64)
-    out = np.full(a.shape, -1, np.int8)
-    for idx, ids in enumerate(((211,), (130,), (22,), (11,), (13,), (1, 2))):
-        out[np.isin(a, ids)] = idx
-    return out
+    # one table look-up per candidate; ids beyond the table (and NaN) land on its last entry, -1
+    return _SPECIES_OF_ID[np.clip(a, 0, len(_SPECIES_OF_ID) - 1)]
 
 
 def species(jets: Jets) -> np.ndarray:
@@ -105,8 +108,11 @@ def species(jets: Jets) -> np.ndarray:
 
 def species_counts(jets: Jets) -> dict[str, np.ndarray]:
     """Number of constituents of each species per jet: ``{name: (N,) int64}``."""
-    s = species(jets)
-    return {name: (s == i).sum(1).astype(np.int64) for i, name in enumerate(SPECIES)}
+    s = species(jets).astype(np.int64)
+    n, k = len(s), len(SPECIES) + 1  # bin 0: padding and unknown ids
+    counts = np.bincount((s + 1 + k * np.arange(n)[:, None]).ravel(), minlength=n * k)
+    counts = counts.reshape(n, k)
+    return {name: counts[:, i + 1].astype(np.int64) for i, name in enumerate(SPECIES)}
 
 
 #: JetClass-style species flags, in the order of :data:`SPECIES` (HF candidates have none)
