@@ -122,3 +122,15 @@ def test_scan_on_two_real_files(quick_model, aoj_mini, jetclass2_root, tmp_path,
     assert rc == 0
     assert json.loads((out / "results.json").read_text())["rows"] == json.loads(before)["rows"]
     assert all(p.stat().st_mtime == 0 for p in (out / "cells").iterdir())
+
+
+def test_a_rerun_with_other_settings_is_refused(trained, quick_model, jetclass2_root, capsys):
+    # the same command resumes; another seed or arm is refused without --overwrite
+    base = ["classify", "train", "--from", quick_model, "--data", jetclass2_root, "--only",
+            "QCD", "--others", "resonance", "-o", trained, "--preset", "quick"]
+    rc, _, _ = _run(capsys, *base, "--seed", "2")
+    assert rc == 0
+    rc, _, err = _run(capsys, *base, "--seed", "3")
+    assert rc == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _run(capsys, *base, "--seed", "2", "--from-scratch")
+    assert rc == 2 and "--overwrite" in err

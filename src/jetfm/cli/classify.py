@@ -2,8 +2,11 @@
 call :mod:`jetfm.omnijet.classification` and :mod:`jetfm.evaluate.classification`, print."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
+
+from jetfm.cli.argtypes import nonneg_int, positive_int, seed
 
 
 def _labels_args(p, required_data: bool = False) -> None:
@@ -19,7 +22,7 @@ def _labels_args(p, required_data: bool = False) -> None:
     p.add_argument("--others", default=None, metavar="NAME",
                    help="with --only: give every other class this one name instead of "
                         "dropping its jets (e.g. --only QCD --others signal)")
-    p.add_argument("--max-jets", type=int, default=None, metavar="N",
+    p.add_argument("--max-jets", type=positive_int, default=None, metavar="N",
                    help="read at most N jets of each file")
 
 
@@ -41,8 +44,6 @@ def parse_classes(items) -> dict[str, list[str]]:
 def _label_kwargs(args) -> dict:
     from jetfm.errors import InputError
 
-    if args.max_jets is not None and args.max_jets <= 0:
-        raise InputError(f"--max-jets must be positive, got {args.max_jets}")
     if args.others and not args.only:
         raise InputError("--others needs --only (the classes kept under their own names)")
     only = [c for c in args.only.split(",") if c] if args.only else None
@@ -71,9 +72,12 @@ def register(sub) -> None:
                         "YAML file)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. --set classification.lr=1e-4 --set classifier.pooling=mean")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh instead of resuming from OUT/checkpoints")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a run folder started with other settings; without it "
+                        "such a rerun is refused")
     p.set_defaults(func=cmd_train)
 
     p = csub.add_parser("evaluate", help="accuracy, ROC AUC and background rejection with "
@@ -86,16 +90,16 @@ def register(sub) -> None:
                                                   "not the background)")
     p.add_argument("--background", default=None, help="background class (default: QCD, else "
                                                       "the first class)")
-    p.add_argument("--bootstrap", type=int, default=100, metavar="N",
+    p.add_argument("--bootstrap", type=nonneg_int, default=100, metavar="N",
                    help="bootstrap resamplings for the errors (0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=cmd_evaluate)
 
     p = csub.add_parser("predict", help="class probabilities of every jet of a file")
     p.add_argument("--model", required=True, help="classifier model directory or run folder")
     p.add_argument("--data", required=True, metavar="FILE", help="AOJ, JetClass or token file")
     p.add_argument("-o", "--output", required=True, help="output .parquet (or .csv)")
-    p.add_argument("--max-jets", type=int, default=None)
+    p.add_argument("--max-jets", type=positive_int, default=None)
     p.set_defaults(func=cmd_predict)
 
     p = csub.add_parser("scan", help="pre-trained vs from-scratch classifiers and a BDT on "
@@ -108,26 +112,39 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="scan folder")
     p.add_argument("--sizes", default=None, help="labelled jets D, comma separated "
                                                  "(default 100,1000,10000)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per D (default 3)")
-    p.add_argument("--n-test", type=int, default=None, help="held-out test jets per class")
+    p.add_argument("--seeds", type=positive_int, default=None, help="seeds per D (default 3)")
+    p.add_argument("--n-test", type=positive_int, default=None, help="held-out test jets per class")
     p.add_argument("--arms", default=None, help="comma separated among pretrained, frozen, "
                                                 "scratch (default all three)")
     p.add_argument("--no-baseline", action="store_true", help="skip the high-level BDT")
     p.add_argument("--signal", default=None, help="signal class (default: the second --class)")
     p.add_argument("--preset", default="small")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=cmd_scan)
     cl.set_defaults(func=lambda args: cl.print_help() or 0)
 
 
 def cmd_train(args) -> int:
+    from jetfm.cli.models import _resume, _training_run
+    from jetfm.errors import InputError
     from jetfm.omnijet.classification import classify_train
 
     arm = "scratch" if args.from_scratch else "frozen" if args.freeze_backbone else "pretrained"
-    mdir = classify_train(args.from_dir, args.out, arm=arm, preset=args.preset,
-                          overrides=args.overrides, seed=args.seed,
-                          resume=not args.no_resume, **_label_kwargs(args))
+    kw = _label_kwargs(args)
+    # the run folder remembers its data (labelled files, and every file of every class), its
+    # classes, arm, seed and preset; a rerun with others is refused without --overwrite
+    run = argparse.Namespace(**vars(args))
+    run.data = list(args.data) + [f for fs in kw["classes"].values() for f in fs]
+    run.val_data = None
+    if not run.data:
+        raise InputError("no labelled data: give --data files with labels, or --class "
+                         "NAME=FILE for each class")
+    with _training_run(run, "classify train", {"from": args.from_dir}, arm=arm,
+                       classes=kw["classes"], only=kw["only"], others=kw["others"]):
+        mdir = classify_train(args.from_dir, args.out, arm=arm, preset=args.preset,
+                              overrides=args.overrides, seed=args.seed,
+                              resume=_resume(args), **kw)
     with open(os.path.join(mdir, "config.json")) as fh:
         meta = json.load(fh)
     st = meta["provenance"]["classification"]
