@@ -80,8 +80,13 @@ class OutputLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        rec = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        # write in place, then cut a longer stale record: truncating to zero first would make
+        # ext4 flush the file on close (its replace-by-truncate safeguard), milliseconds each
+        size = os.fstat(fd).st_size
+        os.pwrite(fd, rec, 0)
+        if size > len(rec):
+            os.ftruncate(fd, len(rec))
         self._fd = fd
         return self
 
