@@ -145,3 +145,102 @@ def test_bad_input(tmp_path, case):
     with pytest.raises(InputError, match=expect) as err:
         read_aoj(p)
     assert str(p) in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The reader before it was blocked for speed, kept as the reference: every option must give
+# the same Jets to the bit.
+def _reference_rows_to_jets(cands, kin, tag, ev, opts, columns, source):
+    from jetfm.io.aoj import JET_COLUMNS, TRACK_COLUMNS, _mask_rows
+    from jetfm.jets import Jets
+
+    ci = {n: i for i, n in enumerate(PFCANDS_COLUMNS)}
+    cnames, jnames = PFCANDS_COLUMNS, JET_COLUMNS
+    if columns is not None:
+        cnames = tuple(c for c in columns if c in PFCANDS_COLUMNS)
+        jnames = tuple(c for c in columns if c in JET_COLUMNS)
+    cands, mask = _mask_rows(cands, opts)  # unchanged by the blocking: shared
+    sort_key = None
+    if opts.sort_by_pt or opts.drop_hf or opts.puppi:
+        sort_key = np.hypot(cands[..., ci["px"]], cands[..., ci["py"]])
+    if cnames != PFCANDS_COLUMNS:
+        cands = cands[..., [ci[c] for c in cnames]]
+        ci = {n: i for i, n in enumerate(cnames)}
+    cands = np.ascontiguousarray(cands, dtype=np.float32)
+    np.multiply(cands, mask[..., None], out=cands)
+    tracks = [k for k in TRACK_COLUMNS if k in ci]
+    if opts.missing_as_nan and tracks:
+        sentinel = mask.copy()
+        for k in tracks:
+            sentinel &= cands[..., ci[k]] == -1.0
+        if sentinel.any():
+            for k in tracks:
+                np.copyto(cands[..., ci[k]], np.float32(np.nan), where=sentinel)
+    jet = np.concatenate([kin, tag], axis=1).astype(np.float32)
+    if jnames != JET_COLUMNS:
+        jet = jet[:, [JET_COLUMNS.index(c) for c in jnames]]
+    jets = Jets(cands, mask, jet, cnames, jnames, ev, {"format": "aoj", "source": source})
+    if sort_key is not None:
+        key = np.where(jets.mask, sort_key, -1.0)
+        unsorted = (np.diff(key, axis=1) > 0).any(axis=1)
+        if unsorted.any():
+            fixed = jets[unsorted].sort_by(sort_key[unsorted])
+            jets.constituents[unsorted] = fixed.constituents
+            jets.mask[unsorted] = fixed.mask
+    return jets
+
+
+def _shuffled_copy(tmp_path):
+    """The real file with each jet's constituent slots permuted (padding interleaved)."""
+    with h5py.File(AOJ_MINI) as f:
+        data = {k: f[k][:] for k in f}
+    rng = np.random.default_rng(1)
+    for i in range(len(data["PFCands"])):
+        if i % 3:  # a third of the jets stay sorted
+            data["PFCands"][i] = data["PFCands"][i][rng.permutation(150)]
+    out = tmp_path / "shuffled.h5"
+    with h5py.File(out, "w") as f:
+        for k, v in data.items():
+            f.create_dataset(k, data=v)
+    return out
+
+
+@pytest.mark.parametrize("block", [512, 7])
+def test_blocked_reader_equals_reference_bit_for_bit(tmp_path, monkeypatch, block):
+    import jetfm.io.aoj as aoj
+
+    monkeypatch.setattr(aoj, "BLOCK_JETS", block)
+    cases = [(ReadOptions(), None), (ReadOptions(trim=True), ("px", "py", "pz", "E")),
+             (ReadOptions(puppi=True, drop_hf=True), None),
+             (ReadOptions(sort_by_pt=False, missing_as_nan=False), ("dz", "E", "pt", "tau2")),
+             (ReadOptions(trim=True), ("d0", "px", "py", "dzErr", "charge"))]
+    for path in (AOJ_MINI, _shuffled_copy(tmp_path)):
+        with h5py.File(path) as f:
+            rows = [f[k][:] for k in ("PFCands", "jet_kinematics", "jet_tagging", "event_info")]
+        for opts, cols in cases:
+            ref = _reference_rows_to_jets(rows[0].copy(), *rows[1:], opts, cols, str(path))
+            got = read_aoj(path, options=opts, columns=cols)
+            assert got.constituent_names == ref.constituent_names
+            assert got.jet_names == ref.jet_names
+            assert got.constituents.flags.c_contiguous
+            for a, b in ((got.constituents, ref.constituents), (got.mask, ref.mask),
+                         (got.jet, ref.jet), (got.event_info, ref.event_info)):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                # bit for bit, NaN included
+                assert np.array_equal(np.ascontiguousarray(a).view(np.uint8),
+                                      np.ascontiguousarray(b).view(np.uint8)), (path, opts, cols)
+
+
+def test_nan_in_pfcands_names_the_column(tmp_path):
+    with h5py.File(AOJ_MINI) as f:
+        data = {k: f[k][:] for k in f}
+    data["PFCands"][60, 3, PFCANDS_COLUMNS.index("charge")] = np.nan
+    data["PFCands"][70, 0, PFCANDS_COLUMNS.index("charge")] = np.inf
+    bad = tmp_path / "nan.h5"
+    with h5py.File(bad, "w") as f:
+        for k, v in data.items():
+            f.create_dataset(k, data=v)
+    # the neutral sentinels (-1 -> NaN) are no non-finite input; the planted ones are
+    with pytest.raises(InputError, match=r"PFCands column 'charge' \(2 entries\)"):
+        read_aoj(bad)
+    assert read_aoj(bad, columns=("px", "d0")).c("d0").shape == (100, 150)

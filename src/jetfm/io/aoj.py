@@ -146,6 +146,31 @@ def _check_finite(name: str, arr: np.ndarray, columns: Sequence[str], source: st
                          f"({n} entries)", source)
 
 
+#: jets per block of the chunk turned into Jets at once: a block's rows stay in the CPU cache
+#: through every step, so each value is fetched from memory once after decompression
+BLOCK_JETS = 512
+
+
+def _mask_rows(cands: np.ndarray, opts: ReadOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, mask) of the stored PFCands rows ``(N, 150, 11)``: the mask is ``E > 0`` (and
+    |pdgId| >= 11 with ``drop_hf``); ``puppi`` weights the four-momenta in place; ``trim`` cuts
+    the slots that are padding in every jet (a view, no copy)."""
+    ci = {n: i for i, n in enumerate(PFCANDS_COLUMNS)}
+    mask = cands[..., ci["E"]] > 0
+    if opts.drop_hf:
+        mask &= np.abs(cands[..., ci["pdgId"]]) >= 11
+    if opts.puppi:
+        w = cands[..., ci["puppiWeight"]].copy()
+        for k in ("px", "py", "pz", "E"):
+            cands[..., ci[k]] *= w
+        mask &= cands[..., ci["E"]] > 0
+    if opts.trim:
+        used = np.flatnonzero(mask.any(axis=0))
+        p = int(used[-1]) + 1 if used.size else 0
+        cands, mask = cands[:, :p], mask[:, :p]
+    return cands, mask
+
+
 def _rows_to_jets(cands: np.ndarray, kin: np.ndarray, tag: np.ndarray, ev: np.ndarray,
                   opts: ReadOptions, columns: Sequence[str] | None, source: str,
                   validate: bool = True) -> Jets:
@@ -160,53 +185,50 @@ def _rows_to_jets(cands: np.ndarray, kin: np.ndarray, tag: np.ndarray, ev: np.nd
             raise InputError(f"unknown AOJ column(s) {unknown}", source)
         cnames = tuple(c for c in columns if c in PFCANDS_COLUMNS)
         jnames = tuple(c for c in columns if c in JET_COLUMNS)
-    mask = cands[..., ci["E"]] > 0
-    if opts.drop_hf:
-        mask &= np.abs(cands[..., ci["pdgId"]]) >= 11
-    if opts.puppi:
-        w = cands[..., ci["puppiWeight"]].copy()
-        for k in ("px", "py", "pz", "E"):
-            cands[..., ci[k]] *= w
-        mask &= cands[..., ci["E"]] > 0
-    if opts.trim:
-        used = np.flatnonzero(mask.any(axis=0))
-        p = int(used[-1]) + 1 if used.size else 0
-        cands, mask = cands[:, :p], mask[:, :p]
-    sort_key = None
-    if opts.sort_by_pt or opts.drop_hf or opts.puppi:
-        sort_key = np.hypot(cands[..., ci["px"]], cands[..., ci["py"]])
-    if cnames != PFCANDS_COLUMNS:  # work on the requested columns only
-        cands = cands[..., [ci[c] for c in cnames]]
-        ci = {n: i for i, n in enumerate(cnames)}
-    cands = np.ascontiguousarray(cands, dtype=np.float32)
-    if validate:  # the raw file holds no NaN legitimately: check before sentinels become NaN
-        _check_finite("PFCands", cands, cnames, source)
-    np.multiply(cands, mask[..., None], out=cands)  # padding rows exactly zero
-    tracks = [k for k in TRACK_COLUMNS if k in ci]
-    if opts.missing_as_nan and tracks:
-        # a missing track is flagged by -1 in all four columns; with a subset, by those present
-        sentinel = mask.copy()
-        for k in tracks:
-            sentinel &= cands[..., ci[k]] == -1.0
-        if sentinel.any():
-            for k in tracks:
-                np.copyto(cands[..., ci[k]], np.float32(np.nan), where=sentinel)
+    cands, mask = _mask_rows(cands, opts)
+    if cands.dtype != np.float32:
+        cands = cands.astype(np.float32)
+    n, p = mask.shape
+    sel = [ci[c] for c in cnames]
+    track_cols = [j for j, c in enumerate(cnames) if c in TRACK_COLUMNS]
+    out = np.empty((n, p, len(sel)), np.float32)
+    sort = opts.sort_by_pt or opts.drop_hf or opts.puppi
+    pt = np.empty((n, p), np.float32) if sort else None
+    unsorted = np.zeros(n, bool)
+    checked = not validate
+    for a in range(0, n, BLOCK_JETS):
+        b = min(a + BLOCK_JETS, n)
+        rows, ob, mb = cands[a:b], out[a:b], mask[a:b]
+        np.take(rows, sel, axis=2, out=ob, mode="clip")  # clip: unbuffered, sel is valid
+        if sort:
+            np.hypot(rows[..., ci["px"]], rows[..., ci["py"]], out=pt[a:b])
+            key = np.where(mb, pt[a:b], np.float32(-1.0))
+            unsorted[a:b] = (key[:, 1:] > key[:, :-1]).any(axis=1)
+        # NaN and inf survive a sum: the exact check (which names the column) runs only then,
+        # on the raw values as stored (before masking and the track sentinels)
+        if not checked and not np.isfinite(ob.sum()):
+            _check_finite("PFCands", np.take(cands, sel, axis=2), cnames, source)
+            checked = True  # all finite after all (the sum overflowed): the chunk is checked
+        np.multiply(ob, mb[..., None], out=ob)  # padding rows exactly zero
+        if opts.missing_as_nan and track_cols:
+            # a missing track is flagged by -1 in all four columns; with a subset, by those present
+            sentinel = mb.copy()
+            for j in track_cols:
+                sentinel &= ob[..., j] == -1.0
+            for j in track_cols:
+                np.copyto(ob[..., j], np.float32(np.nan), where=sentinel)
     jet = np.concatenate([kin, tag], axis=1).astype(np.float32)
     if jnames != JET_COLUMNS:
         jet = jet[:, [JET_COLUMNS.index(c) for c in jnames]]
-    jets = Jets(cands, mask, jet, cnames, jnames, ev, {"format": "aoj", "source": source})
-    if sort_key is not None:
-        jets = _sort_unsorted(jets, sort_key)
+    jets = Jets(out, mask, jet, cnames, jnames, ev, {"format": "aoj", "source": source})
+    if unsorted.any():
+        jets = _sort_rows(jets, pt, unsorted)
     return jets
 
 
-def _sort_unsorted(jets: Jets, pt: np.ndarray) -> Jets:
-    """Sort by pT (descending, padding last) only the jets not already in that order, so that
-    files which are sorted keep their exact order (ties included) and pay for no sort."""
-    key = np.where(jets.mask, pt, -1.0)
-    unsorted = (np.diff(key, axis=1) > 0).any(axis=1)
-    if not unsorted.any():
-        return jets
+def _sort_rows(jets: Jets, pt: np.ndarray, unsorted: np.ndarray) -> Jets:
+    """Sort by pT (descending, padding last) only the jets flagged ``unsorted``, so that files
+    which are sorted keep their exact order (ties included) and pay for no sort."""
     fixed = jets[unsorted].sort_by(pt[unsorted])
     jets.constituents[unsorted] = fixed.constituents
     jets.mask[unsorted] = fixed.mask
