@@ -28,20 +28,39 @@ def require_file(path: str | os.PathLike) -> str:
     return p
 
 
-def check_writable(path: str | os.PathLike) -> str:
-    """Raise InputError unless a file can be created at ``path`` (its folder exists or can be made)."""
-    p = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(p))
+def _nearest_existing(folder: str) -> str:
+    """``folder`` or its closest ancestor that exists."""
     probe = folder
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
+    return probe
+
+
+def check_writable(path: str | os.PathLike) -> str:
+    """Raise InputError unless a file can be created at ``path`` (its folder exists or can be made)."""
+    p = os.fspath(path)
+    probe = _nearest_existing(os.path.dirname(os.path.abspath(p)))
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
         raise InputError("output path is not writable", p)
     if os.path.isdir(p):
         raise InputError("output path is a directory, expected a file name", p)
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, option: str) -> str:
+    """Raise InputError (naming ``option``) unless ``path`` is a writable folder or one can be
+    created there; creates nothing."""
+    p = os.fspath(path)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise InputError(f"{option}: exists and is not a folder", p)
+    probe = _nearest_existing(os.path.abspath(p))
+    if not os.path.isdir(probe):
+        raise InputError(f"{option}: cannot create the folder ({probe} is a file)", p)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{option}: folder is not writable ({probe})", p)
     return p
 
 

@@ -23,15 +23,16 @@ def _fails_cleanly(args, capsys, folder):
 @pytest.mark.parametrize("args, message", [
     (["simulate", "jetclass-like", "--process", "higgs", "--jets", "5", "--seed", "1"],
      "unknown process"),
-    (["simulate", "aoj-like", "--jets", "0", "--seed", "1"], ">= 1"),
-    (["simulate", "aoj-like", "--jets", "-3", "--seed", "1"], ">= 1"),
-    (["simulate", "aoj-like", "--jets", "5", "--seed", "1.5"], "--seed must be an integer"),
+    (["simulate", "aoj-like", "--jets", "0", "--seed", "1"], "--jets: must be an integer from 1"),
+    (["simulate", "aoj-like", "--jets", "-3", "--seed", "1"], "--jets: must be an integer from 1"),
+    (["simulate", "aoj-like", "--jets", "5", "--seed", "1.5"], "--seed: must be an integer"),
     (["simulate", "jetclass-like", "--process", "top", "--jets", "5", "--seed", "x"],
-     "--seed must be an integer"),
-    (["simulate", "aoj-like", "--jets", "five", "--seed", "1"], "--jets must be an integer"),
+     "--seed: must be an integer"),
+    (["simulate", "aoj-like", "--jets", "five", "--seed", "1"], "--jets: must be an integer"),
     (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--workers", "0"], "workers"),
-    (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--pileup", "-1"], "pile-up"),
-    (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--chunk-jets", "0"], "per chunk"),
+    (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--pileup", "-1"], "--pileup: must be"),
+    (["simulate", "aoj-like", "--jets", "5", "--seed", "1", "--chunk-jets", "0"],
+     "--chunk-jets: must be"),
 ])
 def test_bad_arguments(args, message, tmp_path, capsys):
     ext = ".root" if "jetclass-like" in args else ".h5"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from jetfm.config import check_choice, check_range
 from jetfm.errors import InputError
 from jetfm.io.images import CHANNELS_3, EventImages, read_images
 
@@ -35,6 +36,13 @@ class DataConfig:
     energy_scale: float = 1000.0                      # GeV mapped to 1 by the energy input
     flip_eta: bool = True
     roll_step: int = 8                                # phi pixels per roll; 0 disables rolls
+
+    def validate(self) -> None:
+        check_choice(self, "input", INPUTS)
+        # no training events (1) or no validation events (0) to choose the checkpoint by
+        check_range(self, "valid_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range(self, "energy_scale", 0.0, lo_open=True)
+        check_range(self, "roll_step", 0, 4096)
 
 
 def input_channels(kind: str) -> int:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from jetfm.anomaly.data import (DataConfig, augment, input_channels, model_inputs, read_for_input,
                                 split_valid)
 from jetfm.anomaly.metrics import ssim
-from jetfm.config import save_config
+from jetfm.config import ConfigValueError, check_range, save_config
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.output import atomic_output
 from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters
@@ -45,6 +45,15 @@ class TrainConfig:
     max_steps: int = 0                # stop after this many steps in all (0: no limit); tests
     eval_batch_size: int = 256
 
+    def validate(self) -> None:
+        for key in ("batch_size", "eval_batch_size"):
+            check_range(self, key, 1, 1 << 20)
+        check_range(self, "epochs", 1, 10**6)  # zero epochs would train nothing
+        check_range(self, "lr", 0.0, 10.0, lo_open=True)
+        check_range(self, "weight_decay", 0.0)
+        check_range(self, "clip_norm", 0.0, lo_open=True)
+        check_range(self, "max_steps", 0, 10**9)
+
 
 @dataclass
 class AnomalyConfig:
@@ -53,6 +62,15 @@ class AnomalyConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     models: list[str] = field(default_factory=lambda: ["codae", "ae"])
+
+    def validate(self) -> None:
+        if not self.models or any(m not in MODEL_KINDS for m in self.models):
+            raise ConfigValueError("models", f"must be a non-empty list of {list(MODEL_KINDS)}, "
+                                             f"got {self.models!r}")
+        phi = self.model.image_shape[0]
+        if self.data.roll_step and phi % self.data.roll_step:
+            raise ConfigValueError("data.roll_step", f"{self.data.roll_step} does not divide the "
+                                                     f"{phi} phi pixels of model.image_shape")
 
 
 def derive_seed(seed: int, *path: int) -> int:
@@ -93,8 +111,16 @@ def from_pretrained(folder: str) -> tuple[CoDAE, dict]:
     try:
         with open(cfg_path) as fh:
             meta = json.load(fh)
-        model = CoDAE(CoDAEConfig.from_dict(meta["model"]))
-        model.load_state_dict(load_file(w_path))
+        try:
+            cfg = CoDAEConfig.from_dict(meta["model"])
+        except InputError as err:
+            raise InputError(err.message, cfg_path) from err
+        model = CoDAE(cfg)
+        state = load_file(w_path)
+        bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+        if bad:
+            raise InputError(f"non-finite weights in {len(bad)} tensor(s), first {bad[0]}", w_path)
+        model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:
         raise InputError(f"corrupt CoDAE checkpoint ({err.__class__.__name__}: "
                          f"{str(err).splitlines()[0][:200]})", folder) from err

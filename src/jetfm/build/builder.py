@@ -53,6 +53,8 @@ from jetfm.io.output import atomic_output
 from jetfm.io.nanoaod import PFNanoFile, chunk_to_rows, inspect_pfnano, read_pfnano
 
 MANIFEST = "manifest.json"
+#: how long to wait for a --scheduler to answer
+SCHEDULER_TIMEOUT = "30s"
 MANIFEST_FORMAT = "jetfm-build-aoj/2"
 #: the files besides the AOJ outputs that a build writes in its folder
 BUILD_FILES = (MANIFEST, "cutflow.json", "cutflow.md")
@@ -263,6 +265,15 @@ class Manifest:
                 raise InputError("this folder holds a build with other settings (" +
                                  ", ".join(diff) + "); use a new --out folder", self.path)
             self.data = old
+            try:
+                listed = [o["file"] for r in old["inputs"].values()
+                          for o in r.get("outputs", []) + [o for ch in r.get("chunks", {}).values()
+                                                           for o in ch["outputs"]]]
+                listed += old["outputs"]
+            except (KeyError, TypeError, AttributeError) as err:
+                raise InputError(f"malformed manifest ({err.__class__.__name__}: {err}); build "
+                                 "into a new folder", self.path) from err
+            check_listed_files(listed, output_pattern(settings["name"]), self.path)
 
     @property
     def inputs(self) -> dict:
@@ -379,7 +390,11 @@ def _make_client(scheduler: str | None, n_workers: int | None, log: Callable):
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, ValueError, TypeError) as err:  # unreachable, or not an address
+            raise InputError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler "
+                             f"({err.__class__.__name__}: {' '.join(str(err).split())})") from err
         cluster = None
     else:
         cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
@@ -656,11 +671,30 @@ def write_cutflow(out_dir: str, selection: Selection, total: CutFlow, manifest: 
     write_text_atomic(os.path.join(out_dir, "cutflow.md"), "\n".join(md))
 
 
+def check_listed_files(names, pattern: re.Pattern | None, manifest: str) -> None:
+    """Raise InputError unless every file name a manifest lists is a plain name of this build
+    (``pattern``; any ``.h5`` name if None) inside its folder: a crafted manifest must not make
+    a build delete, or a split read, files elsewhere."""
+    for f in names:
+        ok = isinstance(f, str) and os.path.basename(f) == f and f not in ("", ".", "..") and (
+            pattern.match(f) if pattern is not None else f.endswith(".h5"))
+        if not ok:
+            raise InputError(f"the manifest lists {f!r}, not an output file name of this folder "
+                             "(names only, no paths); build into a new folder", manifest)
+
+
 def output_files(out_dir: str) -> list[str]:
     """The AOJ files of a build folder in order (from its manifest, else sorted ``*.h5``)."""
     mpath = os.path.join(out_dir, MANIFEST)
     if os.path.exists(mpath):
-        with open(mpath) as fh:
-            outs = json.load(fh).get("outputs", [])
+        try:
+            with open(mpath) as fh:
+                meta = json.load(fh)
+            outs, name = meta.get("outputs", []), meta.get("settings", {}).get("name")
+        except (OSError, ValueError, AttributeError) as err:
+            raise InputError(f"unreadable manifest ({err.__class__.__name__})", mpath) from err
+        if not isinstance(outs, list):
+            raise InputError("malformed manifest ('outputs' is not a list)", mpath)
+        check_listed_files(outs, output_pattern(name) if isinstance(name, str) else None, mpath)
         return [os.path.join(out_dir, f) for f in outs]
     return sorted(os.path.join(out_dir, f) for f in os.listdir(out_dir) if f.endswith(".h5"))

@@ -138,6 +138,9 @@ def split_aoj(inputs: Sequence[str], out_dir: str, fractions: Sequence[float] = 
 
     if len(names) != len(set(names)):
         raise InputError(f"split names must differ, got {list(names)}")
+    if isinstance(jets_per_file, bool) or not isinstance(jets_per_file, (int, np.integer)) \
+            or jets_per_file < 1:
+        raise InputError(f"--jets-per-file must be an integer >= 1, got {jets_per_file!r}")
     fractions = parse_fractions(list(fractions), len(names))
     if not inputs:
         raise InputError("no AOJ files to split")

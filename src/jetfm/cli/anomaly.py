@@ -1,23 +1,10 @@
 """``jetfm images``, ``jetfm anomaly train|evaluate`` and ``jetfm simulate dark-showers``."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
-
-def _int(text: str) -> int:
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+from jetfm.cli.argtypes import integer, number, pileup, positive_int, seed
 
 
 def register(sub) -> None:
@@ -25,7 +12,8 @@ def register(sub) -> None:
                         "72 x 58 whole-event images (.npz, the released CoDAE layout)")
     im.add_argument("events", nargs="+", help="event files from `jetfm simulate dark-showers`")
     im.add_argument("-o", "--output", required=True, help="output image file (.npz)")
-    im.add_argument("--pool", type=_int, default=5, help="sum-pooling factor (default 5: 72 x 58)")
+    im.add_argument("--pool", type=positive_int, default=5,
+                    help="sum-pooling factor (default 5: 72 x 58)")
     im.set_defaults(func=cmd_images)
 
     p = sub.add_parser("anomaly", help="CoDAE anomaly detection on event images")
@@ -37,7 +25,7 @@ def register(sub) -> None:
                    "or YAML file (default codae: the paper's configuration)")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. train.epochs=5 data.input=occupancy")
-    t.add_argument("--seed", type=_int, required=True, help="random seed")
+    t.add_argument("--seed", type=seed, required=True, help="random seed")
     t.add_argument("--name", default="codae", help="run folder name under --runs (default codae)")
     t.add_argument("--runs", default="runs", help="folder of run folders (default runs)")
     t.add_argument("--resume", action="store_true", help="continue from last_state.pt")
@@ -64,7 +52,8 @@ def register(sub) -> None:
 
 
 def _threads(p) -> None:
-    p.add_argument("--threads", type=_int, default=0, help="torch CPU threads (default: torch's "
+    p.add_argument("--threads", type=integer(0, 1024), default=0,
+                   help="torch CPU threads (default: torch's "
                    "choice; 1 is much faster on a machine shared with other jobs)")
 
 
@@ -81,11 +70,11 @@ def register_simulate(simulate_subparsers) -> None:
         "dark-showers", help="QCD multijet, semi-visible-jet (SVJ) or SUEP-like events with "
         "Pythia 8's Hidden Valley, calorimeter/track deposits for `jetfm images`")
     d.add_argument("--signal", required=True, choices=["svj", "suep", "qcd"])
-    d.add_argument("--mass", type=_float, default=None,
+    d.add_argument("--mass", type=number(0.0, 1e5, lo_open=True), default=None,
                    help="mediator mass in GeV (default: 3100 SVJ, 400 SUEP; ignored for qcd)")
-    d.add_argument("--events", type=_int, required=True, help="number of events")
-    d.add_argument("--seed", type=_int, required=True)
-    d.add_argument("--pileup", type=_float, default=0.0, metavar="MU",
+    d.add_argument("--events", type=positive_int, required=True, help="number of events")
+    d.add_argument("--seed", type=seed, required=True)
+    d.add_argument("--pileup", type=pileup, default=0.0, metavar="MU",
                    help="mean number of pile-up interactions (Poisson; default 0)")
     d.add_argument("--images", action="store_true",
                    help="write 72 x 58 images directly instead of deposits")
@@ -107,6 +96,7 @@ def cmd_images(args) -> int:
 def cmd_train(args) -> int:
     from jetfm.anomaly.training import AnomalyConfig, train
     from jetfm.config import load_config
+    from jetfm.errors import check_output_dir
 
     overrides = list(args.set)
     if args.train:
@@ -114,6 +104,7 @@ def cmd_train(args) -> int:
     cfg = load_config(AnomalyConfig, args.config, overrides)
     _set_threads(args)
     out = os.path.join(args.runs, args.name)
+    check_output_dir(out, "--runs/--name run folder")
     with _anomaly_run(out, cfg, args):
         summary = train(cfg, out, args.seed, progress=not args.no_progress,
                         resume=args.resume and not args.overwrite)
@@ -148,9 +139,10 @@ def _anomaly_run(out: str, cfg, args):
 def cmd_evaluate(args) -> int:
     from jetfm.anomaly.report import metrics_table
     from jetfm.anomaly.scoring import evaluate
+    from jetfm.errors import check_output_dir
 
     _set_threads(args)
-    out = args.output or os.path.join(args.run[0], "eval")
+    out = check_output_dir(args.output or os.path.join(args.run[0], "eval"), "-o output folder")
     metrics = evaluate(args.run, args.background, args.signal, out, title=args.title)
     print(metrics_table(metrics))
     print(json.dumps({"output": out, "n_background": metrics["n_background"],

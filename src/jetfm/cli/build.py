@@ -5,7 +5,8 @@ import json
 import os
 import sys
 
-from jetfm.errors import InputError
+from jetfm.cli.argtypes import integer, nonneg_float, number, positive_int, seed, workers
+from jetfm.errors import InputError, check_output_dir
 
 
 def register(sub) -> None:
@@ -26,18 +27,21 @@ def register(sub) -> None:
                         "comma-separated HLT branch names (wildcards allowed)")
     p.add_argument("--met-filters", default="aoj", metavar="LIST",
                    help="'aoj' (default), 'none', or comma-separated Flag_ branch names")
-    p.add_argument("--pt-min", type=float, default=300.0, help="FatJet pT cut in GeV (300)")
-    p.add_argument("--eta-max", type=float, default=2.5, help="FatJet |eta| cut (2.5)")
-    p.add_argument("--jet-id", type=int, default=6, help="required FatJet_jetId value (6)")
-    p.add_argument("--jets-per-file", type=int, default=2_200_000,
+    p.add_argument("--pt-min", type=nonneg_float, default=300.0,
+                   help="FatJet pT cut in GeV (300)")
+    p.add_argument("--eta-max", type=number(0.0, lo_open=True), default=2.5,
+                   help="FatJet |eta| cut (2.5)")
+    p.add_argument("--jet-id", type=integer(0, 7), default=6,
+                   help="required FatJet_jetId value (6)")
+    p.add_argument("--jets-per-file", type=positive_int, default=2_200_000,
                    help="at most N jets per output file (2200000, as AOJ); a task with more "
                         "jets writes several files")
-    p.add_argument("--chunk-events", type=int, default=20_000,
+    p.add_argument("--chunk-events", type=positive_int, default=20_000,
                    help="events per Dask task; larger files are split into entry ranges")
     p.add_argument("--name", default="aoj",
                    help="output file prefix: NAME_<input>_<chunk>_<k>.h5 (input id, chunk number "
                         "within the input, file number within the chunk)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=workers, default=None,
                    help="local Dask worker processes (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="use an existing Dask cluster (e.g. tcp://host:8786; its workers write "
@@ -58,8 +62,8 @@ def register(sub) -> None:
     s.add_argument("--fractions", default="0.9,0.05,0.05", help="one per split, summing to 1")
     s.add_argument("--names", default="train,val,test", help="split names (file prefixes)")
     s.add_argument("--out", metavar="DIR", help="output folder (default DIR/split)")
-    s.add_argument("--seed", type=int, default=0, help="salt of the hash (a different split)")
-    s.add_argument("--jets-per-file", type=int, default=2_200_000)
+    s.add_argument("--seed", type=seed, default=0, help="salt of the hash (a different split)")
+    s.add_argument("--jets-per-file", type=positive_int, default=2_200_000)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_split)
 
@@ -81,6 +85,7 @@ def _build(args) -> int:
     from jetfm.io.aoj import expand_paths
     from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
 
+    check_output_dir(args.out, "--out")
     sel = Selection(lumi_json=os.path.abspath(args.lumi_json) if args.lumi_json else None,
                     triggers=_list(args.triggers, AOJ_TRIGGERS),
                     met_filters=_list(args.met_filters, AOJ_MET_FILTERS),
@@ -114,6 +119,7 @@ def _build(args) -> int:
 
 def _split(args) -> int:
     from jetfm.build.builder import output_files
+    from jetfm.io.aoj import aoj_length
     from jetfm.build.split import parse_fractions, series_pattern, split_aoj
     from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
 
@@ -127,7 +133,8 @@ def _split(args) -> int:
         raise InputError("no such file or folder", args.dir)
     if not inputs:
         raise InputError("no AOJ .h5 files in the folder", args.dir)
-    out = args.out or os.path.join(base, "split")
+    aoj_length(inputs)  # every input is an AOJ file, checked before anything is written
+    out = check_output_dir(args.out or os.path.join(base, "split"), "--out")
     patterns = [series_pattern(n) for n in names]
     refuse_overwrite(out, inputs, option="--out folder",
                      owned=lambda n: n in ("split.json", RUN_LOCK)

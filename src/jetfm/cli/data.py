@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import json
 
+from jetfm.cli.argtypes import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="summarise an AOJ .h5 or JetClass .root file")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--max-jets", type=int, default=None,
+    p.add_argument("--max-jets", type=positive_int, default=None,
                    help="summarise only the first N jets (default: all, streamed)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("observables", help="jet observables of every jet, one row per jet")
     p.add_argument("file")
     p.add_argument("-o", "--output", required=True, help="output .parquet (or .csv)")
-    p.add_argument("--max-jets", type=int, default=None)
+    p.add_argument("--max-jets", type=positive_int, default=None)
     p.set_defaults(func=cmd_observables)
 
 

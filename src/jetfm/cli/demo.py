@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from jetfm.cli.argtypes import seed
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in data")
@@ -10,7 +12,7 @@ def register(sub) -> None:
                    help="quick (the chain in miniature, for CI), default (the main job; measured "
                         "48 min wall on a busy 2-core machine), paper (GPU), or a YAML file")
     p.add_argument("--out", default=None, help="output folder (default runs/demo_<preset>)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of every stage (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="demo config override, e.g. scan.seeds=3 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from jetfm.cli.argtypes import nonneg_int, positive_int, seed
+
 
 def register(sub) -> None:
     p = sub.add_parser("scan", help="fine-tuned vs from-scratch D-scan on target jets")
@@ -10,19 +12,22 @@ def register(sub) -> None:
     p.add_argument("--target", required=True, action="append", metavar="[NAME=]FILE",
                    help="target jets (AOJ .h5 or JetClass .root); repeat for several targets")
     p.add_argument("--sizes", default="100,1000,10000", help="training-set sizes D (comma list)")
-    p.add_argument("--seeds", type=int, default=5, help="seeds per size (default 5)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds per size (default 5)")
     p.add_argument("--out", required=True, help="output folder (resumes when it exists)")
-    p.add_argument("--n-reference", type=int, default=5000, help="held-out reference jets")
-    p.add_argument("--n-generated", type=int, default=5000, help="jets sampled per model")
+    p.add_argument("--n-reference", type=positive_int, default=5000,
+                   help="held-out reference jets")
+    p.add_argument("--n-generated", type=positive_int, default=5000,
+                   help="jets sampled per model")
     p.add_argument("--preset", default="small", help="training preset (quick, small, paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="training config override, e.g. finetuning.lr=1e-4 (repeatable)")
-    p.add_argument("--min-steps", type=int, default=0,
+    p.add_argument("--min-steps", type=nonneg_int, default=0,
                    help="at least this many optimiser steps per training (small D)")
-    p.add_argument("--w1-samples", type=int, default=50_000, help="W1 samples per batch")
+    p.add_argument("--w1-samples", type=positive_int, default=50_000,
+                   help="W1 samples per batch")
     p.add_argument("--no-jetnet", action="store_true", help="skip W1M/W1P/W1EFP/FPD/KPD")
     p.add_argument("--keep-models", action="store_true", help="keep every trained model")
-    p.add_argument("--seed", type=int, default=0, help="scan seed (subsets, training, sampling)")
+    p.add_argument("--seed", type=seed, default=0, help="scan seed (subsets, training, sampling)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a folder scanned with other settings (its cells, "
@@ -43,9 +48,10 @@ def register(sub) -> None:
     p = sub.add_parser("metrics", help="KL, W1 and the JetNet set between two jet files")
     p.add_argument("reference", help="reference jets (AOJ .h5 or JetClass .root)")
     p.add_argument("generated", help="generated jets (AOJ .h5 or JetClass .root)")
-    p.add_argument("--max-jets", type=int, default=20_000)
-    p.add_argument("--w1-samples", type=int, default=50_000, help="W1 samples per batch")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-jets", type=positive_int, default=20_000)
+    p.add_argument("--w1-samples", type=positive_int, default=50_000,
+                   help="W1 samples per batch")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_metrics)
 
@@ -53,12 +59,11 @@ def register(sub) -> None:
 def cmd_scan(args) -> int:
     import dataclasses
 
-    from jetfm.errors import InputError
+    from jetfm.errors import check_output_dir
     from jetfm.evaluate.scan import SCAN_ENTRIES, ScanConfig, parse_sizes, parse_targets, run_scan
     from jetfm.io.output import RUN_LOCK, RUN_RECORD, refuse_overwrite, run_folder
 
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise InputError("output exists and is not a folder", args.out)
+    check_output_dir(args.out, "--out")
     cfg = ScanConfig(sizes=parse_sizes(args.sizes), seeds=args.seeds,
                      n_reference=args.n_reference, n_generated=args.n_generated,
                      preset=args.preset, overrides=list(args.overrides),
@@ -116,12 +121,21 @@ def cmd_report(args) -> int:
 def cmd_metrics(args) -> int:
     import json
 
+    from jetfm.errors import InputError
     from jetfm.evaluate.metrics import jetnet_metrics, observable_distances
     from jetfm.evaluate.scan import experiment_observables
     from jetfm.io import read_jets
 
     ref = read_jets(args.reference, stop=args.max_jets)
     gen = read_jets(args.generated, stop=args.max_jets)
+    for path, jets in ((args.reference, ref), (args.generated, gen)):
+        if len(jets) < 2:  # no spread to compare: W1 and the Frechet distance are undefined
+            raise InputError(f"metrics need at least 2 jets, got {len(jets)} (see --max-jets)",
+                             path)
+        empty = int((jets.mask.sum(1) == 0).sum())
+        if empty:
+            raise InputError(f"{empty} of {len(jets)} jets have no constituents; metrics need "
+                             "at least one per jet", path)
     out = {"observables": observable_distances(experiment_observables(ref),
                                                experiment_observables(gen), seed=args.seed,
                                                num_samples=args.w1_samples),

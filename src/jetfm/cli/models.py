@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 
+from jetfm.cli.argtypes import positive_float, positive_int, seed, workers
+
 
 def _training_args(p, data_help: str) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="FILE", help=data_help)
@@ -13,8 +15,8 @@ def _training_args(p, data_help: str) -> None:
     p.add_argument("--preset", default="small", help="paper, small, quick, or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set pretraining.max_epochs=3")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-jets", type=int, default=None, help="use at most N jets")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--max-jets", type=positive_int, default=None, help="use at most N jets")
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh instead of resuming from OUT/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true",
@@ -30,20 +32,20 @@ def _training_args(p, data_help: str) -> None:
                    help="load all jets into memory whatever their size")
     s.add_argument("--val-data", nargs="+", default=None, metavar="FILE",
                    help="validate on these files instead of a held-out part of --data")
-    s.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+    s.add_argument("--memory-budget", type=positive_float, default=None, metavar="GB",
                    help="stream when the in-memory data would exceed GB (default: "
                         "$JETFM_MEMORY_BUDGET_GB, else a quarter of this machine's memory)")
-    s.add_argument("--buffer-size", type=int, default=None, metavar="JETS",
+    s.add_argument("--buffer-size", type=positive_int, default=None, metavar="JETS",
                    help="shuffle buffer per data-loader worker when streaming (default 16384)")
     g = p.add_argument_group("scale out (Lightning DDP; see examples/cluster/)")
-    g.add_argument("--devices", type=int, default=None,
+    g.add_argument("--devices", type=workers, default=None,
                    help="processes (GPUs) per node; with --devices or --nodes the accelerator "
                         "defaults to auto (GPU if present) and the strategy to ddp")
-    g.add_argument("--nodes", type=int, default=None, help="number of nodes")
+    g.add_argument("--nodes", type=workers, default=None, help="number of nodes")
     g.add_argument("--strategy", default=None, help="Lightning strategy: ddp (default when "
                    "distributed), ddp_find_unused_parameters_true, auto")
     g.add_argument("--accelerator", default=None, help="cpu, gpu or auto")
-    g.add_argument("--accumulate-grad-batches", type=int, default=None, metavar="K",
+    g.add_argument("--accumulate-grad-batches", type=positive_int, default=None, metavar="K",
                    help="one optimiser step every K batches")
     g.add_argument("--precision", default=None,
                    help="32-true, bf16-mixed (bf16 autocast, quantiser in fp32) or auto "
@@ -125,7 +127,7 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--data", nargs="+", required=True, metavar="FILE")
     p.add_argument("-o", "--out", required=True, help="output folder (report.json, PNG plots)")
-    p.add_argument("--max-jets", type=int, default=20_000)
+    p.add_argument("--max-jets", type=positive_int, default=20_000)
     p.set_defaults(func=cmd_tokenizer_report)
     tok.set_defaults(func=lambda args: tok.print_help() or 0)
 
@@ -133,7 +135,7 @@ def register(sub) -> None:
     p.add_argument("input", help="AOJ or JetClass file")
     p.add_argument("-o", "--output", required=True, help="output .h5")
     p.add_argument("--model", required=True, help="model directory with the tokenizer")
-    p.add_argument("--max-jets", type=int, default=None)
+    p.add_argument("--max-jets", type=positive_int, default=None)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("pretrain", help="train the generative backbone on tokenized jets")
@@ -153,12 +155,14 @@ def register(sub) -> None:
 
     p = sub.add_parser("sample", help="generate jets and write them in AOJ format")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("-n", type=int, required=True, help="number of jets")
+    p.add_argument("-n", type=positive_int, required=True, help="number of jets")
     p.add_argument("-o", "--output", required=True, help="output AOJ .h5")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None, help="default 1 (plain multinomial)")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="default 1 (plain multinomial)")
+    p.add_argument("--top-k", type=positive_int, default=None,
+                   help="sample among the k likeliest tokens")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("info", help="what a model is: sizes, parameters, training data")
@@ -174,10 +178,21 @@ def _check_positive(value, name: str) -> None:
         raise InputError(f"{name} must be positive, got {value}")
 
 
+def _check_run(args, section: str) -> None:
+    """Refuse bad settings before the run folder is touched: a folder that cannot be made, and
+    any invalid config value of the preset with its overrides (one line naming the key)."""
+    from jetfm.errors import check_output_dir
+    from jetfm.train.config import load_omnijet_config
+
+    check_output_dir(args.out, "-o run folder")
+    load_omnijet_config(args.preset, _scale_overrides(args, section))
+
+
 def cmd_tokenizer_train(args) -> int:
     from jetfm.train.api import train_tokenizer
 
     _check_positive(args.max_jets, "--max-jets")
+    _check_run(args, "tokenizer_training")
     with _training_run(args, "tokenizer", {}):
         d = train_tokenizer(args.data, args.out, args.preset,
                             _scale_overrides(args, "tokenizer_training"), args.seed,
@@ -190,6 +205,7 @@ def cmd_pretrain(args) -> int:
     from jetfm.train.api import pretrain
 
     _check_positive(args.max_jets, "--max-jets")
+    _check_run(args, "pretraining")
     with _training_run(args, "pretrain", {"tokenizer": args.tokenizer}):
         d = pretrain(args.data, args.out, args.tokenizer, args.preset,
                      _scale_overrides(args, "pretraining"), args.seed,
@@ -205,6 +221,7 @@ def cmd_finetune(args) -> int:
     _check_positive(args.max_jets, "--max-jets")
     if args.from_scratch and args.freeze_backbone:
         raise InputError("--freeze-backbone and --from-scratch exclude each other")
+    _check_run(args, "finetuning")
     with _training_run(args, "scratch" if args.from_scratch else "finetune",
                        {"from": args.from_dir}, freeze_backbone=args.freeze_backbone):
         if args.from_scratch:

@@ -1,39 +1,20 @@
 """``jetfm simulate aoj-like|jetclass-like`` and ``jetfm plot-compare``."""
 from __future__ import annotations
 
-import argparse
 import json
 
-
-def _int_arg(what: str):
-    def parse(text: str) -> int:
-        try:
-            return int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got '{text}'") from None
-    parse.__name__ = what
-    return parse
-
-
-def _float_arg(what: str):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got '{text}'") from None
-    parse.__name__ = what
-    return parse
+from jetfm.cli.argtypes import pileup, positive_int, seed, workers
 
 
 def _common(p) -> None:
-    p.add_argument("--jets", type=_int_arg("--jets"), required=True, metavar="N",
+    p.add_argument("--jets", type=positive_int, required=True, metavar="N",
                    help="exact number of jets in the output")
-    p.add_argument("--seed", type=_int_arg("--seed"), required=True,
+    p.add_argument("--seed", type=seed, required=True,
                    help="random seed (same seed -> same jets, whatever --workers)")
     p.add_argument("-o", "--output", required=True, help="output file")
-    p.add_argument("--workers", type=_int_arg("--workers"), default=None,
+    p.add_argument("--workers", type=workers, default=None,
                    help="worker processes (default: all cores)")
-    p.add_argument("--chunk-jets", type=_int_arg("--chunk-jets"), default=None,
+    p.add_argument("--chunk-jets", type=positive_int, default=None,
                    help="jets per chunk, the unit of work and of resuming (default 500)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -44,7 +25,7 @@ def register(sub) -> None:
     ss = p.add_subparsers(dest="sample", metavar="SAMPLE", parser_class=type(p))
     a = ss.add_parser("aoj-like", help="QCD multijets, CMS-like particle flow, AOJ .h5 format")
     _common(a)
-    a.add_argument("--pileup", type=_float_arg("--pileup"), default=0.0, metavar="MU",
+    a.add_argument("--pileup", type=pileup, default=0.0, metavar="MU",
                    help="mean number of pile-up interactions per event, Poisson (default 0: off)")
     a.set_defaults(func=cmd_aoj_like)
     j = ss.add_parser("jetclass-like", help="top (t->bqq') or QCD (Z->nu nu + jets) jets, "
@@ -63,7 +44,7 @@ def register(sub) -> None:
     c.add_argument("-o", "--output", required=True, help="output folder for PNGs and summary.json")
     c.add_argument("--labels", nargs=2, default=None, metavar=("A", "B"),
                    help="legend labels (default: the file names)")
-    c.add_argument("--max-jets", type=_int_arg("--max-jets"), default=None,
+    c.add_argument("--max-jets", type=positive_int, default=None,
                    help="use at most this many jets of each file")
     c.set_defaults(func=cmd_plot_compare)
 

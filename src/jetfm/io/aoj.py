@@ -114,6 +114,12 @@ def _check_layout(f, path: str) -> int:
     missing = [k for k in DATASETS if k not in f]
     if missing:
         raise InputError(f"not an AspenOpenJets file: missing dataset(s) {', '.join(missing)}", path)
+    import h5py
+
+    groups = [k for k in DATASETS if not isinstance(f[k], h5py.Dataset)]
+    if groups:
+        raise InputError(f"not an AspenOpenJets file: {', '.join(groups)} is a group, expected "
+                         "a dataset", path)
     n = f["PFCands"].shape[0]
     for name, tail in DATASETS.items():
         shape = f[name].shape

@@ -104,7 +104,7 @@ def read_tokens(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     except OSError as err:
         raise InputError("not a readable HDF5 token file (truncated or another format)", p) from err
     with f:
-        if f.attrs.get("format") != FORMAT or "tokens" not in f:
+        if f.attrs.get("format") != FORMAT or not isinstance(f.get("tokens"), h5py.Dataset):
             raise InputError(f"not a jetfm token file (attribute format != '{FORMAT}' or no "
                              "'tokens' dataset)", p)
         seqs = f["tokens"][...].astype(np.int64)

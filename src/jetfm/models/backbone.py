@@ -29,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.config import ConfigValueError, check_model_size, check_range
+from jetfm.models.quantizer import MAX_CODEBOOK
+
 START = 0
 
 
@@ -48,6 +51,25 @@ class BackboneConfig:
     @property
     def stop_token(self) -> int:
         return self.vocab_size - 1
+
+    def validate(self) -> None:
+        check_range(self, "vocab_size", 3, MAX_CODEBOOK + 2)  # codes + start, stop
+        check_range(self, "dim", 1, 8192)
+        check_range(self, "n_blocks", 1, 128)
+        check_range(self, "heads", 1, self.dim)
+        if self.dim % self.heads:
+            raise ConfigValueError("heads", f"{self.heads} heads do not divide the width "
+                                            f"(dim) {self.dim}")
+        check_range(self, "ff_dim", 1, 1 << 16)
+        check_range(self, "dropout", 0.0, 1.0, hi_open=True)
+        check_range(self, "max_len", 2, 4098)  # n_max bound + start, stop
+        check_model_size("dim", self.n_parameters())
+
+    def n_parameters(self) -> int:
+        """Weights of the blocks, the embedding and the output head, without biases and norms:
+        the bulk of the model (for size bounds)."""
+        return self.n_blocks * (4 * self.dim ** 2 + 2 * self.dim * self.ff_dim) + \
+            2 * self.vocab_size * self.dim
 
 
 class DecoderBlock(nn.Module):

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.config import ConfigValueError, check_model_size, check_range
+
 
 @dataclass
 class CoDAEConfig:
@@ -47,6 +49,46 @@ class CoDAEConfig:
     norm_eps: float = 1e-3                      # instance-norm epsilon of the reference
     conditional: bool = True                    # False: the plain auto-encoder baseline
 
+    def validate(self) -> None:
+        shape = list(self.image_shape) if isinstance(self.image_shape, (list, tuple)) else []
+        if len(shape) != 2 or not all(isinstance(v, int) and 1 <= v <= 4096 for v in shape):
+            raise ConfigValueError("image_shape", "must be two pixel counts from 1 to 4096, got "
+                                                  f"{self.image_shape!r}")
+        check_range(self, "in_channels", 1, 64)
+        check_range(self, "latent_channels", 1, 4096)
+        check_range(self, "z_dim", 1, 4096)
+        for key in ("enc", "mask", "dec"):
+            filters = getattr(self, f"{key}_filters")
+            check_range(self, f"{key}_groups", 1, 4096)
+            groups = getattr(self, f"{key}_groups")
+            if not filters or not all(isinstance(f, int) and 1 <= f <= 4096 for f in filters):
+                raise ConfigValueError(f"{key}_filters", "must be a list of channel counts from 1 "
+                                                         f"to 4096, got {filters!r}")
+            if any(f % groups for f in filters):
+                raise ConfigValueError(f"{key}_groups", f"{groups} groups do not divide every "
+                                                        f"{key}_filters entry {filters}")
+        for key in ("enc", "dec"):
+            depths, filters = getattr(self, f"{key}_depths"), getattr(self, f"{key}_filters")
+            if len(depths) != len(filters) or not all(isinstance(d, int) and 0 <= d <= 64
+                                                      for d in depths):
+                raise ConfigValueError(f"{key}_depths", f"must be {len(filters)} block counts "
+                                                        f"from 0 to 64, got {depths!r}")
+        check_range(self, "leaky_slope", 0.0, 1.0)
+        check_range(self, "norm_eps", 0.0, lo_open=True)
+        check_model_size("enc_filters", self.n_parameters())
+
+    def n_parameters(self) -> int:
+        """An upper estimate of the parameters (convolutions, dense layer), for size bounds."""
+        stages = [(f, d, self.enc_groups) for f, d in zip(self.enc_filters, self.enc_depths)]
+        stages += [(f, 0, self.mask_groups) for f in self.mask_filters]
+        stages += [(f, d, self.dec_groups) for f, d in zip(self.dec_filters, self.dec_depths)]
+        n, cin = 0, self.in_channels
+        for f, d, g in stages:
+            n += 9 * (cin * f + 2 * d * f * f // g)
+            cin = f
+        h, w = _stage_sizes(*self.image_shape, len(self.mask_filters))[-1]
+        return n + self.mask_filters[-1] * h * w * self.z_dim
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["image_shape"] = list(self.image_shape)
@@ -54,10 +96,14 @@ class CoDAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CoDAEConfig":
-        d = dict(d)
-        if "image_shape" in d:
+        """A config from a dict, every value checked (:func:`jetfm.config.from_dict`); raises
+        InputError naming the key."""
+        from jetfm.config import from_dict
+
+        d = dict(d) if isinstance(d, dict) else d
+        if isinstance(d, dict) and isinstance(d.get("image_shape"), list):
             d["image_shape"] = tuple(d["image_shape"])
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 def _he_init(conv: nn.Conv2d) -> nn.Conv2d:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.config import check_range
+
 
 def _distributed() -> bool:
     return (torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -44,6 +46,11 @@ def _sum_over_ranks(t: torch.Tensor) -> None:
         torch.distributed.all_reduce(t)
 
 
+#: the largest codebook a config may ask for: 8 times the paper's 8192 codes (the backbone's
+#: embedding and output head grow with it)
+MAX_CODEBOOK = 1 << 16
+
+
 @dataclass
 class QuantizerConfig:
     codebook_size: int = 8192
@@ -56,6 +63,16 @@ class QuantizerConfig:
     kmeans_init: bool = True
     kmeans_iters: int = 0
     chunk_size: int = 4096
+
+    def validate(self) -> None:
+        check_range(self, "codebook_size", 2, MAX_CODEBOOK)
+        check_range(self, "dim", 1, 1024)
+        check_range(self, "beta", 0.0, 1.0)
+        for key in ("sync_nu", "replace_noise"):
+            check_range(self, key, 0.0)
+        check_range(self, "replace_freq", 0, 10**9)
+        check_range(self, "kmeans_iters", 0, 1000)
+        check_range(self, "chunk_size", 1, 1 << 24)
 
 
 #: codebooks at least this large use the two-level argmin of :func:`nearest_code`

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.config import ConfigValueError, check_model_size, check_range
 from jetfm.jets import Jets
 from jetfm.models.quantizer import QuantizerConfig, VectorQuantizer
 from jetfm.physics.features import Preprocessing
@@ -37,6 +38,27 @@ class TokenizerConfig:
     #: weight of the vq loss: loss = MSE(reconstruction) + alpha * vq_loss
     alpha: float = 10.0
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    def validate(self) -> None:
+        check_range(self, "input_dim", 3, 3)  # the three preprocessed features
+        check_range(self, "width", 1, 8192)
+        for key in ("enc_blocks", "dec_blocks"):
+            check_range(self, key, 0, 64)
+        check_range(self, "heads", 1, self.width)
+        if self.width % self.heads:
+            raise ConfigValueError("heads", f"{self.heads} heads do not divide the width "
+                                            f"{self.width}")
+        check_range(self, "mlp_ratio", 0.0, 64.0, lo_open=True)
+        check_range(self, "dropout", 0.0, 1.0, hi_open=True)
+        check_range(self, "alpha", 0.0)
+        check_model_size("width", self.n_parameters())
+
+    def n_parameters(self) -> int:
+        """Parameters of the blocks and the codebook (the bulk of the model; for size bounds)."""
+        w, hidden = self.width, max(1, int(round(self.width * self.mlp_ratio)))
+        block = 4 * w * w + 2 * w * hidden
+        return (self.enc_blocks + self.dec_blocks) * block + \
+            self.quantizer.codebook_size * self.quantizer.dim
 
 
 class NormFormerBlock(nn.Module):

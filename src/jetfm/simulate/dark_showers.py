@@ -156,6 +156,8 @@ def simulate_events(signal: str, n_events: int, seed: int, mass: float | None = 
 
     if n_events < 1:
         raise InputError(f"--events must be >= 1, got {n_events}")
+    if not 0 <= int(seed) <= 2**32 - 1:
+        raise InputError(f"--seed must be from 0 to {2**32 - 1}, got {seed}")
     if pileup < 0:
         raise InputError(f"--pileup must be >= 0, got {pileup}")
     mass = DEFAULT_MASS[signal] if mass is None else float(mass)

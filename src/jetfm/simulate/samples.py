@@ -402,8 +402,9 @@ def _check_n(n_jets) -> None:
 
 def _check_common(n_jets, seed, workers) -> int:
     _check_n(n_jets)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed <= 2**32 - 1:
+        raise InputError(f"seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
     if workers is None:
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:

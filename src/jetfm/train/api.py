@@ -303,6 +303,12 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     if n <= 0:
         raise InputError(f"number of jets must be positive, got {n}")
     sc = model.config.sampling
+    need = n * (sc.max_new + 2) * SAMPLE_BYTES_PER_TOKEN
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > memory // 2:
+        raise InputError(f"{n} jets would take about {need / 2**30:.0f} GiB in memory, more than "
+                         f"half of this machine's {memory / 2**30:.0f} GiB: sample fewer jets "
+                         "per run (with different seeds)")
     bs = batch_size or sc.batch_size
     temp = sc.temperature if temperature is None else temperature
     k = sc.top_k if top_k is None else top_k
@@ -328,9 +334,36 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
 
     kin = jet_kinematics(jets)
     jets = jets.with_jet_fields(pt=kin["pt"], eta=kin["eta"], phi=kin["phi"], mass=kin["mass"])
+    check_generated(jets, sc.min_constituents)
     jets.meta.update({"generator": "jetfm sample (OmniJet-alpha)", "seed": seed,
                       "batch_size": bs, "temperature": temp, "top_k": -1 if k is None else k})
     return jets
+
+
+#: memory per generated token while sampling: its code (int64), mask, and the decoded
+#: constituent's 7 float32 columns
+SAMPLE_BYTES_PER_TOKEN = 8 + 1 + 7 * 4
+#: the constituent columns of generated jets that must be finite
+MOMENTUM_COLUMNS = ("pt", "eta_rel", "phi_rel", "px", "py", "pz", "E")
+
+
+def check_generated(jets: Jets, min_constituents: int) -> None:
+    """Refuse generated jets that are not physical: a non-finite momentum or jet field, or a jet
+    with fewer than ``min_constituents`` constituents (what a model with non-finite weights or
+    preprocessing constants produces)."""
+    kin = [i for i, c in enumerate(jets.constituent_names) if c in MOMENTUM_COLUMNS]
+    real = jets.constituents[jets.mask][:, kin]
+    n = jets.mask.sum(1)
+    bad = []
+    if not np.isfinite(real).all() or not np.isfinite(jets.jet).all():
+        bad.append(f"{int((~np.isfinite(real)).any(-1).sum())} constituents with non-finite "
+                   "momenta")
+    if len(n) and int(n.min()) < min_constituents:
+        bad.append(f"{int((n < min_constituents).sum())} jets with fewer than "
+                   f"{min_constituents} constituents")
+    if bad:
+        raise InputError("the model generated invalid jets (" + ", ".join(bad) + "); are its "
+                         "weights and preprocessing constants finite?")
 
 
 def sample(model_dir: str, n: int, seed: int = 0, batch_size: int | None = None,
@@ -338,7 +371,10 @@ def sample(model_dir: str, n: int, seed: int = 0, batch_size: int | None = None,
            progress: bool = True) -> Jets:
     """Load ``model_dir`` and generate ``n`` jets (see :func:`sample_jets`)."""
     model = load_pretrained(model_dir)
-    jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress)
+    try:
+        jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress)
+    except InputError as err:
+        raise InputError(err.message, model_dir) from err
     jets.meta["model"] = os.path.abspath(model_dir)
     return jets
 

@@ -10,12 +10,23 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from jetfm.config import from_dict, load_config
+from jetfm.config import ConfigValueError, check_choice, check_range, from_dict, load_config
 from jetfm.errors import InputError
 from jetfm.models.backbone import BackboneConfig
 from jetfm.models.tokenizer import TokenizerConfig
 from jetfm.omnijet.config import ClassifierConfig
 from jetfm.physics.features import Preprocessing
+
+
+#: bounds of the sizes a config may ask for (far above the paper's: 128 constituents, batches of
+#: a few hundred jets); larger values are typos that would allocate more than any machine holds
+MAX_CONSTITUENTS = 4096
+MAX_BATCH = 1 << 20
+MAX_COUNT = 10**9
+SCHEDULES = ("constant", "warmup_cooldown")
+#: what :func:`jetfm.train.modules.resolve_precision` and Lightning accept here
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "auto")
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 
 
 @dataclass
@@ -29,6 +40,11 @@ class PreprocessingConfig:
 
     def build(self) -> Preprocessing:
         return Preprocessing(**dataclasses.asdict(self))
+
+    def validate(self) -> None:
+        for key in ("eta_scale", "phi_scale", "max_rel"):
+            check_range(self, key, 0.0, lo_open=True)
+        check_range(self, "n_max", 1, MAX_CONSTITUENTS)
 
 
 @dataclass
@@ -65,6 +81,35 @@ class TrainConfig:
     num_workers: int = 0
     log_every_n_steps: int = 20
 
+    def validate(self) -> None:
+        check_range(self, "batch_size", 1, MAX_BATCH)
+        check_range(self, "lr", 0.0, 10.0, lo_open=True)
+        check_range(self, "weight_decay", 0.0)
+        check_range(self, "grad_clip", 0.0)
+        # zero epochs would train nothing and still export a model
+        check_range(self, "max_epochs", 1, MAX_COUNT)
+        check_range(self, "max_steps", 1, MAX_COUNT, allow=(-1,))
+        check_choice(self, "schedule", SCHEDULES)
+        check_range(self, "warmup_steps", 0, MAX_COUNT)
+        check_range(self, "cooldown_fraction", 0.0, 1.0, hi_open=True)
+        check_range(self, "patience", 0, MAX_COUNT)
+        # all jets held out would leave none to train on
+        check_range(self, "val_fraction", 0.0, 1.0, hi_open=True)
+        check_range(self, "ckpt_every_n_steps", 0, MAX_COUNT)
+        if isinstance(self.val_check_interval, float) and self.val_check_interval > 1.0:
+            if not self.val_check_interval.is_integer():
+                raise ConfigValueError("val_check_interval", "must be a fraction of an epoch "
+                                       f"in (0, 1] or a whole number of batches, got "
+                                       f"{self.val_check_interval!r}")
+        check_range(self, "val_check_interval", 0.0, MAX_COUNT, lo_open=True)
+        check_choice(self, "precision", PRECISIONS)
+        check_choice(self, "accelerator", ACCELERATORS)
+        for key in ("devices", "num_nodes"):
+            check_range(self, key, 1, 1024)
+        check_range(self, "accumulate_grad_batches", 1, MAX_BATCH)
+        check_range(self, "num_workers", 0, 1024)
+        check_range(self, "log_every_n_steps", 1, MAX_COUNT)
+
 
 @dataclass
 class SamplingConfig:
@@ -75,6 +120,13 @@ class SamplingConfig:
     max_new: int = 128
     #: generated jets with fewer constituents are dropped (as the reference does)
     min_constituents: int = 3
+
+    def validate(self) -> None:
+        check_range(self, "batch_size", 1, MAX_BATCH)
+        check_range(self, "temperature", 0.0, lo_open=True)
+        check_range(self, "top_k", 1, allow=(None,))
+        check_range(self, "max_new", 1, MAX_CONSTITUENTS)
+        check_range(self, "min_constituents", 1, MAX_CONSTITUENTS)
 
 
 @dataclass

@@ -34,6 +34,8 @@ FORMAT = "jetfm-omnijet"
 VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+#: config sections a model directory must carry (they define its weights and inputs)
+MODEL_SECTIONS = ("preprocessing", "tokenizer", "backbone")
 
 
 def n_parameters(module: torch.nn.Module | None) -> int:
@@ -100,7 +102,7 @@ class OmniJetModel:
     def from_pretrained(cls, folder: str, map_location: str = "cpu") -> "OmniJetModel":
         """Load a directory written by :meth:`save_pretrained` (or a run folder holding one in
         ``model/``)."""
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         folder = resolve_model_dir(folder)
@@ -112,18 +114,40 @@ class OmniJetModel:
             raise InputError(f"unreadable model config ({err.__class__.__name__})", cpath) from err
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(f"not a jetfm model config (format != '{FORMAT}')", cpath)
-        cfg = config_from_dict(meta["config"])
+        sections = meta.get("config")
+        missing = [s for s in MODEL_SECTIONS if not isinstance(sections, dict) or s not in sections]
+        if missing:
+            raise InputError(f"model config lacks the section(s) {', '.join(missing)}", cpath)
+        try:
+            cfg = config_from_dict(sections)
+        except InputError as err:
+            raise InputError(err.message, cpath) from err
+        if not os.path.exists(wpath):
+            raise InputError("no such file (model weights)", wpath)
+        try:
+            with safe_open(wpath, "pt"):  # reads the header only
+                pass
+        except (SafetensorError, OSError) as err:
+            raise InputError(f"corrupted weights file ({err})", wpath) from err
+        # the weights must hold at least the bulk of what the config describes (float32), or the
+        # config is not theirs: refused before the model is allocated
+        least = cfg.tokenizer.n_parameters() + (cfg.backbone.n_parameters()
+                                                if meta.get("has_backbone") else 0)
+        if os.path.getsize(wpath) < 4 * least:
+            raise InputError(f"the config describes at least {least:,} parameters but the weights "
+                             f"file holds {os.path.getsize(wpath):,} bytes", cpath)
         classes = meta.get("classes") or [] if meta.get("has_classifier") else []
         if meta.get("has_classifier") and (not isinstance(classes, list) or len(classes) < 2):
             raise InputError("a classifier model config must name at least 2 classes", cpath)
         model = cls(cfg, provenance=meta.get("provenance", {}),
                     with_backbone=bool(meta.get("has_backbone")), classes=classes)
-        if not os.path.exists(wpath):
-            raise InputError("no such file (model weights)", wpath)
         try:
             tensors = load_file(wpath, device=map_location)
         except (SafetensorError, OSError) as err:
             raise InputError(f"corrupted weights file ({err})", wpath) from err
+        bad = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
+        if bad:
+            raise InputError(f"non-finite weights in {len(bad)} tensor(s), first {bad[0]}", wpath)
         parts = {"tokenizer": model.tokenizer, "backbone": model.backbone,
                  "classifier": model.classifier}
         for name, mod in parts.items():

@@ -88,11 +88,11 @@ def _probe(path: str) -> _File:
         raise InputError("not a readable HDF5 file (an AOJ .h5 or a jetfm token file)", path) from err
     with f:
         if f.attrs.get("format") == TOKENS_FORMAT:
-            if "tokens" not in f or f["tokens"].ndim != 2:
+            if not isinstance(f.get("tokens"), h5py.Dataset) or f["tokens"].ndim != 2:
                 raise InputError("token file without a 2-d 'tokens' dataset", path)
             ds = f["tokens"]
             return _File(path, "tokens", ds.shape[0], (ds.chunks or (1,))[0], ds.shape[1])
-        if "PFCands" not in f:
+        if not isinstance(f.get("PFCands"), h5py.Dataset):
             raise InputError("neither an AspenOpenJets file (no 'PFCands' dataset) nor a jetfm "
                              "token file", path)
         ds = f["PFCands"]
