@@ -2,6 +2,7 @@ import numpy as np
 
 from jetfm.io.aoj import read_aoj
 from jetfm.io.jetclass import read_jetclass
+from jetfm.jets import Jets
 from jetfm.physics.features import (Preprocessing, SPECIES, constituent_axis, relative_to_jet,
                                     species_counts, species_from_pdgid, wrap_phi)
 from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
@@ -58,3 +59,22 @@ def test_species():
     assert c["charged_hadron"].sum() == 2745 and c["photon"].sum() == 1483
     assert c["neutral_hadron"].sum() == 340 and c["electron"].sum() == 13
     assert c["muon"].sum() == 4
+
+
+def test_forward_in_blocks_is_bit_identical(monkeypatch):
+    from jetfm.physics import features
+
+    jets = read_aoj(AOJ_MINI)
+    rng = np.random.default_rng(3)  # unsorted jets take the re-sorting path
+    cons = jets.constituents.copy()
+    for i in range(0, len(jets), 4):
+        n = int(jets.mask[i].sum())
+        cons[i, :n] = cons[i, :n][rng.permutation(n)]
+    jets = Jets(cons, jets.mask, jets.jet, jets.constituent_names, jets.jet_names)
+    pre = Preprocessing(n_max=64)
+    whole = pre.forward(jets)
+    monkeypatch.setattr(features, "FORWARD_BLOCK_JETS", 7)
+    blocks = pre.forward(jets)
+    for a, b in zip(whole, blocks):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))

@@ -139,6 +139,10 @@ def pdgid_from_flags(flags: dict[str, np.ndarray], charge: np.ndarray) -> np.nda
 
 
 # ------------------------------------------------------------------ OmniJet-alpha inputs
+#: jets per block of :meth:`Preprocessing.forward` (its temporaries then fit in the CPU cache)
+FORWARD_BLOCK_JETS = 1024
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """The OmniJet-alpha constituent transform (SCIENCE.md section 3).
@@ -160,6 +164,17 @@ class Preprocessing:
 
     def forward(self, jets: Jets) -> tuple[np.ndarray, np.ndarray]:
         """Jets -> (features (N, n_max, 3) float32, mask (N, n_max) bool), pT ordered."""
+        if len(jets) <= FORWARD_BLOCK_JETS:
+            return self._forward(jets)
+        # every step is per jet: blocks of jets keep the temporaries in the CPU cache
+        feats = np.empty((len(jets), self.n_max, 3), np.float32)
+        mask = np.empty((len(jets), self.n_max), bool)
+        for a in range(0, len(jets), FORWARD_BLOCK_JETS):
+            b = min(a + FORWARD_BLOCK_JETS, len(jets))
+            feats[a:b], mask[a:b] = self._forward(jets[a:b])
+        return feats, mask
+
+    def _forward(self, jets: Jets) -> tuple[np.ndarray, np.ndarray]:
         kin = constituent_kinematics(jets)
         pt = kin[0]
         deta, dphi = relative_to_jet(jets, kinematics=kin)
