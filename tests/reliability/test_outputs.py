@@ -61,7 +61,8 @@ def test_second_writer_process_is_refused_and_first_file_intact(tmp_path):
                              stdout=subprocess.PIPE, text=True)
     try:
         assert first.stdout.readline().strip() == "ready"
-        with pytest.raises(InputError, match=rf"another jetfm process \(pid {first.pid}\)"):
+        with pytest.raises(InputError, match=rf"another jetfm process \(pid {first.pid}: "
+                                             rf"-c {out}\)"):
             write_text_atomic(out, "from the second writer")
         assert open(str(out) + ".partial").read() == "from the first writer"
     finally:
@@ -93,7 +94,7 @@ def test_simulate_refuses_while_another_writes_and_never_touches_its_partial(tmp
         rc = main(["simulate", "aoj-like", "--jets", "40", "--seed", "1", "-o", str(out),
                    "--workers", "1", "--chunk-jets", "20", "--no-progress"])
         assert rc == 2
-        assert f"another jetfm process (pid {os.getpid()})" in _error(capsys)
+        assert f"another jetfm process (pid {os.getpid()}: " in _error(capsys)
     assert _digest(partial) == before and not out.exists()
 
 

@@ -58,7 +58,7 @@ def test_second_training_on_a_held_folder_stops_at_once(tok_run, capsys):
     with OutputLock(os.path.join(tok_run, RUN_LOCK), tok_run):
         assert main(["tokenizer", "train", "--data", str(AOJ_MINI), "-o", tok_run,
                      *QUICK_TOK]) == 2
-        assert f"another jetfm process (pid {os.getpid()})" in _error(capsys)
+        assert f"another jetfm process (pid {os.getpid()}: " in _error(capsys)
     assert open(os.path.join(tok_run, RUN_RECORD)).read() == before
 
 
@@ -127,7 +127,7 @@ def test_demo_scan_and_build_stop_on_a_held_folder(tmp_path, capsys):
     with OutputLock(str(out / RUN_LOCK), str(out)):
         for argv in commands:
             assert main(argv) == 2, argv
-            assert f"another jetfm process (pid {os.getpid()})" in _error(capsys), argv
+            assert f"another jetfm process (pid {os.getpid()}: " in _error(capsys), argv
     assert os.listdir(out) == []
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 from typing import Callable, Iterable, Iterator
 
 from jetfm.errors import InputError
@@ -80,7 +81,8 @@ class OutputLock:
             if same:
                 break
             os.close(fd)
-        rec = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        rec = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                          "command": _command()}).encode()
         # write in place, then cut a longer stale record: truncating to zero first would make
         # ext4 flush the file on close (its replace-by-truncate safeguard), milliseconds each
         size = os.fstat(fd).st_size
@@ -105,8 +107,17 @@ class OutputLock:
         self.release()
 
 
+def _command(limit: int = 80) -> str:
+    """This process's command line, shortened: ``jetfm simulate aoj-like ...``."""
+    words = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
+             *sys.argv[1:]]
+    text = " ".join(words)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _holder(fd: int) -> str:
-    """`` (pid N)`` or `` (pid N on HOST)`` from a lock file's content, if readable."""
+    """`` (pid N on HOST: COMMAND)`` from a lock file's content (host only when it is another
+    machine), or ``""`` if unreadable."""
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         rec = json.loads(os.read(fd, 4096).decode() or "{}")
@@ -115,8 +126,9 @@ def _holder(fd: int) -> str:
     if not isinstance(rec, dict) or "pid" not in rec:
         return ""
     host = rec.get("host")
-    return f" (pid {rec['pid']}" + (f" on {host})" if host and host != socket.gethostname()
-                                    else ")")
+    where = f" on {host}" if host and host != socket.gethostname() else ""
+    cmd = f": {rec['command']}" if rec.get("command") else ""
+    return f" (pid {rec['pid']}{where}{cmd})"
 
 
 class AtomicOutput:
