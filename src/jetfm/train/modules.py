@@ -9,7 +9,6 @@ import os
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from jetfm.models.backbone import BackboneConfig, JetGPT
 from jetfm.models.tokenizer import TokenizerConfig, VQVAETokenizer
@@ -45,10 +44,17 @@ class _Module(L.LightningModule):
             return opt
         if tc.schedule != "warmup_cooldown":
             raise ValueError(f"unknown schedule '{tc.schedule}' (constant, warmup_cooldown)")
-        total = float(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, total, tc.warmup_steps, tc.cooldown_fraction))
+        # the planned step count is read when training starts (on_train_start), not here:
+        # asking Lightning for it now sets up the training loader before a checkpoint's loader
+        # position is restored, and a run resumed mid-epoch would start the epoch over. The
+        # factor of step 0 (the only one taken before) does not depend on it.
+        self._planned_steps = float("inf")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(
+            s, self._planned_steps, tc.warmup_steps, tc.cooldown_fraction))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        self._planned_steps = float(self.trainer.estimated_stepping_batches)
 
 
 def feature_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,22 +192,25 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     ``resume`` and one exists. Loads the best weights (lowest validation loss) into ``module``
     at the end. Returns ``{"checkpoint", "best_val_loss", "epochs", "steps", "resumed_from"}``.
     """
+    from jetfm.train.resume import (AtomicCheckpointIO, FlushLogs, StepCheckpoint, StepSeed,
+                                    run_loggers)
+
     tc = module.tc
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt_dir = os.path.join(run_dir, "checkpoints")
+    ckpt = latest_checkpoint(ckpt_dir) if resume else None
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                            save_top_k=1, save_last=True, enable_version_counter=False)
-    cbs = [best]
+    # exact resume (jetfm.train.resume): each batch's random numbers from (seed, epoch, batch),
+    # log rows on disk before each checkpoint
+    cbs = [StepSeed(seed), FlushLogs(), best]
     if tc.ckpt_every_n_steps > 0:
-        # monitor None + save_top_k 1: one file, overwritten with the newest state
-        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step", save_top_k=1,
-                                   every_n_train_steps=tc.ckpt_every_n_steps,
-                                   enable_version_counter=False))
+        cbs.append(StepCheckpoint(ckpt_dir, tc.ckpt_every_n_steps))
     if tc.patience > 0:
         cbs.append(EarlyStopping(monitor="val_loss", mode="min", patience=tc.patience))
     cbs += callbacks or []
-    # a resumed run logs into a new version_N folder instead of overwriting the crashed one's
-    loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
+    # a resumed run continues the killed one's logs from the checkpoint's step
+    loggers = run_loggers(run_dir, ckpt)
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
         devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
@@ -211,8 +220,8 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
         use_distributed_sampler=False, gradient_clip_val=tc.grad_clip or None, callbacks=cbs,
         logger=loggers, log_every_n_steps=tc.log_every_n_steps,
         val_check_interval=tc.val_check_interval, enable_progress_bar=progress,
-        enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0)
-    ckpt = latest_checkpoint(ckpt_dir) if resume else None
+        enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()])
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     path = best.best_model_path or best.last_model_path or latest_checkpoint(ckpt_dir)
     if path and os.path.exists(path):
