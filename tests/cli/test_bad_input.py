@@ -111,12 +111,13 @@ def edited_model(model, folder, edit_config=None, edit_weights=None):
     (["scan", "--pretrained", "m", "--target", A, "--seeds", "0"], "argument --seeds"),
     (["demo", "--seed", "-3"], "argument --seed"),
     (["inspect", A, "--max-jets", "0"], "argument --max-jets"),
+    (["classify", "evaluate", "--model", "m", "--data", A, "--seed", "-1"], "argument --seed"),
 ])
 def test_bad_numbers(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
     extra = {"split": ["--out", out], "simulate": ["-o", out], "images": ["-o", out],
              "sample": ["-o", out], "tokenizer": ["-o", out], "scan": ["--out", out],
-             "demo": ["--out", out]}.get(argv[0], [])
+             "demo": ["--out", out], "classify": ["-o", out]}.get(argv[0], [])
     fails(argv + extra, capsys, message, absent=[out])
     assert os.listdir(tmp_path) == []
 
@@ -160,6 +161,28 @@ def test_bad_training_settings(extra, message, tmp_path, capsys):
 def test_bad_anomaly_settings(sets, message, tmp_path, capsys):
     fails(["anomaly", "train", "--config", "codae_quick", "--seed", "1", "--runs", tmp_path,
            "--train", IMAGES, "--set", *sets], capsys, message, absent=[tmp_path / "codae"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sizes", "100,1"], "config key 'sizes'"),
+    (["--sizes", "inf"], "sizes must be comma-separated integers"),
+    (["--n-reference", "3"], "config key 'n_reference'"),
+    (["--set", "finetuning.lr=0"], "'finetuning.lr'"),
+])
+def test_bad_scan_settings(extra, message, tmp_path, capsys):
+    fails(["scan", "--pretrained", tmp_path, "--target", A, "--out", tmp_path / "scan",
+           "--preset", "quick", *extra], capsys, message, absent=[tmp_path / "scan"])
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["n_pretrain=0"], "config key 'n_pretrain'"),
+    (["pileup=-1"], "config key 'pileup'"),
+    (["model_overrides=[tokenizer.heads=3]"], "'tokenizer.heads'"),
+])
+def test_bad_demo_settings(sets, message, tmp_path, capsys):
+    fails(["demo", "--preset", "quick", "--out", tmp_path / "demo",
+           *[a for s in sets for a in ("--set", s)]], capsys, message,
+          absent=[tmp_path / "demo"])
 
 
 # ------------------------------------------------------------------ data files

@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--jets-per-file", type=positive_int, default=2_200_000,
                    help="at most N jets per output file (2200000, as AOJ); a task with more "
                         "jets writes several files")
-    p.add_argument("--chunk-events", type=positive_int, default=20_000,
+    p.add_argument("--chunk-events", type=integer(1, 10**7), default=20_000,
                    help="events per Dask task; larger files are split into entry ranges")
     p.add_argument("--name", default="aoj",
                    help="output file prefix: NAME_<input>_<chunk>_<k>.h5 (input id, chunk number "

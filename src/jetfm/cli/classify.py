@@ -8,6 +8,8 @@ import os
 
 from jetfm.cli.argtypes import nonneg_int, positive_int, seed
 
+from jetfm.cli.argtypes import nonneg_int, positive_int, seed
+
 
 def _labels_args(p, required_data: bool = False) -> None:
     p.add_argument("--data", nargs="+", default=[], required=required_data, metavar="FILE",
@@ -113,7 +115,8 @@ def register(sub) -> None:
     p.add_argument("--sizes", default=None, help="labelled jets D, comma separated "
                                                  "(default 100,1000,10000)")
     p.add_argument("--seeds", type=positive_int, default=None, help="seeds per D (default 3)")
-    p.add_argument("--n-test", type=positive_int, default=None, help="held-out test jets per class")
+    p.add_argument("--n-test", type=positive_int, default=None,
+                   help="held-out test jets per class")
     p.add_argument("--arms", default=None, help="comma separated among pretrained, frozen, "
                                                 "scratch (default all three)")
     p.add_argument("--no-baseline", action="store_true", help="skip the high-level BDT")

@@ -60,7 +60,8 @@ def cmd_scan(args) -> int:
     import dataclasses
 
     from jetfm.errors import check_output_dir
-    from jetfm.evaluate.scan import SCAN_ENTRIES, ScanConfig, parse_sizes, parse_targets, run_scan
+    from jetfm.evaluate.scan import (SCAN_ENTRIES, ScanConfig, check_scan_config, parse_sizes,
+                                     parse_targets, run_scan)
     from jetfm.io.output import RUN_LOCK, RUN_RECORD, refuse_overwrite, run_folder
 
     check_output_dir(args.out, "--out")
@@ -69,6 +70,7 @@ def cmd_scan(args) -> int:
                      preset=args.preset, overrides=list(args.overrides),
                      min_steps=args.min_steps, seed=args.seed, w1_samples=args.w1_samples,
                      jetnet=not args.no_jetnet, keep_models=args.keep_models)
+    check_scan_config(cfg)
     targets = {k: os.path.abspath(v) for k, v in parse_targets(args.target).items()}
     owned = set(SCAN_ENTRIES) | {RUN_LOCK, RUN_RECORD}
     refuse_overwrite(args.out, targets.values(), folders=[args.pretrained],

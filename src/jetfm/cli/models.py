@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 
-from jetfm.cli.argtypes import positive_float, positive_int, seed, workers
+from jetfm.cli.argtypes import integer, positive_float, positive_int, seed, workers
 
 
 def _training_args(p, data_help: str) -> None:
@@ -35,7 +35,7 @@ def _training_args(p, data_help: str) -> None:
     s.add_argument("--memory-budget", type=positive_float, default=None, metavar="GB",
                    help="stream when the in-memory data would exceed GB (default: "
                         "$JETFM_MEMORY_BUDGET_GB, else a quarter of this machine's memory)")
-    s.add_argument("--buffer-size", type=positive_int, default=None, metavar="JETS",
+    s.add_argument("--buffer-size", type=integer(1, 1 << 20), default=None, metavar="JETS",
                    help="shuffle buffer per data-loader worker when streaming (default 16384)")
     g = p.add_argument_group("scale out (Lightning DDP; see examples/cluster/)")
     g.add_argument("--devices", type=workers, default=None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from jetfm.cli.argtypes import pileup, positive_int, seed, workers
+from jetfm.cli.argtypes import integer, pileup, positive_int, seed, workers
 
 
 def _common(p) -> None:
@@ -14,7 +14,7 @@ def _common(p) -> None:
     p.add_argument("-o", "--output", required=True, help="output file")
     p.add_argument("--workers", type=workers, default=None,
                    help="worker processes (default: all cores)")
-    p.add_argument("--chunk-jets", type=positive_int, default=None,
+    p.add_argument("--chunk-jets", type=integer(1, 100_000), default=None,
                    help="jets per chunk, the unit of work and of resuming (default 500)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

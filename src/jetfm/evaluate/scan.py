@@ -82,6 +82,20 @@ class ScanConfig:
     #: keep the trained models of every cell (they are deleted after evaluation otherwise)
     keep_models: bool = False
 
+    def validate(self) -> None:
+        from jetfm.config import ConfigValueError, check_range
+
+        if not self.sizes or any(isinstance(d, bool) or not isinstance(d, int)
+                                 or not 2 <= d <= 10**9 for d in self.sizes):
+            raise ConfigValueError("sizes", f"must be integers from 2 to 10^9, got {self.sizes}")
+        check_range(self, "seeds", 1, 10**6)
+        for key in ("n_reference", "n_generated"):
+            check_range(self, key, 10, 10**9)
+        check_range(self, "min_steps", 0, 10**9)
+        check_range(self, "seed", 0, 2**32 - 1)
+        for key in ("w1_samples", "w1_batches", "kpd_batch"):
+            check_range(self, key, 1, 10**9)
+
 
 def _cell_name(d: int, seed: int, arm: str) -> str:
     return f"D{d}_seed{seed}_{arm}"
@@ -199,13 +213,14 @@ def parse_targets(targets) -> dict[str, str]:
     return out
 
 
-def _check_sizes(cfg: ScanConfig) -> None:
-    if not cfg.sizes or any(int(d) < 2 for d in cfg.sizes):
-        raise InputError(f"sizes must be integers >= 2, got {cfg.sizes}")
-    if cfg.seeds < 1:
-        raise InputError(f"seeds must be >= 1, got {cfg.seeds}")
-    if cfg.n_reference < 10 or cfg.n_generated < 10:
-        raise InputError("n_reference and n_generated must be >= 10")
+def check_scan_config(cfg: ScanConfig) -> None:
+    """The scan's settings and its training preset with the overrides, checked before anything
+    is read or written (InputError naming the key)."""
+    from jetfm.config import validate
+    from jetfm.train.config import load_omnijet_config
+
+    validate(cfg)
+    load_omnijet_config(cfg.preset, cfg.overrides)
 
 
 def min_steps_override(preset: str, overrides: Sequence[str], section: str, d: int,
@@ -245,7 +260,7 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
     from jetfm.train import api
 
     cfg = cfg or ScanConfig()
-    _check_sizes(cfg)
+    check_scan_config(cfg)
     tmap = parse_targets(targets)
     if not tmap:
         raise InputError("no target file given")
@@ -402,7 +417,7 @@ def parse_sizes(text: str | Sequence[int]) -> list[int]:
         return [int(x) for x in text]
     try:
         return [int(float(x)) for x in text.split(",") if x.strip()]
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InputError(f"sizes must be comma-separated integers, got '{text}'") from None
 
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from jetfm.errors import InputError, write_text_atomic
-from jetfm.evaluate.scan import ScanConfig
+from jetfm.evaluate.scan import ScanConfig, check_scan_config
 
 PRESETS = ("quick", "default", "paper")
 
@@ -51,6 +51,15 @@ class DemoConfig:
     #: jets read for Figures 1 and 2
     figure_jets: int = 20_000
 
+    def validate(self) -> None:
+        from jetfm.config import check_range
+
+        for key in ("n_pretrain", "n_target", "figure_jets"):
+            check_range(self, key, 1, 10**9)
+        check_range(self, "pileup", 0.0, 200.0)
+        check_range(self, "tokenizer_jets", 1, 10**9, allow=(None,))
+        check_range(self, "workers", 1, 1024, allow=(None,))
+
 
 def load_demo_config(preset: str = "default", overrides: tuple[str, ...] = ()) -> DemoConfig:
     """A demo preset by name (quick, default, paper) or YAML path, plus dotted overrides."""
@@ -66,6 +75,7 @@ def load_demo_config(preset: str = "default", overrides: tuple[str, ...] = ()) -
     for t in cfg.targets:
         if t not in ("top", "qcd"):
             raise InputError(f"demo targets are 'top' and 'qcd', got '{t}'")
+    check_scan_config(cfg.scan)  # the model preset with its overrides, before anything runs
     return cfg
 
 
