@@ -27,12 +27,13 @@ import torch.nn.functional as F
 from jetfm.anomaly.data import (DataConfig, augment, input_channels, model_inputs, read_for_input,
                                 split_valid)
 from jetfm.anomaly.metrics import ssim
-from jetfm.config import ConfigValueError, check_range, save_config
+from jetfm.config import ConfigValueError, check_choice, check_range, save_config
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.output import atomic_output
 from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters
 
 MODEL_KINDS = ("codae", "ae")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     max_steps: int = 0                # stop after this many steps in all (0: no limit); tests
     eval_batch_size: int = 256
+    precision: str = "fp32"           # fp32 | bf16: bfloat16 autocast of the forward pass (CPU)
 
     def validate(self) -> None:
         for key in ("batch_size", "eval_batch_size"):
@@ -53,6 +55,7 @@ class TrainConfig:
         check_range(self, "weight_decay", 0.0)
         check_range(self, "clip_norm", 0.0, lo_open=True)
         check_range(self, "max_steps", 0, 10**9)
+        check_choice(self, "precision", PRECISIONS)
 
 
 @dataclass
@@ -133,6 +136,21 @@ def loss_fn(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
 
 
+def train_step(model: CoDAE, opt: torch.optim.Optimizer, xb: torch.Tensor, clip_norm: float,
+               precision: str = "fp32") -> torch.Tensor:
+    """One optimisation step on the batch xb; returns the (detached) loss. ``bf16`` runs the
+    forward pass under CPU bfloat16 autocast (convolutions on AVX512-BF16/AMX units; weights,
+    optimiser and loss stay float32)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        logits = model(xb)
+    loss = loss_fn(logits.float(), xb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    opt.step()
+    return loss.detach()
+
+
 @torch.inference_mode()
 def validate(model: CoDAE, x: torch.Tensor, batch: int = 256) -> tuple[float, float]:
     """(mean SSIM, mean loss) of the reconstructions of x (N, C, H, W)."""
@@ -188,11 +206,7 @@ def train_one(kind: str, cfg: AnomalyConfig, x_train: np.ndarray, x_valid: np.nd
                 break
             xb = augment(xt[perm[b * tc.batch_size:(b + 1) * tc.batch_size]], gen,
                          cfg.data.flip_eta, cfg.data.roll_step)
-            loss = loss_fn(model(xb), xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-            opt.step()
+            loss = train_step(model, opt, xb, tc.clip_norm, tc.precision)
             steps += 1
             total += float(loss.detach()) * len(xb)
             seen += len(xb)
