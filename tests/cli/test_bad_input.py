@@ -246,11 +246,15 @@ def test_unreachable_scheduler(tmp_path, capsys, monkeypatch):
     (TOKENIZER + ["-o", "{blocked}"], "-o run folder"),
     (["anomaly", "train", "--config", "codae_quick", "--seed", "1", "--train", IMAGES,
       "--runs", "{blocker}"], "run folder"),
+    (["tokenizer", "report", "--model", "{model}", "--data", A, "-o", "{blocked}"],
+     "-o output folder"),
+    (["demo", "--preset", "quick", "--out", "{blocked}"], "--out"),
+    (["scan", "--pretrained", "{model}", "--target", A, "--out", "{blocked}"], "--out"),
 ])
-def test_output_folder_cannot_be_made(argv, message, files, capsys):
+def test_output_folder_cannot_be_made(argv, message, files, model, capsys):
     blocked = os.path.join(files["blocker"], "sub")
-    fails([str(a).format(blocked=blocked, blocker=files["blocker"]) for a in argv], capsys,
-          message)
+    fails([str(a).format(blocked=blocked, blocker=files["blocker"], model=model) for a in argv],
+          capsys, message)
     assert files["blocker"].read_text() == "not a folder"
 
 

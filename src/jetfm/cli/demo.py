@@ -22,9 +22,11 @@ def register(sub) -> None:
 
 
 def cmd_demo(args) -> int:
+    from jetfm.errors import check_output_dir
     from jetfm.pipelines.demo import run_demo
 
     out = args.out or os.path.join("runs", f"demo_{os.path.splitext(os.path.basename(args.preset))[0]}")
+    check_output_dir(out, "--out")
     report = run_demo(out=out, preset=args.preset, seed=args.seed,
                       overrides=tuple(args.overrides), progress=not args.no_progress,
                       overwrite=args.overwrite)

@@ -347,10 +347,12 @@ def cmd_tokenize(args) -> int:
 
 
 def cmd_tokenizer_report(args) -> int:
+    from jetfm.errors import check_output_dir
     from jetfm.io.output import refuse_overwrite
     from jetfm.train.report import tokenizer_report
 
     _check_positive(args.max_jets, "--max-jets")
+    check_output_dir(args.out, "-o output folder")
     refuse_overwrite(args.out, args.data, folders=[args.model], option="-o output folder")
     res = tokenizer_report(args.model, args.data, args.out, args.max_jets)
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, indent=1))
