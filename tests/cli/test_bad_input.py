@@ -192,6 +192,12 @@ def test_dataset_replaced_by_a_group(files, tmp_path, capsys):
                  ["observables", g, "-o", tmp_path / "o.csv"]):
         fails(argv, capsys, "jet_kinematics is a group, expected a dataset")
     assert os.listdir(tmp_path) == []
+    for mode in ("--streaming", "--in-memory"):  # after the reading progress bar, one line
+        rc = main([str(a) for a in TOKENIZER[:3] + [g] + TOKENIZER[4:]]
+                  + ["-o", str(tmp_path / "run"), mode])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in err, err
+        assert "jet_kinematics is a group, expected a dataset" in err.strip().splitlines()[-1]
 
 
 def test_metrics_on_one_jet_or_empty_jets(files, capsys):
@@ -344,3 +350,11 @@ def test_codae_checkpoint_config(tmp_path, capsys):
     json.dump(meta, open(os.path.join(good, "config.json"), "w"))
     fails(["anomaly", "evaluate", good, "--background", IMAGES, "--signal", IMAGES, "-o",
            tmp_path / "ev"], capsys, "'latent_channels'", absent=[tmp_path / "ev"])
+    from safetensors.torch import load_file, save_file
+
+    nan = save_pretrained(CoDAE(small), str(tmp_path / "nan"))
+    state = load_file(os.path.join(nan, "model.safetensors"))
+    next(iter(state.values())).view(-1)[0] = float("inf")
+    save_file(state, os.path.join(nan, "model.safetensors"))
+    fails(["anomaly", "evaluate", nan, "--background", IMAGES, "--signal", IMAGES, "-o",
+           tmp_path / "ev"], capsys, "non-finite weights", absent=[tmp_path / "ev"])
