@@ -54,8 +54,12 @@ def step_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
 
 
 def seed_all(s: int) -> None:
-    """Seed torch (CPU and every GPU), NumPy's global generator and Python's ``random``."""
-    torch.manual_seed(s)
+    """Seed torch (CPU and every CUDA GPU), NumPy's global generator and Python's ``random``."""
+    # not torch.manual_seed: it visits every device type, many times slower per batch than
+    # these calls (benchmarks/resume_overhead.py measures both)
+    torch.default_generator.manual_seed(s)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(s)
     np.random.seed(s % 2 ** 32)
     random.seed(s)
 
