@@ -168,7 +168,7 @@ def main() -> None:
           f"max {jets.n_constituents.max()}; cpu_count {os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    t_compile = t_cached = float("nan")
+    t_compile = t_cached = None
     if not args.no_compile:
         t_compile, t_cached = first_call_seconds()
         print(f"first call, empty cache (compile) {t_compile:6.1f} s; "
@@ -215,7 +215,8 @@ def main() -> None:
          fastjet_cluster_d2_1proc=round(n / t_cd, 1), fastjet_cluster_d2_cpu=round(n / c_cd, 1),
          fastjet_cluster_d2_2proc=round(n / t_cd2, 1), fastjet_full_1proc=round(n / t_full, 1),
          fastjet_full_cpu=round(n / c_full, 1), ratio_full_cpu=round(c_full / c_one, 3),
-         compile_s=round(t_compile, 2), cache_load_s=round(t_cached, 3),
+         compile_s=None if t_compile is None else round(t_compile, 2),
+         cache_load_s=None if t_cached is None else round(t_cached, 3),
          mismatches=sum(bad.values()), threads_identical=same,
          load_average=round(os.getloadavg()[0], 2))
 

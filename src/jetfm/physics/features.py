@@ -91,9 +91,10 @@ def species_from_pdgid(pdgid: np.ndarray) -> np.ndarray:
     |pdgId| 211 charged hadron, 130 neutral hadron, 22 photon, 11 electron, 13 muon,
     1 and 2 HF hadronic / electromagnetic candidates.
     """
-    a = np.abs(np.asarray(pdgid)).astype(np.int64)
-    # one table look-up per candidate; ids beyond the table (and NaN) land on its last entry, -1
-    return _SPECIES_OF_ID[np.clip(a, 0, len(_SPECIES_OF_ID) - 1)]
+    # one table look-up per candidate; ids beyond the table (and NaN, whose integer value is
+    # undefined) land on its first or last entry, both -1
+    a = np.abs(np.asarray(pdgid).astype(np.int32))
+    return _SPECIES_OF_ID[np.clip(a, 0, len(_SPECIES_OF_ID) - 1, out=a)]
 
 
 def species(jets: Jets) -> np.ndarray:
@@ -108,11 +109,8 @@ def species(jets: Jets) -> np.ndarray:
 
 def species_counts(jets: Jets) -> dict[str, np.ndarray]:
     """Number of constituents of each species per jet: ``{name: (N,) int64}``."""
-    s = species(jets).astype(np.int64)
-    n, k = len(s), len(SPECIES) + 1  # bin 0: padding and unknown ids
-    counts = np.bincount((s + 1 + k * np.arange(n)[:, None]).ravel(), minlength=n * k)
-    counts = counts.reshape(n, k)
-    return {name: counts[:, i + 1].astype(np.int64) for i, name in enumerate(SPECIES)}
+    s = species(jets)
+    return {name: (s == i).sum(1, dtype=np.int64) for i, name in enumerate(SPECIES)}
 
 
 #: JetClass-style species flags, in the order of :data:`SPECIES` (HF candidates have none)
