@@ -102,7 +102,8 @@ def main() -> None:
           f"{100 * extra / step:.4f} % of it")
     emit("resume_overhead", extra * 1e3, "ms per batch", step * 1e3, extra / step,
          percent_of_step=round(100 * extra / step, 5), seed_us=round(seed * 1e6, 2),
-         seed_torch_manual_seed_us=round(seed_plain * 1e6, 2), csv_row_now_us=round(row_now * 1e6, 2),
+         seed_torch_manual_seed_us=round(seed_plain * 1e6, 2),
+         csv_row_now_us=round(row_now * 1e6, 2),
          csv_row_buffered_us=round(row_buffered * 1e6, 2), batch=args.batch,
          threads=torch.get_num_threads(), quick=args.quick,
          numpy=np.__version__, torch=torch.__version__)

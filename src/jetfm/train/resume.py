@@ -19,13 +19,13 @@ What a resumed run must find again, and where it comes from:
   ``(seed, epoch, batch, rank)``, so a step draws the same numbers whatever ran before it
   (an uninterrupted run and a resumed one consume different amounts of randomness outside the
   steps: data-loader start-up, the restore itself);
-- the logs: :func:`run_loggers` continues the newest ``logs/version_N`` and ``tensorboard/version_N``
-  of the run, dropping the rows of the checkpoint's step and later (the resumed run logs them
-  again). The CSV log writes each row as it is logged, so every row of the steps before a
-  checkpoint is on disk once the run is past it (Lightning logs the row of a step after that
-  step's checkpoint: only a kill in the instant between the two loses that one row);
-  :class:`FlushLogs` writes TensorBoard's events out before every checkpoint, validation and
-  training batch.
+- the logs: :func:`run_loggers` continues the newest ``logs/version_N`` and
+  ``tensorboard/version_N`` of the run, dropping the rows of the checkpoint's step and later
+  (the resumed run logs them again). The CSV log writes each row as it is logged, so every row
+  of the steps before a checkpoint is on disk once the run is past it (Lightning logs the row of
+  a step milliseconds after that step's checkpoint: only a kill between the two loses that
+  row); :class:`FlushLogs` writes TensorBoard's events out before every checkpoint, validation
+  and training batch.
 """
 from __future__ import annotations
 
@@ -210,5 +210,6 @@ def run_loggers(run_dir: str, resume_from: str | None) -> list:
     return [csv_logger, tb_logger]
 
 
-__all__ = ["AtomicCheckpointIO", "StepSeed", "FlushLogs", "StepCheckpoint", "validates_after", "step_seed", "seed_all", "run_loggers", "checkpoint_step",
-           "keep_rows_before", "ContinuedCSVLogger"]
+__all__ = ["AtomicCheckpointIO", "StepSeed", "FlushLogs", "StepCheckpoint", "validates_after",
+           "step_seed", "seed_all", "run_loggers", "checkpoint_step", "keep_rows_before",
+           "ContinuedCSVLogger"]
