@@ -36,7 +36,8 @@ def test_demo_produces_report_with_verdict_and_gammas(demo_dir):
         assert f"## Target: {t}" in md
         assert (demo_dir / "figures" / f"{t}_kl_vs_D.png").exists()
     html = (demo_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 8  # figures 1, 2 and 3 per target
+    # figures 1, 2, 3 per target, and the classification scan's
+    assert html.count("data:image/png;base64,") == 9
     res = json.loads((demo_dir / "scan" / "results.json").read_text())
     cfg = res["config"]
     n_cells = len(res["targets"]) * len(cfg["sizes"]) * cfg["seeds"] * 2
@@ -89,3 +90,44 @@ def test_interrupted_scan_resumes_and_reproduces_numbers(demo_dir):
     for a, b in zip(after, before):
         assert (a["observable"], a["metric"]) == (b["observable"], b["metric"])
         assert a["value"] == pytest.approx(b["value"], rel=1e-6, abs=1e-9)
+
+
+def test_classification_scan_in_the_report(demo_dir):
+    """The demo's classification scan: every arm and the baseline at every D and seed, tested on
+    the held-out jets of both targets; its section and verdict in the report."""
+    res = json.loads((demo_dir / "classify" / "results.json").read_text())
+    cfg = res["config"]
+    assert res["target"] == "top_vs_qcd"
+    cells = {(r["arm"], r["D"], r["seed"]) for r in res["rows"]}
+    assert cells == {(a, d, s) for a in cfg["arms"] + ["hlf_bdt"] for d in cfg["sizes"]
+                     for s in range(cfg["seeds"])}
+    for r in res["rows"]:
+        if r["metric"] == "auc":
+            assert 0.0 <= r["value"] <= 1.0
+    md = (demo_dir / "report.md").read_text()
+    assert "## Classification: top_vs_qcd" in md
+    verdict = md[md.index("## Verdict"):md.index("## Classification")]
+    assert "**Classification (top_vs_qcd):** at the smallest D" in verdict
+    assert (demo_dir / "figures" / "classify_vs_D.png").exists()
+
+
+def test_interrupted_classification_scan_reproduces_its_numbers(demo_dir):
+    """Delete one finished cell of each kind: a rerun recomputes only them, with the same AUC."""
+    from jetfm.evaluate.classify_scan import ClassifyScanConfig, run_classify_scan
+
+    res = json.loads((demo_dir / "classify" / "results.json").read_text())
+    cfg = ClassifyScanConfig(**res["config"])
+    cell_dir = demo_dir / "classify" / "cells"
+    d = cfg.sizes[0]
+    cells = [cell_dir / f"D{d}_seed0_{a}.json" for a in ("pretrained", "hlf_bdt")]
+    before = [json.loads(c.read_text())["rows"] for c in cells]
+    others = {p: p.stat().st_mtime_ns for p in cell_dir.glob("*.json") if p not in cells}
+    for c in cells:
+        c.unlink()
+    run_classify_scan(res["pretrained"], res["classes"], str(demo_dir / "classify"), cfg,
+                      progress=False)
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+    for c, rows in zip(cells, before):
+        after = json.loads(c.read_text())["rows"]
+        assert [(r["metric"], r["value"]) for r in after] == [(r["metric"], r["value"])
+                                                              for r in rows]

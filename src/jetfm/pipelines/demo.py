@@ -8,6 +8,9 @@ demo continues where it stopped; the simulation and the trainings also resume in
 3. ``tokenizer/``: the VQ-VAE tokenizer trained on the pre-training jets;
 4. ``pretrain/``: the GPT backbone pre-trained on them (tokenizer frozen);
 5. ``scan/``: the D-scan, fine-tuned against from-scratch arms (:mod:`jetfm.evaluate.scan`);
+   ``classify/``: the classification D-scan on the same top and QCD jets, fine-tuned, frozen
+   and from-scratch taggers against a BDT on high-level observables
+   (:mod:`jetfm.evaluate.classify_scan`);
 6. ``figures/``: Figure 1 (pre-training vs targets) and Figure 2 (occupancy), Figures 3/4;
 7. ``report.md`` and ``report.html``.
 
@@ -25,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from jetfm.errors import InputError, write_text_atomic
+from jetfm.evaluate.classify_scan import ClassifyScanConfig
 from jetfm.evaluate.scan import ScanConfig, check_scan_config
 
 PRESETS = ("quick", "default", "paper")
@@ -46,6 +50,9 @@ class DemoConfig:
     #: jets the tokenizer trains on (None: all pre-training jets)
     tokenizer_jets: int | None = None
     scan: ScanConfig = field(default_factory=ScanConfig)
+    #: the classification scan, top against QCD (needs both targets; ``classify: false`` skips)
+    classify: bool = True
+    classification: ClassifyScanConfig = field(default_factory=ClassifyScanConfig)
     #: simulation processes (None: all cores)
     workers: int | None = None
     #: jets read for Figures 1 and 2
@@ -72,6 +79,9 @@ def load_demo_config(preset: str = "default", overrides: tuple[str, ...] = ()) -
     # both arms of the scan train with the demo's model preset and overrides
     cfg.scan = dataclasses.replace(cfg.scan, preset=cfg.model_preset,
                                    overrides=list(cfg.model_overrides) + list(cfg.scan.overrides))
+    cfg.classification = dataclasses.replace(
+        cfg.classification, preset=cfg.model_preset,
+        overrides=list(cfg.model_overrides) + list(cfg.classification.overrides))
     for t in cfg.targets:
         if t not in ("top", "qcd"):
             raise InputError(f"demo targets are 'top' and 'qcd', got '{t}'")
@@ -127,7 +137,7 @@ def model_summary(desc: dict) -> dict[str, str]:
 
 #: what the demo writes in its run folder (removed by ``overwrite``)
 DEMO_ENTRIES = ("config.yaml", "stage_seconds.json", "data", "tokenizer", "pretrain", "scan",
-                "figures", "report.md", "report.html")
+                "classify", "figures", "report.md", "report.html")
 
 
 def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
@@ -140,6 +150,7 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
 
     cfg = load_demo_config(preset, overrides)
     cfg.scan = dataclasses.replace(cfg.scan, seed=seed)
+    cfg.classification = dataclasses.replace(cfg.classification, seed=seed)
     with run_folder(out, {"command": "demo"}, overwrite=overwrite, fresh=DEMO_ENTRIES,
                     command="jetfm demo"):
         return _run_demo(out, cfg, preset, seed, progress)
@@ -148,6 +159,7 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
 def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool) -> str:
     from jetfm.evaluate import plots
     from jetfm.evaluate.report import build_report
+    from jetfm.evaluate.classify_scan import classify_report, run_classify_scan
     from jetfm.evaluate.scan import run_scan
     from jetfm.io import count_jets
     from jetfm.simulate import simulate_aoj_like, simulate_jetclass_like
@@ -204,6 +216,14 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
     stage("D-scan (fine-tuned vs from scratch)", scan_cached,
           lambda: run_scan(os.path.join(pre_dir, "model"), target_files, scan_dir, cfg.scan,
                            progress=progress))
+    classify_dir = os.path.join(out, "classify")
+    do_classify = cfg.classify and {"top", "qcd"} <= set(target_files)
+    if do_classify:
+        stage("classification D-scan (top vs QCD)",
+              os.path.exists(os.path.join(classify_dir, "results.json")),
+              lambda: run_classify_scan(os.path.join(pre_dir, "model"),
+                                        {"qcd": target_files["qcd"], "top": target_files["top"]},
+                                        classify_dir, cfg.classification, progress=progress))
     fig_dir = os.path.join(out, "figures")
     figures = {"figure1": os.path.join(fig_dir, "figure1_data.png"),
                "figure2": os.path.join(fig_dir, "figure2_occupancy.png")}
@@ -235,6 +255,10 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
              + f"; sum {sum(wall.values()):.0f} s wall, {cpu:.0f} s CPU (this process and its "
              f"workers). This invocation: {time.perf_counter() - t_start:.0f} s wall, "
              f"{_cpu_seconds() - cpu_start:.0f} s CPU."]
+    verdict_lines, sections = [], []
+    if do_classify:
+        verdict_lines, sections, _ = classify_report(classify_dir, fig_dir)
     _, html_path = build_report(scan_dir, out, figures, data, models, notes=notes,
-                                command=f"jetfm demo --preset {preset} --seed {seed} --out {out}")
+                                command=f"jetfm demo --preset {preset} --seed {seed} --out {out}",
+                                verdict_lines=verdict_lines, sections=sections)
     return html_path
