@@ -4,11 +4,13 @@
 
 Per batch, exact resume (:mod:`jetfm.train.resume`) seeds torch, NumPy and ``random`` from
 (seed, epoch, batch, rank) and writes the step's CSV log row at once (Lightning's default keeps
-rows in memory and writes every 100). Measured: the seeding call (and the same seeding through
-``torch.manual_seed``, which visits every device type), the CSV row written at once against the
-same row buffered (Lightning's default), and, as the baseline, one ``small``-preset
-tokenizer training step (forward, backward, AdamW) on a batch of real CMS jets (the 100 of
-../shared/data/real/aoj_mini_2016H repeated). Best of the repeats (the machine is shared).
+rows in memory and writes every 100), and flushes TensorBoard's events before each batch.
+Measured: the seeding call (and the same seeding through ``torch.manual_seed``, which visits
+every device type), the CSV row written at once against the same row buffered (Lightning's
+default), TensorBoard's events flushed each batch against the logger's own flushing, and, as
+the baseline, one ``small``-preset tokenizer training step (forward, backward, AdamW) on a batch
+of real CMS jets (the 100 of ../shared/data/real/aoj_mini_2016H repeated). Best of the repeats
+(the machine is shared).
 """
 from __future__ import annotations
 
@@ -41,19 +43,24 @@ def per_call(fn, n: int, repeats: int) -> float:
     return best_of(lambda: [fn(i) for i in range(n)], repeats) / n
 
 
-def csv_row_seconds(flush_every: int, n: int, repeats: int) -> float:
-    """Seconds per logged row of Lightning's CSV logger writing every ``flush_every`` rows."""
-    from lightning.pytorch.loggers import CSVLogger
+def row_seconds(kind: str, at_once: bool, n: int, repeats: int) -> float:
+    """Seconds per logged row of Lightning's CSV or TensorBoard logger (``kind``), the row
+    written out at once (exact resume) or left to the logger's own flushing."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     times = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            logger = CSVLogger(tmp, name="logs", flush_logs_every_n_steps=flush_every)
+            logger = (CSVLogger(tmp, name="logs", flush_logs_every_n_steps=1 if at_once else 100)
+                      if kind == "csv" else TensorBoardLogger(tmp, name="tb"))
             t0 = time.perf_counter()
             for step in range(n):
                 logger.log_metrics(ROW, step)
+                if at_once and kind == "tb":
+                    logger.save()  # jetfm.train.resume.FlushLogs, before each batch
             logger.save()
             times.append((time.perf_counter() - t0) / n)
+            logger.finalize("success")
     return min(times)
 
 
@@ -90,13 +97,15 @@ def main() -> None:
     seed = per_call(lambda i: seed_all(step_seed(1, 0, i)), n, repeats)
     seed_plain = per_call(lambda i: (torch.manual_seed(s := step_seed(1, 0, i)),
                                      np.random.seed(s % 2 ** 32), random.seed(s)), n, repeats)
-    row_now = csv_row_seconds(1, n // 5, repeats)
-    row_buffered = csv_row_seconds(100, n // 5, repeats)
+    row_now, row_buffered = (row_seconds("csv", b, n // 5, repeats) for b in (True, False))
+    tb_now, tb_buffered = (row_seconds("tb", b, n // 5, repeats) for b in (True, False))
     step = step_seconds(args.batch, steps)
-    extra = seed + row_now - row_buffered
+    extra = seed + row_now - row_buffered + tb_now - tb_buffered
     print(f"per batch: seeding {seed * 1e6:.1f} us (with torch.manual_seed: "
           f"{seed_plain * 1e6:.1f} us), CSV row written at once "
-          f"{row_now * 1e6:.1f} us (buffered: {row_buffered * 1e6:.1f} us)")
+          f"{row_now * 1e6:.1f} us (buffered: {row_buffered * 1e6:.1f} us), TensorBoard "
+          f"events flushed each batch {tb_now * 1e6:.1f} us (left to the logger: "
+          f"{tb_buffered * 1e6:.1f} us)")
     print(f"small-preset tokenizer step, batch {args.batch}, {torch.get_num_threads()} threads: "
           f"{step * 1e3:.1f} ms; exact resume adds {extra * 1e6:.1f} us = "
           f"{100 * extra / step:.4f} % of it")
@@ -104,7 +113,8 @@ def main() -> None:
          percent_of_step=round(100 * extra / step, 5), seed_us=round(seed * 1e6, 2),
          seed_torch_manual_seed_us=round(seed_plain * 1e6, 2),
          csv_row_now_us=round(row_now * 1e6, 2),
-         csv_row_buffered_us=round(row_buffered * 1e6, 2), batch=args.batch,
+         csv_row_buffered_us=round(row_buffered * 1e6, 2), tb_row_now_us=round(tb_now * 1e6, 2),
+         tb_row_buffered_us=round(tb_buffered * 1e6, 2), batch=args.batch,
          threads=torch.get_num_threads(), quick=args.quick,
          numpy=np.__version__, torch=torch.__version__)
 
