@@ -227,6 +227,11 @@ def test_bad_threads_or_columns_name_the_problem():
         obs.compute_observables(jets, threads=0)
     with pytest.raises(InputError, match="px"):
         obs.d2(jets.select_columns(("pz", "E"), ()))
+    broken = jets.constituents.copy()
+    broken[1, 2, jets.constituent_names.index("py")] = np.nan
+    nan_jets = Jets(broken, jets.mask, jets.jet, jets.constituent_names, jets.jet_names)
+    with pytest.raises(InputError, match="1 of 3 jets have a non-finite .* jet 1"):
+        obs.compute_observables(nan_jets)
 
 
 def test_cli_writes_parquet(tmp_path, capsys):

@@ -85,7 +85,7 @@ def _mass(p):
 @njit(**_JIT)
 def _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt):
     """Copy jet ``i``'s constituents into slots 0..n-1 (float64, ``pt`` = sqrt(kt2) as
-    ``PseudoJet::perp``); returns n."""
+    ``PseudoJet::perp``); returns n, or -1 if a four-momentum is not finite."""
     n = 0
     for c in range(mask.shape[1]):
         if not mask[i, c]:
@@ -94,6 +94,9 @@ def _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt):
         py = np.float64(cons[i, c, cols[1]])
         pz = np.float64(cons[i, c, cols[2]])
         e = np.float64(cons[i, c, cols[3]])
+        if not (math.isfinite(px) and math.isfinite(py) and math.isfinite(pz)
+                and math.isfinite(e)):
+            return -1
         if px == 0.0 and py == 0.0 and e == abs(pz):
             continue  # along the beam: never part of a jet
         jp[n, 0], jp[n, 1], jp[n, 2], jp[n, 3] = px, py, pz, e
@@ -388,10 +391,11 @@ def softdrop_value(n, jp, jrap, jphi, jkt2, par1, par2, beta, zcut, r0):
 
 @njit(**_JIT)
 def substructure(cons, mask, cols, n_tau, tau_beta, tau_r0, normalized, want_d2, d2_beta,
-                 want_sd, sd_beta, sd_zcut, sd_r0, taus, d2s, msds):
+                 want_sd, sd_beta, sd_zcut, sd_r0, taus, d2s, msds, bad):
     """Fill ``taus[i, :n_tau]``, ``d2s[i]``, ``msds[i]`` for every jet i of ``cons``
     ((L, P, F) float32 with (L, P) ``mask``; ``cols``: the px, py, pz, E columns). n_tau = 0
-    skips the kT clustering, ``want_d2`` / ``want_sd`` the D2 and the C/A clustering."""
+    skips the kT clustering, ``want_d2`` / ``want_sd`` the D2 and the C/A clustering.
+    ``bad[i]`` is set for a jet with a non-finite four-momentum (not computed)."""
     L, P = mask.shape
     S = 2 * max(P, 1)
     jp = np.zeros((S, 4))
@@ -407,6 +411,9 @@ def substructure(cons, mask, cols, n_tau, tau_beta, tau_r0, normalized, want_d2,
     axes = np.zeros(max(n_tau, 1), np.int64)
     for i in range(L):
         n = _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt)
+        if n < 0:  # reported by the caller; the outputs of this jet stay as they are
+            bad[i] = True
+            continue
         nn2 = n * n
         dd = dd_buf[:nn2].reshape((n, n))
         _pair_distances(n, jrap, jphi, dd, nn0, nnd0)

@@ -98,12 +98,13 @@ def _substructure_arrays(jets: Jets, threads: int = 1, n_tau: int = 0, tau_beta:
     mask = np.ascontiguousarray(jets.mask)
     n = len(jets)
     taus, d2s, msds = np.zeros((n, max(n_tau, 1))), np.zeros(n), np.zeros(n)
+    bad = np.zeros(n, bool)
 
     def run(a: int, b: int) -> None:
         _kernels.substructure(cons[a:b], mask[a:b], cols, n_tau, float(tau_beta), float(tau_r0),
                               bool(normalized), bool(want_d2), float(d2_beta), bool(want_sd),
                               float(sd_beta), float(sd_zcut), float(sd_r0),
-                              taus[a:b], d2s[a:b], msds[a:b])
+                              taus[a:b], d2s[a:b], msds[a:b], bad[a:b])
 
     starts = range(0, n, BLOCK_JETS)
     if threads == 1 or len(starts) < 2:
@@ -112,6 +113,10 @@ def _substructure_arrays(jets: Jets, threads: int = 1, n_tau: int = 0, tau_beta:
         with ThreadPoolExecutor(min(threads, len(starts))) as pool:
             for f in [pool.submit(run, a, min(a + BLOCK_JETS, n)) for a in starts]:
                 f.result()
+    if bad.any():
+        raise InputError(f"{int(bad.sum())} of {n} jets have a non-finite px, py, pz or E "
+                         f"(first: jet {int(np.flatnonzero(bad)[0])}); observables need finite "
+                         "four-momenta")
     return taus, d2s, msds
 
 
