@@ -3,7 +3,8 @@
 Each module in :data:`COMMAND_MODULES` defines ``register(subparsers)`` and adds its commands;
 handlers import heavy libraries lazily so ``jetfm --help`` stays fast. Bad input raises
 :class:`jetfm.errors.InputError`, printed here as one line with exit code 2 (``--debug`` shows the
-traceback).
+traceback). Trainings print their progress bar and summary; Lightning's banners and warnings go
+to ``RUN/logs/lightning.log`` (``--verbose`` shows them instead).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 
 from jetfm import __version__
 from jetfm.errors import InputError
+from jetfm.train.quiet import set_verbose
 
 #: command modules, in the order their commands appear in ``jetfm --help``
 COMMAND_MODULES = ("data", "simulate", "build", "models", "classify", "evaluate", "anomaly",
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jetfm", description="Jet foundation models on open LHC data.")
     parser.add_argument("--version", action="version", version=f"jetfm {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Lightning's messages and warnings on the terminal (by default "
+                             "they go to RUN/logs/lightning.log)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    set_verbose(args.verbose)
     try:
         rc = args.func(args)
     except InputError as err:

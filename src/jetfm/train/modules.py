@@ -194,6 +194,7 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     """
     from jetfm.train.resume import (AtomicCheckpointIO, FlushLogs, StepCheckpoint, StepSeed,
                                     run_loggers)
+    from jetfm.train.quiet import quiet_lightning
 
     tc = module.tc
     L.seed_everything(seed, workers=True, verbose=False)
@@ -211,18 +212,21 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     cbs += callbacks or []
     # a resumed run continues the killed one's logs from the checkpoint's step
     loggers = run_loggers(run_dir, ckpt)
-    trainer = L.Trainer(
-        max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
-        devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
-        precision=resolve_precision(tc.precision, tc.accelerator),
-        accumulate_grad_batches=tc.accumulate_grad_batches,
-        # the samplers shard across DDP ranks themselves (jetfm.train.data.EpochSampler)
-        use_distributed_sampler=False, gradient_clip_val=tc.grad_clip or None, callbacks=cbs,
-        logger=loggers, log_every_n_steps=tc.log_every_n_steps,
-        val_check_interval=tc.val_check_interval, enable_progress_bar=progress,
-        enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0,
-        plugins=[AtomicCheckpointIO()])
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+    # Lightning's banners, tips and warnings go to RUN/logs/lightning.log (jetfm --verbose: the
+    # terminal); the progress bar and errors stay on the terminal
+    with quiet_lightning(run_dir):
+        trainer = L.Trainer(
+            max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
+            devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
+            precision=resolve_precision(tc.precision, tc.accelerator),
+            accumulate_grad_batches=tc.accumulate_grad_batches,
+            # the samplers shard across DDP ranks themselves (jetfm.train.data.EpochSampler)
+            use_distributed_sampler=False, gradient_clip_val=tc.grad_clip or None,
+            callbacks=cbs, logger=loggers, log_every_n_steps=tc.log_every_n_steps,
+            val_check_interval=tc.val_check_interval, enable_progress_bar=progress,
+            enable_model_summary=False, default_root_dir=run_dir, num_sanity_val_steps=0,
+            plugins=[AtomicCheckpointIO()])
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     path = best.best_model_path or best.last_model_path or latest_checkpoint(ckpt_dir)
     if path and os.path.exists(path):
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
