@@ -130,16 +130,27 @@ def evaluate_scores(bkg: dict[str, np.ndarray], sig: dict[str, np.ndarray],
     return res
 
 
-def load_run_models(run: str) -> dict[str, tuple[CoDAE, dict]]:
-    """The models of a training run folder (``codae/``, ``ae/``) or one checkpoint folder."""
+def load_model(folder: str) -> tuple[CoDAE, dict]:
+    """(model, config.json dict) of a checkpoint folder, or of an ONNX export's model folder
+    (then run by ONNX Runtime: :class:`jetfm.anomaly.export.OnnxCoDAE`)."""
+    if os.path.isfile(os.path.join(folder, "full.onnx")):
+        from jetfm.anomaly.export import load_onnx
+
+        return load_onnx(folder)
     from jetfm.anomaly.training import from_pretrained
 
+    return from_pretrained(folder)
+
+
+def load_run_models(run: str) -> dict[str, tuple[CoDAE, dict]]:
+    """The models of a training run folder (``codae/``, ``ae/``) or one checkpoint folder, or of
+    an ONNX export of either (``jetfm anomaly export``)."""
     if not os.path.isdir(run):
         raise InputError("no such run or checkpoint folder", run)
     if os.path.isfile(os.path.join(run, "config.json")):
-        model, meta = from_pretrained(run)
+        model, meta = load_model(run)
         return {meta["model_type"]: (model, meta)}
-    found = {k: from_pretrained(os.path.join(run, k)) for k in ("codae", "ae")
+    found = {k: load_model(os.path.join(run, k)) for k in ("codae", "ae")
              if os.path.isdir(os.path.join(run, k))}
     if not found:
         raise InputError("holds no codae/ or ae/ checkpoint", run)
@@ -171,7 +182,9 @@ def evaluate(run: str | list[str], background, signal, out: str | None = None,
                      "'n_tracks' (the released supervised/ files do not); n_hits (lit pixels) "
                      "stands in as the multiplicity baseline")
     metrics = {"runs": [os.path.abspath(r) for r in runs], "input": kind,
-               "models": {k: {"epoch": m.get("epoch"), "valid_ssim": m.get("valid_ssim")}
+               "models": {k: {"epoch": m.get("epoch"), "valid_ssim": m.get("valid_ssim"),
+                              "runtime": "onnxruntime" if m.get("format") == "onnx" else "torch",
+                              "precision": m.get("precision", "fp32")}
                           for k, (_, m) in models.items()},
                "n_background": len(bev),
                "n_signal": {LABEL_NAMES[int(l)]: int((sev.labels == l).sum())

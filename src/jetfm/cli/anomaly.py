@@ -1,4 +1,4 @@
-"""``jetfm images``, ``jetfm anomaly train|evaluate`` and ``jetfm simulate dark-showers``."""
+"""``jetfm images``, ``jetfm anomaly train|evaluate|export`` and ``jetfm simulate dark-showers``."""
 from __future__ import annotations
 
 import json
@@ -48,6 +48,21 @@ def register(sub) -> None:
     e.add_argument("--title", default="CoDAE anomaly detection")
     _threads(e)
     e.set_defaults(func=cmd_evaluate)
+
+    x = ss.add_parser("export", help="export a trained CoDAE/AE (full model and the Z_m encoder) "
+                      "to ONNX for ONNX Runtime; `anomaly evaluate DIR` scores with the export")
+    x.add_argument("--model", required=True, metavar="RUN",
+                   help="training run folder (codae/, ae/) or one checkpoint folder")
+    x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
+    x.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output folder (new or empty; written atomically)")
+    x.add_argument("--precision", default="fp32",
+                   help="fp32 (default), fp16, int8-dynamic or int8-static (needs --calibration)")
+    x.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
+                   help="QCD image files/folders calibrating int8-static; their first 256 QCD "
+                   "events also check the export against PyTorch")
+    _threads(x)
+    x.set_defaults(func=cmd_export)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -147,6 +162,18 @@ def cmd_evaluate(args) -> int:
     print(metrics_table(metrics))
     print(json.dumps({"output": out, "n_background": metrics["n_background"],
                       "n_signal": metrics["n_signal"]}))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from jetfm.anomaly.export import export_run
+
+    _set_threads(args)
+    res = export_run(args.model, args.output, args.precision, args.calibration)
+    print(json.dumps({"output": args.output, "format": args.format, "precision": args.precision,
+                      "models": {k: {"files": sorted(v["files"].values()),
+                                     "check_max_rel_diff": v["check_max_rel_diff"]}
+                                 for k, v in res.items()}}))
     return 0
 
 
