@@ -206,9 +206,9 @@ def test_automatic_choice_and_bad_inputs(tokenizer, tmp_path, capsys):
     prov = json.load(open(out / "model" / "config.json"))["provenance"]["pretrain"]
     assert "streaming" in prov["data"] and prov["n_train"] == 90
     capsys.readouterr()
-    for bad, msg in ((["--memory-budget", "0"], "--memory-budget must be positive"),
+    for bad, msg in ((["--memory-budget", "0"], "--memory-budget: must be a finite number > 0"),
                      (["--streaming", "--val-data", str(AOJ_MINI)], "also a training file"),
-                     (["--streaming", "--buffer-size", "-1"], "--buffer-size must be positive")):
+                     (["--streaming", "--buffer-size", "-1"], "--buffer-size: must be")):
         assert main(["pretrain", "--data", str(AOJ_MINI), "--tokenizer", tokenizer,
                      "-o", str(tmp_path / "bad"), "--preset", "quick", *bad]) == 2
         assert msg in capsys.readouterr().err

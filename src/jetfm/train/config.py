@@ -86,9 +86,11 @@ class TrainConfig:
         check_range(self, "lr", 0.0, 10.0, lo_open=True)
         check_range(self, "weight_decay", 0.0)
         check_range(self, "grad_clip", 0.0)
-        # zero epochs would train nothing and still export a model
-        check_range(self, "max_epochs", 1, MAX_COUNT)
         check_range(self, "max_steps", 1, MAX_COUNT, allow=(-1,))
+        # zero epochs would train nothing and still export a model; -1 (no epoch limit, as in
+        # Lightning) only where max_steps ends the training
+        check_range(self, "max_epochs", 1, MAX_COUNT,
+                    allow=(-1,) if self.max_steps > 0 else ())
         check_choice(self, "schedule", SCHEDULES)
         check_range(self, "warmup_steps", 0, MAX_COUNT)
         check_range(self, "cooldown_fraction", 0.0, 1.0, hi_open=True)
