@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+REFERENCE_PACKAGES := energyflow==1.4.0 wasserstein==1.1.0 jetnet==0.2.5
 
 .PHONY: install demo test test-all bench clean
 
@@ -15,6 +16,10 @@ $(STAMP): pyproject.toml
 	# torch is pinned to the CPU build (2.13.0); a bare requirement would pull a CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# reference packages of tests/evaluate/test_conformance.py, without their dependencies: the
+	# wheels of wasserstein (needed by energyflow) pin numpy<2; the EFPs and jetnet's metrics run
+	# with numpy 2, and jetnet's other dependencies come with the dev extra
+	$(PY) -m pip install --quiet --no-deps $(REFERENCE_PACKAGES)
 	touch $(STAMP)
 
 install: $(STAMP)
