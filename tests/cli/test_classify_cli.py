@@ -107,7 +107,8 @@ def test_scan_on_two_real_files(quick_model, aoj_mini, jetclass2_root, tmp_path,
     res = json.loads((out / "results.json").read_text())
     assert res["target"] == "jc2_vs_aoj"
     arms = {(s["arm"], s["D"]) for s in res["summary"] if s["metric"] == "auc"}
-    assert arms == {(a, d) for a in ("pretrained", "scratch", "hlf_bdt") for d in (16, 40)}
+    assert arms == {(a, d) for a in ("pretrained", "scratch", "hlf_bdt", "hlf_bdt_tokenized")
+                    for d in (16, 40)}
     # the real files are told apart by their jets' observables (other detector, pile-up)
     bdt = [s["mean"] for s in res["summary"] if s["arm"] == "hlf_bdt" and s["metric"] == "auc"]
     assert min(bdt) > 0.75

@@ -99,7 +99,8 @@ def test_classification_scan_in_the_report(demo_dir):
     cfg = res["config"]
     assert res["target"] == "top_vs_qcd"
     cells = {(r["arm"], r["D"], r["seed"]) for r in res["rows"]}
-    assert cells == {(a, d, s) for a in cfg["arms"] + ["hlf_bdt"] for d in cfg["sizes"]
+    assert cells == {(a, d, s) for a in cfg["arms"] + ["hlf_bdt", "hlf_bdt_tokenized"]
+                     for d in cfg["sizes"]
                      for s in range(cfg["seeds"])}
     for r in res["rows"]:
         if r["metric"] == "auc":

@@ -283,7 +283,9 @@ def scan_figures(scan_dir: str, out_dir: str | None = None, n_sizes: int = 3) ->
 #: the classification arms and the high-level baseline
 CLASSIFY_STYLE = {**ARM_STYLE,
                   "frozen": {"color": "#964a8b", "label": "frozen backbone (head only)"},
-                  "hlf_bdt": {"color": "#5f5f5f", "label": "BDT on high-level observables"}}
+                  "hlf_bdt": {"color": "#5f5f5f", "label": "BDT on high-level observables"},
+                  "hlf_bdt_tokenized": {"color": "#b9ac70",
+                                        "label": "BDT on observables of tokenized jets"}}
 
 
 def figure_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str,
