@@ -33,6 +33,7 @@ Python API::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -44,6 +45,11 @@ from torch.utils.data import Dataset
 from jetfm.errors import InputError
 
 ARMS = ("pretrained", "frozen", "scratch")
+#: a training set smaller than this many batches is repeated within an epoch (each jet the same
+#: number of times): validation, checkpoints and early stopping happen once per epoch, and with
+#: a few labelled jets an epoch of one or two steps would spend most of its time on them and stop
+#: after a handful of steps
+MIN_STEPS_PER_EPOCH = 8
 
 
 @dataclass
@@ -271,7 +277,7 @@ def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained"
     ``classification.val_fraction`` of the jets; resumes from ``out/checkpoints``."""
     from jetfm.omnijet.classifier import JetClassifier
     from jetfm.train.api import _save_once, _stage_info, _start_run
-    from jetfm.train.data import make_loaders
+    from jetfm.train.data import make_loaders, split_indices
     from jetfm.train.export import OmniJetModel
     from jetfm.train.modules import fit
 
@@ -283,8 +289,13 @@ def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained"
     cfg = classifier_config(base, preset, overrides)
     tc = cfg.classification
     _start_run(out, cfg, resume)
-    train_dl, val_dl, split = make_loaders(LabelledSequenceDataset, (data.seqs, data.labels),
-                                           tc.val_fraction, tc.batch_size, seed, tc.num_workers)
+    tr, va = split_indices(len(data), tc.val_fraction)
+    reps = max(1, math.ceil(MIN_STEPS_PER_EPOCH * tc.batch_size / len(tr)))
+    train = (np.tile(data.seqs[tr], (reps, 1)), np.tile(data.labels[tr], reps))
+    train_dl, val_dl, _ = make_loaders(LabelledSequenceDataset, train, tc.val_fraction,
+                                       tc.batch_size, seed, tc.num_workers,
+                                       val_arrays=(data.seqs[va], data.labels[va]))
+    split = {"n_train": int(len(tr)), "n_val": int(len(va)), "repeats_per_epoch": reps}
     torch.manual_seed(seed)
     clf = JetClassifier(cfg.backbone, cfg.classifier, len(data.names))
     if arm != "scratch":
