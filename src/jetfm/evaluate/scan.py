@@ -224,16 +224,17 @@ def check_scan_config(cfg: ScanConfig) -> None:
 
 
 def min_steps_override(preset: str, overrides: Sequence[str], section: str, d: int,
-                       min_steps: int) -> list[str]:
+                       min_steps: int, min_steps_per_epoch: int = 1) -> list[str]:
     """Raise ``<section>.max_epochs`` (a training section of the preset) so that training on
-    ``d`` jets still gets ``min_steps`` optimiser steps; [] when ``min_steps`` <= 0."""
+    ``d`` jets still gets ``min_steps`` optimiser steps (an epoch has at least
+    ``min_steps_per_epoch``); [] when ``min_steps`` <= 0."""
     if min_steps <= 0:
         return []
     from jetfm.train.config import load_omnijet_config
 
     tc = getattr(load_omnijet_config(preset, overrides), section)
     n_train = max(1, int(round(d * (1 - tc.val_fraction))))
-    steps_per_epoch = max(1, math.ceil(n_train / tc.batch_size))
+    steps_per_epoch = max(min_steps_per_epoch, math.ceil(n_train / tc.batch_size))
     epochs = max(tc.max_epochs, math.ceil(min_steps / steps_per_epoch))
     return [f"{section}.max_epochs={epochs}"]
 

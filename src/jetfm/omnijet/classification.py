@@ -335,7 +335,7 @@ def require_classifier(model, folder: str):
     return model
 
 
-def predict_proba(model, seqs: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def predict_proba(model, seqs: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Class probabilities (N, n_classes) float64 of token sequences (N, L)."""
     with torch.inference_mode():
         return model.classifier.predict_proba(torch.as_tensor(seqs), batch_size).numpy()
