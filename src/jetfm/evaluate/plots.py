@@ -341,7 +341,7 @@ def figure_classify_scan(summary: Sequence[dict], path: str, title: str = "") ->
         ax.set_xlabel("labelled training jets D", fontsize=13)
         ax.set_ylabel(ylabel, fontsize=13)
         ax.tick_params(which="both", labelsize=10)
-        ax.legend(fontsize=9, loc="lower right")
+        ax.legend(fontsize=9, loc="best")
     if title:
         fig.suptitle(title, fontsize=14)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.28)
