@@ -72,13 +72,20 @@ def test_class_option_labels_unlabelled_files(quick_model, aoj_mini, jetclass2_r
     (["--data", "{jc2}", "--others", "x"], "--others needs --only"),
     (["--class", "a"], "NAME=FILE"),
     (["--class", "a={empty}", "--class", "b={aoj}"], "empty"),
+    # token files written by a tokenizer of another codebook
+    (["--class", "a={aoj}", "--class", "b={tokens}"], "the model's tokenizer has 32"),
     ([], "no labelled data"),
 ])
 def test_train_bad_input_is_one_line(quick_model, aoj_mini, jetclass2_root, tmp_path, capsys,
                                      argv, message):
+    from jetfm.io.tokens import write_tokens
+
     empty = tmp_path / "empty.root"
     empty.write_bytes(b"")
-    argv = [a.format(aoj=aoj_mini, jc2=jetclass2_root, empty=empty) for a in argv]
+    tokens = tmp_path / "other_tokens.h5"
+    write_tokens(str(tokens), np.array([[0, 5, 65]], np.int64), 64)
+    argv = [a.format(aoj=aoj_mini, jc2=jetclass2_root, empty=empty, tokens=tokens)
+            for a in argv]
     rc, _, err = _run(capsys, "classify", "train", "--from", quick_model, "-o", tmp_path / "r",
                       "--preset", "quick", *argv)
     assert rc == 2
