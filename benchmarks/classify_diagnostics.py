@@ -26,7 +26,8 @@ from jetfm.evaluate.classify_scan import draw_labelled
 from jetfm.evaluate.scan import split_target
 from jetfm.io import read_jets
 from jetfm.io.tokens import codes_to_sequences
-from jetfm.omnijet.classification import LabelledData, predict_proba, train_classifier
+from jetfm.omnijet.classification import (LabelledData, pad_sequences, predict_proba,
+                                          train_classifier)
 from jetfm.train.api import load_pretrained
 
 
@@ -48,8 +49,7 @@ def main() -> None:
         t, p = split_target(len(jets), cc["n_test"], cc["seed"])
         tests.append(t)
         pools.append(p)
-    width = max(s.shape[1] for s in seqs)
-    seqs = [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=-1) for s in seqs]
+    seqs = pad_sequences(seqs)
     y = np.concatenate([np.full(len(t), i) for i, t in enumerate(tests)]) == 1  # top = signal
     single = {}
     for kind, per_class in obs.items():

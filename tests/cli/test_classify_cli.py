@@ -142,3 +142,15 @@ def test_a_rerun_with_other_settings_is_refused(trained, quick_model, jetclass2_
     assert rc == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
     rc, _, err = _run(capsys, *base, "--seed", "2", "--from-scratch")
     assert rc == 2 and "--overwrite" in err
+
+
+def test_scan_settings_are_checked_before_any_work(quick_model, aoj_mini, jetclass2_root,
+                                                   tmp_path, capsys):
+    rc, _, err = _run(capsys, "classify", "scan", "--from", quick_model, "--class",
+                      f"aoj={aoj_mini}", "--class", f"jc2={jetclass2_root}", "-o",
+                      tmp_path / "s", "--sizes", "2,40", "--arms", "pretrained")
+    assert rc == 2 and "classification.sizes" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _run(capsys, "classify", "scan", "--from", quick_model, "--class",
+                      f"aoj={aoj_mini}", "--class", f"jc2={jetclass2_root}", "-o",
+                      tmp_path / "s", "--arms", "pretrained,tuned")
+    assert rc == 2 and "classification.arms" in err

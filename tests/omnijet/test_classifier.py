@@ -69,10 +69,12 @@ def test_one_class_is_refused():
 
 
 def test_bad_classifier_settings_name_the_key():
+    from jetfm.train.config import load_omnijet_config
+
     with pytest.raises(InputError, match="classifier.pooling"):
-        ClassifierConfig(pooling="max").check()
+        load_omnijet_config("quick", ["classifier.pooling=max"])
     with pytest.raises(InputError, match="classifier.dropout"):
-        ClassifierConfig(dropout=1.5).check()
+        load_omnijet_config("quick", ["classifier.dropout=1.5"])
 
 
 # ------------------------------------------------------------------ labelled data, real files

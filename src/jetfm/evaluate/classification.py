@@ -38,22 +38,27 @@ def roc(y_signal: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return tpr, fpr
 
 
-def rejection_at(y_signal: np.ndarray, score: np.ndarray, eps_s: float) -> tuple[float, bool]:
-    """(1 / eps_B at signal efficiency eps_s, whether it is only a lower bound)."""
-    tpr, fpr = roc(y_signal, score)
+def _rejection(tpr: np.ndarray, fpr: np.ndarray, n_bkg: int, eps_s: float
+               ) -> tuple[float, bool]:
     eps_b = float(np.interp(eps_s, tpr, fpr))
-    n_bkg = int((~np.asarray(y_signal, bool)).sum())
     if eps_b <= 0:
         return float(n_bkg), True
     return 1.0 / eps_b, False
+
+
+def rejection_at(y_signal: np.ndarray, score: np.ndarray, eps_s: float) -> tuple[float, bool]:
+    """(1 / eps_B at signal efficiency eps_s, whether it is only a lower bound)."""
+    tpr, fpr = roc(y_signal, score)
+    return _rejection(tpr, fpr, int((~np.asarray(y_signal, bool)).sum()), eps_s)
 
 
 def _point(y: np.ndarray, s: np.ndarray, effs: Sequence[float]) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
     out = {"auc": float(roc_auc_score(y, s))}
+    tpr, fpr = roc(y, s)  # one curve for every efficiency (this runs per bootstrap sample)
     for e in effs:
-        r, bound = rejection_at(y, s, e)
+        r, bound = _rejection(tpr, fpr, int((~y).sum()), e)
         out[f"rejection_{_eff_key(e)}"] = r
         out[f"rejection_{_eff_key(e)}_bound"] = bound
     return out

@@ -72,18 +72,20 @@ class ClassifyScanConfig:
     seed: int = 0
     keep_models: bool = False
 
-    def check(self) -> None:
+    def validate(self) -> None:
+        """Called where the config is loaded (:func:`jetfm.config.validate`)."""
+        from jetfm.config import ConfigValueError, check_range
         from jetfm.omnijet.classification import ARMS
 
-        if not self.sizes or any(int(d) < 4 for d in self.sizes):
-            raise InputError(f"classification sizes must be integers >= 4, got {self.sizes}")
-        if self.seeds < 1:
-            raise InputError(f"seeds must be >= 1, got {self.seeds}")
-        if self.n_test < 10:
-            raise InputError(f"n_test must be >= 10, got {self.n_test}")
+        if not self.sizes or any(isinstance(d, bool) or not isinstance(d, int) or d < 4
+                                 for d in self.sizes):
+            raise ConfigValueError("sizes", f"must be integers >= 4, got {self.sizes}")
+        check_range(self, "seeds", 1)
+        check_range(self, "n_test", 10)
+        check_range(self, "min_steps", 0)
         bad = [a for a in self.arms if a not in ARMS]
         if bad or not (self.arms or self.baseline):
-            raise InputError(f"arms must be among {', '.join(ARMS)} (got {self.arms})")
+            raise ConfigValueError("arms", f"must be among {', '.join(ARMS)} (got {self.arms})")
 
 
 def draw_labelled(pools: Sequence[np.ndarray], d: int, scan_seed: int, seed: int
@@ -141,11 +143,14 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
     from jetfm.evaluate.scan import derive_seed, split_target
     from jetfm.io import read_jets
     from jetfm.io.tokens import codes_to_sequences
-    from jetfm.omnijet.classification import LabelledData, predict_proba, train_classifier
+    from jetfm.omnijet.classification import (LabelledData, pad_sequences, predict_proba,
+                                              train_classifier)
     from jetfm.train import api
 
+    from jetfm.config import validate
+
     cfg = cfg or ClassifyScanConfig()
-    cfg.check()
+    validate(cfg, "classification.")  # also a config built in code, not loaded
     names = list(classes)
     if len(names) < 2:
         raise InputError("the classification scan needs at least two classes (--class "
@@ -179,8 +184,7 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
         t, p = split_target(len(jets), cfg.n_test, cfg.seed)
         test_idx.append(t)
         pools.append(p)
-    width = max(s.shape[1] for s in seqs)
-    seqs = [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=-1) for s in seqs]
+    seqs = pad_sequences(seqs)
     test_seqs = np.concatenate([s[t] for s, t in zip(seqs, test_idx)])
     test_labels = np.concatenate([np.full(len(t), ci, np.int64) for ci, t in enumerate(test_idx)])
     features = {BASELINE: hlf, BASELINE_TOKENIZED: hlf_tok}

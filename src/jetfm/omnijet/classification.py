@@ -40,9 +40,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
 from jetfm.errors import InputError
+from jetfm.train.data import SequenceDataset
 
 ARMS = ("pretrained", "frozen", "scratch")
 #: a training set smaller than this many batches is repeated within an epoch (each jet the same
@@ -121,10 +120,10 @@ def file_sequences(model, path: str, max_jets: int | None = None
     return seqs, names
 
 
-def _pad_cat(parts: Sequence[np.ndarray]) -> np.ndarray:
+def pad_sequences(parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Sequence arrays (N_i, L_i) -> the same arrays -1 padded to the longest L_i."""
     width = max(p.shape[1] for p in parts)
-    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1)
-                           for p in parts])
+    return [np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1) for p in parts]
 
 
 def _class_order(names: set[str]) -> list[str]:
@@ -176,7 +175,7 @@ def labelled_sequences(model, data: Sequence[str] = (),
             names_arr = np.where(inside, names_arr, others)
         else:
             keep = inside
-    seqs = _pad_cat(parts)[keep]
+    seqs = np.concatenate(pad_sequences(parts))[keep]
     names_arr = names_arr[keep]
     present = set(names_arr)
     names = [n for n in order if n in present] + _class_order(present - set(order))
@@ -191,23 +190,15 @@ def labelled_sequences(model, data: Sequence[str] = (),
     return LabelledData(seqs, labels, names, prov)
 
 
-class LabelledSequenceDataset(Dataset):
+class LabelledSequenceDataset(SequenceDataset):
     """(sequences, labels); a batch is ``(seqs (B, L) trimmed to its longest, labels (B,))``."""
 
     def __init__(self, seqs: np.ndarray, labels: np.ndarray):
-        self.seqs = torch.as_tensor(np.ascontiguousarray(seqs, np.int64))
+        super().__init__(seqs)
         self.labels = torch.as_tensor(np.ascontiguousarray(labels, np.int64))
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.__getitems__([i])
-
     def __getitems__(self, idx):
-        idx = torch.as_tensor(idx)
-        s = self.seqs[idx]
-        return s[:, :max(1, int((s >= 0).sum(1).max()))], self.labels[idx]
+        return super().__getitems__(idx), self.labels[torch.as_tensor(idx)]
 
 
 # --------------------------------------------------------------------------- training
@@ -262,8 +253,7 @@ def classifier_config(base, preset: str, overrides: Sequence[str]):
     sections: the tokenizer, preprocessing and backbone sizes always come from the base."""
     from jetfm.train.config import load_omnijet_config
 
-    pc = load_omnijet_config(preset, overrides)
-    pc.classifier.check()
+    pc = load_omnijet_config(preset, overrides)  # validated where loaded
     return dataclasses.replace(base.config, classifier=pc.classifier,
                                classification=pc.classification).resolved()
 
@@ -341,5 +331,6 @@ def predict_proba(model, seqs: np.ndarray, batch_size: int = 64) -> np.ndarray:
         return model.classifier.predict_proba(torch.as_tensor(seqs), batch_size).numpy()
 
 
-__all__ = ["ARMS", "LabelledData", "labelled_sequences", "file_sequences", "train_classifier",
+__all__ = ["ARMS", "LabelledData", "labelled_sequences", "file_sequences", "pad_sequences",
+           "train_classifier",
            "classify_train", "predict_proba", "require_classifier", "classifier_config"]

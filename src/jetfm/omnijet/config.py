@@ -27,17 +27,11 @@ class ClassifierConfig:
     #: decay in its simplest form: 1 trains every weight alike)
     backbone_lr_scale: float = 1.0
 
-    def check(self) -> None:
-        from jetfm.errors import InputError
+    def validate(self) -> None:
+        """Called where the config is loaded (:func:`jetfm.config.validate`)."""
+        from jetfm.config import check_choice, check_range
 
-        if self.pooling not in POOLINGS:
-            raise InputError(f"config key 'classifier.pooling': '{self.pooling}' is not one of "
-                             f"{', '.join(POOLINGS)}")
-        if self.hidden < 1:
-            raise InputError(f"config key 'classifier.hidden' must be >= 1, got {self.hidden}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"config key 'classifier.dropout' must be in [0, 1), got "
-                             f"{self.dropout}")
-        if not self.backbone_lr_scale >= 0.0:
-            raise InputError("config key 'classifier.backbone_lr_scale' must be >= 0, got "
-                             f"{self.backbone_lr_scale}")
+        check_choice(self, "pooling", POOLINGS)
+        check_range(self, "hidden", 1)
+        check_range(self, "dropout", 0.0, 1.0, hi_open=True)
+        check_range(self, "backbone_lr_scale", 0.0)
