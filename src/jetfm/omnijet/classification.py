@@ -62,10 +62,6 @@ class LabelledData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, idx: np.ndarray) -> "LabelledData":
-        return LabelledData(self.seqs[idx], self.labels[idx], list(self.names),
-                            dict(self.provenance))
-
     def counts(self) -> dict[str, int]:
         return {n: int((self.labels == i).sum()) for i, n in enumerate(self.names)}
 
