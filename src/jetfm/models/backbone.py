@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,6 +48,9 @@ class BackboneConfig:
     pre_ln: bool = False
     #: longest sequence the sampler builds: start + max constituents (+ stop)
     max_len: int = 130
+    #: features per code in the code table (0: the reference's plain token embedding); see
+    #: :class:`JetGPT`
+    code_features: int = 0
 
     @property
     def stop_token(self) -> int:
@@ -63,13 +67,16 @@ class BackboneConfig:
         check_range(self, "ff_dim", 1, 1 << 16)
         check_range(self, "dropout", 0.0, 1.0, hi_open=True)
         check_range(self, "max_len", 2, 4098)  # n_max bound + start, stop
+        check_range(self, "code_features", 0, 64)
         check_model_size("dim", self.n_parameters())
 
     def n_parameters(self) -> int:
         """Weights of the blocks, the embedding and the output head, without biases and norms:
         the bulk of the model (for size bounds)."""
+        feats = self.code_features * (self.vocab_size + 2 * self.dim) + 2 * self.dim ** 2 \
+            if self.code_features else 0
         return self.n_blocks * (4 * self.dim ** 2 + 2 * self.dim * self.ff_dim) + \
-            2 * self.vocab_size * self.dim
+            2 * self.vocab_size * self.dim + feats
 
 
 class DecoderBlock(nn.Module):
@@ -111,8 +118,21 @@ class DecoderBlock(nn.Module):
         return self.ln2(x + self.drop(self.ff(x)))
 
 
+def _feature_mlp(n_in: int, dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, dim), nn.GELU(), nn.Linear(dim, dim))
+
+
 class JetGPT(nn.Module):
-    """GPT backbone (about 6.57 M parameters at the paper size, vocabulary 8194)."""
+    """GPT backbone (about 6.57 M parameters at the paper size, vocabulary 8194).
+
+    With ``code_features = F > 0`` every token also carries what its code means: a fixed table
+    ``code_table`` (vocab, F) (see :func:`code_table`: the mean constituent features of the
+    code in the training jets and the code's latent vector) enters the input embedding through
+    an MLP (``feat_in``) and the output layer through another (``feat_out``), whose output is
+    added to the head's weight rows: ``logits = h . (W + feat_out(table))^T + b``. A code the
+    training jets rarely show still gets the embedding and the logit of its neighbours in
+    (pT, eta, phi), so the model learns where constituents lie rather than 8192 unrelated
+    symbols."""
 
     def __init__(self, cfg: BackboneConfig | None = None):
         super().__init__()
@@ -122,17 +142,40 @@ class JetGPT(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_blocks))
         self.ln_f = nn.LayerNorm(cfg.dim) if cfg.pre_ln else nn.Identity()
         self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        if cfg.code_features:
+            self.register_buffer("code_table", torch.zeros(cfg.vocab_size, cfg.code_features))
+            self.feat_in = _feature_mlp(cfg.code_features, cfg.dim)
+            self.feat_out = _feature_mlp(cfg.code_features, cfg.dim)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        if self.cfg.code_features:
+            x = x + self.feat_in(self.code_table[tokens])
+        return x
 
     def body(self, tokens: torch.Tensor, caches=None, pos: int = 0) -> torch.Tensor:
         """tokens (B, T) -> hidden states (B, T, dim)."""
-        x = self.drop(self.embed(tokens))
+        x = self.drop(self.embed_tokens(tokens))
         for i, blk in enumerate(self.blocks):
             x = blk(x, None if caches is None else caches[i], pos)
         return self.ln_f(x)
 
+    def output_weight(self) -> torch.Tensor:
+        """The (vocab, dim) weight of the next-token logits."""
+        if self.cfg.code_features:
+            return self.head.weight + self.feat_out(self.code_table)
+        return self.head.weight
+
+    def logits(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (..., dim) -> next-token logits (..., vocab); ``weight``: a
+        precomputed :meth:`output_weight` (the sampler computes it once)."""
+        if not self.cfg.code_features:
+            return self.head(h)
+        return F.linear(h, self.output_weight() if weight is None else weight, self.head.bias)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 in [0, vocab) -> logits (B, T, vocab) for the next token."""
-        return self.head(self.body(tokens))
+        return self.logits(self.body(tokens))
 
     def loss(self, seqs: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over the real targets of ``seqs`` (B, L), -1 padded.
@@ -146,7 +189,7 @@ class JetGPT(nn.Module):
         valid = tgt >= 0
         # the head (dim x vocab: most of the FLOPs with thousands of codes) only on positions
         # with a target: a batch is padded to its longest jet, about twice the mean length
-        logits = self.head(self.body(inp)[valid])
+        logits = self.logits(self.body(inp)[valid])
         return F.cross_entropy(logits, tgt[valid])
 
     def new_caches(self, batch: int, max_len: int, device=None, dtype=None):
@@ -156,6 +199,30 @@ class JetGPT(nn.Module):
         kw = {"device": device or p.device, "dtype": dtype or p.dtype}
         return [(torch.empty(batch, c.heads, max_len, hd, **kw),
                  torch.empty(batch, c.heads, max_len, hd, **kw)) for _ in range(c.n_blocks)]
+
+
+def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
+               latents: np.ndarray) -> np.ndarray:
+    """The code table of :class:`JetGPT` (``code_features = C + D``): one row per token, float32
+    (codebook_size + 2, C + D). The row of code k (token k + 1) holds the mean preprocessed
+    features (C of them) of the training constituents the tokenizer maps to code k, then the
+    code's latent vector (``latents`` (codebook_size, D)); a code no training constituent uses
+    gets the mean of all constituents. Each column is standardised over the codes; the start
+    and stop rows are 0.
+
+    ``codes`` (N, P) int, ``feats`` (N, P, C), ``mask`` (N, P) bool: encoded training jets."""
+    k = len(latents)
+    c = np.asarray(codes)[mask].astype(np.int64)
+    x = np.asarray(feats, np.float64)[mask]
+    counts = np.bincount(c, minlength=k).astype(np.float64)
+    sums = np.stack([np.bincount(c, weights=x[:, j], minlength=k) for j in range(x.shape[1])], 1)
+    mean = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None],
+                    x.mean(0) if len(x) else 0.0)
+    rows = np.concatenate([mean, np.asarray(latents, np.float64)], 1)
+    rows = (rows - rows.mean(0)) / np.where(rows.std(0) > 0, rows.std(0), 1.0)
+    table = np.zeros((k + 2, rows.shape[1]), np.float32)
+    table[1:k + 1] = rows
+    return table
 
 
 # --------------------------------------------------------------------------- sampling
@@ -246,9 +313,10 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
             tok = torch.full((b, 1), START, dtype=torch.long, device=dev)
             gen = torch.full((b, max_new), stop, dtype=torch.long, device=dev)
             done = torch.zeros(b, dtype=torch.bool, device=dev)
+            weight = model.output_weight()
             for t in range(max_new):
                 h = model.body(tok, caches, pos=t)
-                logits = model.head(h[:, -1])
+                logits = model.logits(h[:, -1], weight)
                 u = torch.rand(b, generator=g, device=dev, dtype=torch.float64)[rows]
                 nxt = draw_tokens(logits, u, temperature, top_k)
                 gen[rows, t] = nxt

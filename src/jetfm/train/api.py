@@ -95,7 +95,8 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
     the module). Returns ``(train_dl, val_dl, split, provenance, kind)`` with ``kind`` None
     in memory, else ``"aoj"`` or ``"tokens"``."""
     from jetfm.train.data import (FeatureDataset, SequenceDataset, expand_data, hdf5_files,
-                                  make_loaders, streaming_loaders, use_streaming)
+                                  make_loaders, reflect, split_indices, streaming_loaders,
+                                  use_streaming)
 
     if use_streaming(data, jets, streaming, max_jets, prep.n_max, stage, memory_budget_gb):
         paths = expand_data(data) + (expand_data(val_data) if val_data is not None else [])
@@ -104,6 +105,9 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
             raise InputError("the tokenizer trains on jets (AOJ files), not on token files",
                              tokens[0])
         _check_token_files(tokens, 0 if tokenizer is None else tokenizer.codebook_size)
+        if stage == "backbone" and tc.augment > 1:
+            raise InputError(f"augment = {tc.augment} (reflected copies of the training jets) "
+                             "needs the jets in memory; streamed training takes augment = 1")
         train_dl, val_dl, split, prov = streaming_loaders(
             data, prep, tc.batch_size, tc.val_fraction, seed, tc.num_workers, max_jets,
             val_data, buffer_size,
@@ -119,9 +123,20 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
         arrays, cls = (feats, mask), FeatureDataset
     else:
         cls, k = SequenceDataset, tokenizer.codebook_size
-        arrays = (codes_to_sequences(tokenizer.encode_arrays(feats, mask), mask, k),)
+
+        def seqs(f, m):
+            return (codes_to_sequences(tokenizer.encode_arrays(f, m), m, k),)
+
+        if tc.augment > 1:  # reflected copies of the training jets only
+            if val is None:
+                tr, va = split_indices(len(feats), tc.val_fraction)
+                val = (feats[va], mask[va])
+                feats, mask = feats[tr], mask[tr]
+            feats, mask = reflect(feats, mask, tc.augment)
+            prov["augment"] = tc.augment
+        arrays = seqs(feats, mask)
         if val is not None:
-            val = (codes_to_sequences(tokenizer.encode_arrays(*val), val[1], k),)
+            val = seqs(*val)
     train_dl, val_dl, split = make_loaders(cls, arrays, tc.val_fraction, tc.batch_size, seed,
                                            tc.num_workers, val_arrays=val)
     return train_dl, val_dl, split, prov, None
@@ -203,6 +218,13 @@ def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, tc: Trai
                             tokenizer=tok if kind == "aoj" else None)
     if init_state is not None:
         module.model.load_state_dict(init_state)
+    elif cfg.backbone.code_features:
+        table = _code_table(tok, data, jets, base.preprocessing, max_jets)
+        if table.shape[1] != cfg.backbone.code_features:
+            raise InputError(f"backbone.code_features must be {table.shape[1]} for this "
+                             f"tokenizer (constituent features + latent size), got "
+                             f"{cfg.backbone.code_features}")
+        module.model.code_table.copy_(torch.from_numpy(table))
     info = fit(module, train_dl, val_dl, out, seed, resume, progress=progress,
                callbacks=_stream_callbacks(kind))
     prov_all = {k: v for k, v in base.provenance.items()}
@@ -210,6 +232,26 @@ def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, tc: Trai
                                   freeze_backbone=freeze_backbone, **(extra or {}))
     model = OmniJetModel(cfg, tokenizer=tok, backbone=module.model.eval(), provenance=prov_all)
     return _save_once(model, out, info)
+
+
+#: training jets the code table of a fresh backbone is computed from (at most)
+CODE_TABLE_JETS = 20_000
+
+
+def _code_table(tok, data, jets: Jets | None, prep, max_jets: int | None) -> np.ndarray:
+    """The code table (:func:`jetfm.models.backbone.code_table`) from the first training jets."""
+    from jetfm.models.backbone import code_table
+    from jetfm.train.data import expand_data, hdf5_files
+
+    if jets is None and any(f.kind == "tokens" for f in hdf5_files(expand_data(data)) or []):
+        raise InputError("a backbone with code features (backbone.code_features > 0) is first "
+                         "trained on jets (AOJ or JetClass files), not on token files")
+    n = CODE_TABLE_JETS if max_jets is None else min(max_jets, CODE_TABLE_JETS)
+    feats, mask, _ = _features(data, jets, prep, n, progress=False)
+    codes = tok.encode_arrays(feats, mask)
+    with torch.no_grad():
+        latents = tok.quantizer.effective_codebook().detach().cpu().numpy()
+    return code_table(codes, feats, mask, latents)
 
 
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],

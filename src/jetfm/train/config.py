@@ -80,6 +80,11 @@ class TrainConfig:
     accumulate_grad_batches: int = 1
     num_workers: int = 0
     log_every_n_steps: int = 20
+    #: backbone trainings in memory: each training jet also enters reflected, as 1 (off), 2
+    #: (eta, phi -> -eta, -phi) or 4 (every sign of eta and phi) copies. The jet observables
+    #: (mass, N-subjettiness, D2, multiplicity) do not change under these reflections, so more
+    #: distinct token sequences come at no cost in fidelity; the validation jets stay as they are
+    augment: int = 1
 
     def validate(self) -> None:
         check_range(self, "batch_size", 1, MAX_BATCH)
@@ -111,6 +116,8 @@ class TrainConfig:
         check_range(self, "accumulate_grad_batches", 1, MAX_BATCH)
         check_range(self, "num_workers", 0, 1024)
         check_range(self, "log_every_n_steps", 1, MAX_COUNT)
+        if self.augment not in (1, 2, 4):
+            raise ConfigValueError("augment", f"must be 1, 2 or 4, got {self.augment}")
 
 
 @dataclass

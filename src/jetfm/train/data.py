@@ -163,6 +163,25 @@ class SequenceDataset(Dataset):
         return s[:, :int((s >= 0).sum(1).max())]
 
 
+#: (sign of eta, sign of phi) of the reflections of :func:`reflect`, in the order used. (The
+#: swap eta <-> phi is no symmetry of the jet mass: it changes the masses of real jets by up to
+#: 4 %, the cosh of an eta difference against the cosine of a phi difference.)
+REFLECTIONS = ((1, 1), (-1, -1), (-1, 1), (1, -1))
+
+
+def reflect(feats: np.ndarray, mask: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
+    """``copies`` reflections of preprocessed jets (features ``(ln pT, eta_rel, phi_rel)``
+    scaled) stacked along the jet axis, the first being the jets themselves: (copies * N, P, 3)
+    features and mask. Padding stays 0; the pT order is unchanged."""
+    out = []
+    for se, sp in REFLECTIONS[:copies]:
+        f = feats.copy()
+        f[..., 1] *= se
+        f[..., 2] *= sp
+        out.append(f)
+    return np.concatenate(out), np.concatenate([mask] * copies)
+
+
 def _identity(batch):
     return batch
 

@@ -124,7 +124,7 @@ class BackboneModule(_Module):
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             for name, p in self.model.named_parameters():
-                p.requires_grad_(name.startswith("head."))
+                p.requires_grad_(name.startswith(("head.", "feat_out.")))
         self._tokenizer = (tokenizer.eval().requires_grad_(False),) if tokenizer else ()
         #: seconds spent tokenizing batches on the fly (the data path's share of a step)
         self.tokenize_seconds = 0.0

@@ -1,0 +1,238 @@
+"""Generation fidelity per CPU-minute: a fixed, seeded, budgeted chain per configuration.
+
+    python benchmarks/fidelity.py --data runs/demo_default/data \
+        --tokenizer runs/demo_default/tokenizer/model --configs baseline,long_ft
+    python benchmarks/fidelity.py --quick          # CI-sized: simulates its own small samples
+
+For every configuration: pre-train the backbone on the AOJ-like jets (``aoj_like.h5``), fine-tune
+it on D top jets (``top.root``), sample jets at temperature 1 (plus the configuration's other
+sampling options), and compare them with held-out top jets that no training saw. Printed per
+configuration: reference / tokenized / generated median, W1 and KL of soft-drop mass, jet mass,
+tau21, tau32, D2 and multiplicity, the tokenizer floor (KL of the tokenized reference), the
+fraction of jets in 150-190 GeV, the demo's acceptance targets and the CPU seconds of each
+stage. Stages are cached in ``--out`` by their settings, so configurations that share a
+pre-training train it once. The last line is one JSON object.
+
+Configurations are override lists of the training preset (``section.key=value``), see
+:data:`CONFIGS`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+#: name -> settings: ``model`` overrides apply to every stage, ``pretrain`` / ``finetune`` to one;
+#: ``d``: fine-tuning jets; ``sampling``: extra sampler settings besides temperature 1
+CONFIGS: dict[str, dict] = {
+    # the default demo's recipe before this benchmark existed: 6 pre-training epochs on 5000 jets,
+    # 4 fine-tuning epochs on 800 top jets (about 25 optimiser steps)
+    "baseline": {"pretrain": ["pretraining.max_epochs=6"],
+                 "finetune": ["finetuning.max_epochs=4"]},
+    "ft_long": {"pretrain": ["pretraining.max_epochs=6"],
+                "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    # the code table (mean constituent features and latent vector of each code) feeds the
+    # embedding and the output layer
+    "code_features": {"model": ["backbone.code_features=7"],
+                      "pretrain": ["pretraining.max_epochs=6"],
+                      "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    # and 4 reflected copies of every training jet
+    "cf_augment": {"model": ["backbone.code_features=7"],
+                   "pretrain": ["pretraining.max_epochs=6", "pretraining.augment=4"],
+                   "finetune": ["finetuning.max_epochs=10", "finetuning.patience=3",
+                                "finetuning.augment=4"]},
+}
+QUICK = {
+    "quick": {"pretrain": ["pretraining.max_epochs=2"], "finetune": ["finetuning.max_epochs=3"]},
+}
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def ensure_data(data_dir: str, n_pretrain: int, n_top: int, seed: int, workers: int) -> dict:
+    """``{aoj, top}`` file paths in ``data_dir``, simulated when missing (CPU seconds too)."""
+    from jetfm.simulate.samples import simulate_aoj_like, simulate_jetclass_like
+
+    os.makedirs(data_dir, exist_ok=True)
+    paths = {"aoj": os.path.join(data_dir, "aoj_like.h5"),
+             "top": os.path.join(data_dir, "top.root")}
+    t = {}
+    if not os.path.exists(paths["aoj"]):
+        c0 = _cpu()
+        simulate_aoj_like(n_pretrain, seed, paths["aoj"], workers=workers, progress=False)
+        t["simulate aoj"] = _cpu() - c0
+    if not os.path.exists(paths["top"]):
+        c0 = _cpu()
+        simulate_jetclass_like("top", n_top, seed + 1, paths["top"], workers=workers,
+                               progress=False)
+        t["simulate top"] = _cpu() - c0
+    return {"paths": paths, "cpu": t}
+
+
+def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held: dict,
+               top_pool, preset: str) -> dict:
+    from jetfm.evaluate.fidelity import check_targets, fidelity, fidelity_observables
+    from jetfm.io import read_jets
+    from jetfm.train import api
+
+    model = list(spec.get("model", []))
+    pre_over = model + list(spec.get("pretrain", []))
+    ft_over = model + list(spec.get("finetune", []))
+    cpu: dict[str, float] = {}
+    pre_dir = os.path.join(args.out, "pretrain_" + _key(preset, pre_over, tok_dir, args.seed,
+                                                         args.n_pretrain))
+    c0, w0 = _cpu(), time.perf_counter()
+    aoj = read_jets(paths["aoj"], stop=args.n_pretrain)
+    pre_model = api.pretrain([], pre_dir, tok_dir, preset=preset, overrides=pre_over,
+                             seed=args.seed, jets=aoj, progress=False)
+    cpu["pretrain"], wall = _cpu() - c0, {"pretrain": time.perf_counter() - w0}
+    d = int(spec.get("d", args.d))
+    ft_dir = os.path.join(args.out, "finetune_" + _key(pre_dir, ft_over, d, args.seed))
+    c0, w0 = _cpu(), time.perf_counter()
+    ft_model = api.finetune(pre_model, [], ft_dir, preset=preset, overrides=ft_over,
+                            seed=args.seed + 1, jets=top_pool[:d], progress=False)
+    cpu["finetune"], wall["finetune"] = _cpu() - c0, time.perf_counter() - w0
+    out = {"config": name, "spec": spec, "cpu_s": cpu, "wall_s": wall, "samplers": {}}
+    loaded = api.load_pretrained(ft_model)
+    out["val_loss"] = {s: loaded.provenance.get(s, {}).get("best_val_loss")
+                       for s in ("pretrain", "finetune")}
+    samplers = {"T=1": {}} | dict(spec.get("sampling", {}))
+    for sname, skw in samplers.items():
+        c0 = _cpu()
+        gen = api.sample_jets(loaded, args.n_generated, seed=args.seed + 2, progress=False,
+                              **skw)
+        obs = fidelity_observables(gen)
+        fid = fidelity(held["raw"], obs, held["tokenized"], held["floor"], seed=args.seed)
+        out["samplers"][sname] = {"fidelity": fid, "targets": check_targets(fid),
+                                  "sample_cpu_s": _cpu() - c0}
+    return out
+
+
+def print_floor(held: dict) -> None:
+    """The tokenizer's own effect: held-out jets raw vs through the tokenizer, and the floor."""
+    from jetfm.evaluate.fidelity import fidelity, fidelity_lines
+
+    fid = fidelity(held["raw"], held["tokenized"], held["tokenized"], held["floor"])
+    print("--- the tokenizer: held-out jets through it ('gen' = tokenized held-out jets)")
+    for line in fidelity_lines(fid):
+        print("  " + line)
+
+
+def print_result(res: dict) -> None:
+    from jetfm.evaluate.fidelity import fidelity_lines
+
+    cpu = res["cpu_s"]
+    print(f"\n=== {res['config']}: pre-training {cpu['pretrain']:.0f} CPU-s, fine-tuning "
+          f"{cpu['finetune']:.0f} CPU-s; best validation loss pre-training "
+          f"{res['val_loss']['pretrain']}, fine-tuning {res['val_loss']['finetune']}")
+    for sname, s in res["samplers"].items():
+        print(f"--- sampling {sname} ({s['sample_cpu_s']:.0f} CPU-s)")
+        for line in fidelity_lines(s["fidelity"]):
+            print("  " + line)
+        met = [f"{k} {v['value']:.3g}{'<=' if v['met'] else '>'}{v['limit']:g}"
+               for k, v in s["targets"].items()]
+        print("  targets: " + "; ".join(met))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="CI-sized chain (simulates its data)")
+    ap.add_argument("--data", help="folder with aoj_like.h5 and top.root (simulated if missing)")
+    ap.add_argument("--tokenizer", help="a trained tokenizer (model folder); trained if absent")
+    ap.add_argument("--out", default="runs/fidelity", help="cache folder of the trained models")
+    ap.add_argument("--configs", help="comma-separated names of CONFIGS (default: all)")
+    ap.add_argument("--preset", default=None, help="model preset (default small; quick: quick)")
+    ap.add_argument("--n-pretrain", type=int, default=5000)
+    ap.add_argument("--n-top", type=int, default=1800, help="top jets simulated if missing")
+    ap.add_argument("--n-reference", type=int, default=800, help="held-out top jets")
+    ap.add_argument("--d", type=int, default=800, help="top jets to fine-tune on")
+    ap.add_argument("--n-generated", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tok-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="tokenizer training override (when the tokenizer is trained here)")
+    ap.add_argument("--floor-only", action="store_true",
+                    help="train or load the tokenizer, print its floor, train nothing else")
+    ap.add_argument("--json", help="write the results to this file too")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n_pretrain, args.n_top, args.n_reference = 300, 260, 100
+        args.d, args.n_generated = 150, 200
+    preset = args.preset or ("quick" if args.quick else "small")
+    configs = QUICK if args.quick else CONFIGS
+    names = args.configs.split(",") if args.configs else list(configs)
+    unknown = [n for n in names if n not in configs]
+    if unknown:
+        print(f"fidelity.py: unknown configurations {unknown}; known: {list(configs)}",
+              file=sys.stderr)
+        return 2
+    import torch
+
+    from jetfm.evaluate.fidelity import fidelity_observables
+    from jetfm.evaluate.scan import split_target
+    from jetfm.io import read_jets
+    from jetfm.train import api
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    os.makedirs(args.out, exist_ok=True)
+    data = ensure_data(args.data or os.path.join(args.out, "data"), args.n_pretrain, args.n_top,
+                       args.seed, args.workers)
+    paths = data["paths"]
+    tok_dir = args.tokenizer
+    tok_cpu = 0.0
+    if tok_dir is None:
+        tok_dir = os.path.join(args.out, "tokenizer_" + _key(preset, args.tok_set, args.seed,
+                                                             args.n_pretrain))
+        c0 = _cpu()
+        tok_dir = api.train_tokenizer([], tok_dir, preset=preset, seed=args.seed,
+                                      overrides=args.tok_set,
+                                      jets=read_jets(paths["aoj"], stop=args.n_pretrain),
+                                      progress=False)
+        tok_cpu = _cpu() - c0
+    tok_model = api.load_pretrained(tok_dir)
+    top = read_jets(paths["top"])
+    ref_idx, pool = split_target(len(top), args.n_reference, args.seed)
+    from jetfm.evaluate.scan import reference_sets
+
+    refs = reference_sets(top[ref_idx], tok_model)
+    held = {k: fidelity_observables(j) for k, (j, _) in refs.items()}
+    top_pool = top[np.sort(pool)]
+    # the floor: training-pool jets through the tokenizer, as many as generated
+    others = reference_sets(top_pool[-min(len(top_pool), args.n_generated):], tok_model)
+    held["floor"] = fidelity_observables(others["tokenized"][0])
+    print(f"data: {paths}; tokenizer {tok_dir} ({tok_cpu:.0f} CPU-s); "
+          f"{len(ref_idx)} held-out top jets, {len(pool)} in the training pool; "
+          f"torch threads {torch.get_num_threads()}; load {os.getloadavg()[0]:.1f}")
+    print_floor(held)
+    if args.floor_only:
+        return 0
+    results = []
+    for name in names:
+        res = run_config(name, configs[name], args, paths, tok_dir, held, top_pool, preset)
+        res["tokenizer_cpu_s"] = tok_cpu
+        res["data_cpu_s"] = data["cpu"]
+        print_result(res)
+        results.append(res)
+    summary = {r["config"]: {"cpu_s": r["cpu_s"],
+                             **{s: {k: v["met"] for k, v in x["targets"].items()}
+                                for s, x in r["samplers"].items()}} for r in results}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1, default=float)
+    print(json.dumps(summary, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
