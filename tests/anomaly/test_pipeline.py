@@ -6,6 +6,7 @@ import json
 from jetfm.anomaly.training import AnomalyConfig, from_pretrained, train
 from jetfm.cli import main
 from jetfm.config import load_config
+from tests.report.checks import assert_reads_verdict_figures_tables
 
 
 def _cfg(qcd):
@@ -62,7 +63,12 @@ def test_cli_train_evaluate_report(real_subsets, tmp_path, capsys):
     assert "n_tracks" not in m["scores"] and m["notes"]  # supervised files carry no n_tracks
     for f in ("roc.png", "z_m_density.png", "report.md", "report.html"):
         assert (out / f).stat().st_size > 0
-    assert "data:image/png;base64" in (out / "report.html").read_text()
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert_reads_verdict_figures_tables(md, page, n_figures=2)
+    best = max(("z_m0", "z_m1", "z_m_dist", "bce", "dice", "ae_bce", "n_hits"),
+               key=lambda n: m["scores"][n]["suep"]["mean_auc"])
+    assert (f"**SUEP:** the best score is `{best}`, mean ROC AUC "
+            f"{m['scores'][best]['suep']['mean_auc']:.3f}") in md
 
 
 def test_cli_bad_input(real_subsets, tmp_path, capsys):

@@ -1,9 +1,8 @@
 """The evaluation report: ``metrics.json``, ROC curves, the Z_m density plot, ``report.md`` and
-``report.html`` (plots inline as base64 PNG)."""
+``report.html`` (plots inline as base64 PNG; :class:`jetfm.report.Report`): the verdict (the
+best score per signal), the figures, then the tables of AUC and FPR@40 per score."""
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 
@@ -13,20 +12,12 @@ from jetfm.anomaly.metrics import roc_curve
 from jetfm.anomaly.scoring import MAIN_SCORES
 from jetfm.errors import write_text_atomic
 from jetfm.io.images import LABEL_NAMES, LABELS
-from jetfm.io.output import atomic_output
-
-
-def _savefig(fig, path: str) -> None:
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+from jetfm.report import Figure, Heading, Paragraph, Report, Table, pyplot, save_figure
 
 
 def plot_roc(path: str, bkg: dict, sig: dict, sig_labels: np.ndarray, metrics: dict) -> None:
     """One panel per signal: background FPR (log) against signal efficiency, main scores."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot(hep_style=False)
     procs = [LABEL_NAMES[int(l)] for l in sorted(set(sig_labels.tolist()))]
     fig, axes = plt.subplots(1, len(procs), figsize=(5.2 * len(procs), 4.4), squeeze=False)
     for ax, proc in zip(axes[0], procs):
@@ -43,19 +34,16 @@ def plot_roc(path: str, bkg: dict, sig: dict, sig_labels: np.ndarray, metrics: d
         ax.set_ylabel("QCD false-positive rate")
         ax.set_title(proc.upper())
         ax.legend(fontsize=7, loc="lower right")
-    _savefig(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, tight=True)
 
 
 def plot_z_m(path: str, bkg: dict, sig: dict, sig_labels: np.ndarray) -> bool:
     """Density of Z_m for QCD and each signal (contours over a scatter); False without Z_m."""
     if "z_m0" not in bkg or "z_m1" not in bkg:
         return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from scipy.stats import gaussian_kde
 
+    plt = pyplot(hep_style=False)
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
     sets = [("QCD", bkg["z_m0"], bkg["z_m1"], "tab:blue")]
     for label, color in ((1, "tab:red"), (2, "tab:green")):
@@ -79,44 +67,69 @@ def plot_z_m(path: str, bkg: dict, sig: dict, sig_labels: np.ndarray) -> bool:
     ax.set_ylabel("$Z_m$[1]")
     ax.set_title("CoDAE latent space $Z_m$")
     ax.legend(fontsize=8)
-    _savefig(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, tight=True)
     return True
 
 
-def metrics_table(metrics: dict) -> str:
-    """Markdown table: per score, per signal, mean AUC and mean FPR@40 over mass points."""
-    procs = sorted({p for v in metrics["scores"].values() for p in v})
-    head = "| score | " + " | ".join(f"{p.upper()} AUC | {p.upper()} FPR@40" for p in procs) + " |"
-    sep = "|---|" + "---|---|" * len(procs)
-    rows = [head, sep]
+def _processes(metrics: dict) -> list[str]:
+    return sorted({p for v in metrics["scores"].values() for p in v})
+
+
+def score_table(metrics: dict) -> Table:
+    """Per score, per signal: mean AUC and mean FPR@40 over the mass points."""
+    procs = _processes(metrics)
+    rows = []
     for name, per in metrics["scores"].items():
         cells = []
         for p in procs:
-            if p in per:
-                cells += [f"{per[p]['mean_auc']:.3f}", f"{per[p]['mean_fpr40']:.3f}"]
-            else:
-                cells += ["", ""]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+            cells += ([f"{per[p]['mean_auc']:.3f}", f"{per[p]['mean_fpr40']:.3f}"] if p in per
+                      else ["", ""])
+        rows.append([name] + cells)
+    return Table("Mean over mass points (ROC AUC, background FPR at 40 % signal efficiency)",
+                 ["score"] + [f"{p.upper()} {k}" for p in procs for k in ("AUC", "FPR@40")],
+                 rows)
 
 
-def mass_table(metrics: dict, proc: str, names) -> str:
+def metrics_table(metrics: dict) -> str:
+    """:func:`score_table` in Markdown."""
+    return score_table(metrics).markdown()
+
+
+def mass_table(metrics: dict, proc: str, names) -> Table | None:
+    """Per score: AUC and FPR@40 of ``proc`` at each mass point (None without mass points)."""
     masses = None
     for n in names:
         if proc in metrics["scores"].get(n, {}):
             masses = list(metrics["scores"][n][proc]["masses"])
             break
     if not masses:
-        return ""
-    rows = ["| score | " + " | ".join(f"{m} GeV AUC / FPR@40" for m in masses) + " |",
-            "|---|" + "---|" * len(masses)]
+        return None
+    rows = []
     for n in names:
         if proc in metrics["scores"].get(n, {}):
             r = metrics["scores"][n][proc]["masses"]
-            rows.append(f"| {n} | " + " | ".join(f"{r[m]['auc']:.3f} / {r[m]['fpr40']:.3f}"
-                                                   for m in masses) + " |")
-    return "\n".join(rows)
+            rows.append([n] + [f"{r[m]['auc']:.3f} / {r[m]['fpr40']:.3f}" for m in masses])
+    return Table(f"{proc.upper()} per mass point", ["score"] + [f"{m} GeV AUC / FPR@40"
+                                                               for m in masses], rows)
+
+
+def verdict_lines(metrics: dict, names) -> list[str]:
+    """Per signal: the score with the highest mean AUC over the mass points, with its FPR@40."""
+    out = []
+    for proc in _processes(metrics):
+        have = [n for n in names if proc in metrics["scores"].get(n, {})]
+        if not have:
+            continue
+        best = max(have, key=lambda n: metrics["scores"][n][proc]["mean_auc"])
+        r = metrics["scores"][best][proc]
+        out.append(f"**{proc.upper()}:** the best score is `{best}`, mean ROC AUC "
+                   f"{r['mean_auc']:.3f} and background FPR {r['mean_fpr40']:.3f} at 40 % signal "
+                   f"efficiency over the mass points ({', '.join(r['masses'])} GeV).")
+    return out
+
+
+def _num(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def write_report(out: str, metrics: dict, bkg: dict, sig: dict, sig_labels: np.ndarray,
@@ -130,58 +143,21 @@ def write_report(out: str, metrics: dict, bkg: dict, sig: dict, sig_labels: np.n
     plot_roc(paths["roc"], bkg, sig, sig_labels, metrics)
     has_zm = plot_z_m(paths["z_m"], bkg, sig, sig_labels)
     names = [s for s in MAIN_SCORES if s in metrics["scores"]]
-    md = [f"# {title}", "",
-          f"Background: {metrics['n_background']} QCD events; signal: "
-          + ", ".join(f"{n} {p.upper()}" for p, n in metrics["n_signal"].items())
-          + f". Input: `{metrics['input']}`.", ""]
-    for k, v in metrics["models"].items():
-        md.append(f"- `{k}` checkpoint: epoch {v['epoch']}, validation SSIM {v['valid_ssim']:.4f}")
-    md += [""] + [f"Note: {n}" for n in metrics["notes"]] + ["",
-           "## Mean over mass points (ROC AUC, background FPR at 40 % signal efficiency)", "",
-           metrics_table(metrics), ""]
-    for proc in metrics["n_signal"]:
-        md += [f"## {proc.upper()} per mass point", "", mass_table(metrics, proc, names), ""]
-    md += ["## ROC curves", "", "![ROC curves](roc.png)", ""]
+    figures = [Figure(paths["roc"], "ROC curves")]
     if has_zm:
-        md += ["## Latent space", "", "![Z_m density](z_m_density.png)", ""]
-    write_text_atomic(paths["md"], "\n".join(md))
-    write_text_atomic(paths["html"], markdown_to_html("\n".join(md), out, title))
+        figures.append(Figure(paths["z_m"], "Z_m density: the CoDAE latent space"))
+    details = [Heading("Scores"), score_table(metrics)]
+    details += [t for t in (mass_table(metrics, proc, names) for proc in metrics["n_signal"])
+                if t is not None]
+    details += [Heading("Data and models"), Paragraph(
+        f"Background: {metrics['n_background']} QCD events; signal: "
+        + ", ".join(f"{n} {p.upper()}" for p, n in metrics["n_signal"].items())
+        + f". Input: `{metrics['input']}`.")]
+    details.append(Table("Checkpoints", ["model", "epoch", "validation SSIM"],
+                         [[f"{k}", str(v["epoch"]), _num(v["valid_ssim"], ".4f")]
+                          for k, v in metrics["models"].items()]))
+    details += [Paragraph(f"Note: {n}") for n in metrics["notes"]]
+    Report(title, verdict_lines(metrics, names), figures, details).write(out)
     if not has_zm:
         paths.pop("z_m")
     return paths
-
-
-def markdown_to_html(md: str, folder: str, title: str) -> str:
-    """The small Markdown subset written above -> standalone HTML with images inlined."""
-    body, table = [], []
-
-    def flush():
-        if table:
-            rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
-            out = ["<table>", "<tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>"]
-            out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]]
-            body.append("\n".join(out + ["</table>"]))
-            table.clear()
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("!["):
-            alt, src = line[2:].split("](")
-            with open(os.path.join(folder, src.rstrip(")")), "rb") as fh:
-                data = base64.b64encode(fh.read()).decode()
-            body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    flush()
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:"
-             "collapse}td,th{border:1px solid #aaa;padding:2px 6px;font-size:12px}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

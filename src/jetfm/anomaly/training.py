@@ -15,6 +15,7 @@ validation SSIM.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -31,6 +32,7 @@ from jetfm.config import ConfigValueError, check_choice, check_range, save_confi
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.output import atomic_output
 from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters
+from jetfm.seeding import derive_seed as _derive_seed
 
 MODEL_KINDS = ("codae", "ae")
 PRECISIONS = ("fp32", "bf16")
@@ -76,9 +78,9 @@ class AnomalyConfig:
                                                      f"{phi} phi pixels of model.image_shape")
 
 
-def derive_seed(seed: int, *path: int) -> int:
-    """A child seed for each (model, epoch): resuming at any epoch replays the same numbers."""
-    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
+#: a child seed for each (model, epoch), so resuming at any epoch replays the same numbers:
+#: :func:`jetfm.seeding.derive_seed` in its "uint32" convention
+derive_seed = functools.partial(_derive_seed, convention="uint32")
 
 
 def model_config(cfg: AnomalyConfig, kind: str) -> CoDAEConfig:

@@ -55,6 +55,12 @@ class Table:
     header: Sequence[str]
     rows: Sequence[Sequence[str]]
 
+    def markdown(self) -> str:
+        """The table alone (no caption) in Markdown, also readable on a terminal."""
+        lines = ["| " + " | ".join(map(_md_cell, self.header)) + " |",
+                 "|" + "---|" * len(self.header)]
+        return "\n".join(lines + ["| " + " | ".join(map(_md_cell, r)) + " |" for r in self.rows])
+
 
 Block = Union[Heading, Paragraph, Code, Table]
 
@@ -149,10 +155,7 @@ def _md_block(b: Block) -> str:
     if isinstance(b, Code):
         return "```\n" + b.text + "\n```"
     if isinstance(b, Table):
-        lines = [f"**{b.caption}**", "",
-                 "| " + " | ".join(map(_md_cell, b.header)) + " |", "|" + "---|" * len(b.header)]
-        lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in b.rows]
-        return "\n".join(lines)
+        return f"**{b.caption}**\n\n{b.markdown()}"
     raise TypeError(f"not a report block: {b!r}")
 
 
