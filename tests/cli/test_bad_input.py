@@ -62,8 +62,8 @@ def model(tmp_path_factory):
     training)."""
     import torch
 
-    from jetfm.train.config import load_omnijet_config
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.model import OmniJetModel
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("model") / "model"
@@ -322,7 +322,7 @@ def test_non_finite_weights(model, tmp_path, capsys):
 def test_generated_jets_are_checked():
     from jetfm.errors import InputError
     from jetfm.io import read_jets
-    from jetfm.train.api import check_generated
+    from jetfm.omnijet.model import check_generated
 
     jets = read_jets(A, stop=4)
     check_generated(jets, 3)

@@ -190,7 +190,7 @@ def evaluate_classifier(model_dir: str, out: str, data: Sequence[str] = (),
     from jetfm.evaluate.report import Block, write_report
     from jetfm.io.output import atomic_output
     from jetfm.omnijet.classification import predict_proba, require_classifier
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     model = require_classifier(load_pretrained(model_dir), model_dir)
     seqs, labels, lab = _test_data(model, data, classes, only, others, max_jets)
@@ -236,7 +236,7 @@ def predict_file(model_dir: str, path: str, output: str, max_jets: int | None = 
 
     from jetfm.io.output import atomic_output
     from jetfm.omnijet.classification import file_sequences, predict_proba, require_classifier
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     model = require_classifier(load_pretrained(model_dir), model_dir)
     seqs, _ = file_sequences(model, path, max_jets)

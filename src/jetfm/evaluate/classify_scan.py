@@ -145,7 +145,7 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
     from jetfm.io.tokens import codes_to_sequences
     from jetfm.omnijet.classification import (LabelledData, pad_sequences, predict_proba,
                                               train_classifier)
-    from jetfm.train import api
+    from jetfm.omnijet.model import load_pretrained
 
     from jetfm.config import validate
 
@@ -160,7 +160,7 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
     background = 0 if cfg.signal != names[0] else 1
     signal = names.index(cfg.signal) if cfg.signal else 1
     target = f"{names[signal]}_vs_{names[background]}"
-    model = api.load_pretrained(pretrained)
+    model = load_pretrained(pretrained)
     if model.backbone is None and any(a != "scratch" for a in cfg.arms):
         raise InputError("model has no pre-trained backbone (a tokenizer only?)", pretrained)
     sizes = sorted({int(d) for d in cfg.sizes})

@@ -38,8 +38,8 @@ def tokenizer_report(model_dir: str, data, out: str, max_jets: int | None = 20_0
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from jetfm.omnijet.model import load_pretrained
     from jetfm.physics.observables import compute_observables
-    from jetfm.train.api import load_pretrained
     from jetfm.train.data import load_features
 
     model = load_pretrained(model_dir)

@@ -5,7 +5,7 @@ True for a real constituent. Padded entries are never quantised into the loss, t
 statistics, the k-means++ initialisation or the dead-code replacement pool; their output is the
 unchanged input and their index is -1.
 
-Options (all in :class:`QuantizerConfig`, each covered by ``tests/models/test_quantizer.py``):
+Options (all in :class:`QuantizerConfig`, each covered by ``tests/omnijet/test_quantizer.py``):
 
 - Euclidean nearest code, computed in chunks of rows so 8192 codes x a large batch fit in memory.
 - ``beta``: vq_loss = (1 - beta) |z_e - sg(z_q)|^2 + beta |sg(z_e) - z_q|^2 (the reference's

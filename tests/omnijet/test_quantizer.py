@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from jetfm.models.quantizer import (QuantizerConfig, VectorQuantizer, _argmin_rows, kmeans_pp,
-                                    nearest_code)
+from jetfm.omnijet.quantizer import (QuantizerConfig, VectorQuantizer, _argmin_rows, kmeans_pp,
+                                     nearest_code)
 
 
 def _vq(**kw):

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jetfm.models.backbone import (BackboneConfig, JetGPT, SampleStats, generate,
-                                   generate_reference)
+from jetfm.omnijet.backbone import (BackboneConfig, JetGPT, SampleStats, generate,
+                                    generate_reference)
 
 
 def _gpt(vocab=10, **kw):

@@ -4,8 +4,8 @@ import torch
 
 from jetfm.io import read_jets
 from jetfm.io.tokens import codes_to_sequences, sequences_to_codes
-from jetfm.models.quantizer import QuantizerConfig
-from jetfm.models.tokenizer import TokenizerConfig, VQVAETokenizer
+from jetfm.omnijet.quantizer import QuantizerConfig
+from jetfm.omnijet.tokenizer import TokenizerConfig, VQVAETokenizer
 from tests.conftest import AOJ_MINI
 
 

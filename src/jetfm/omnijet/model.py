@@ -1,4 +1,5 @@
-"""Sharing trained models: ``save_pretrained(dir)`` / ``from_pretrained(dir)``.
+"""The loadable OmniJet-alpha model: ``save_pretrained(dir)`` / ``from_pretrained(dir)``
+(:func:`load_pretrained`), and sampling jets from it (:func:`sample_jets`, :func:`sample`).
 
 A model directory holds
 
@@ -17,18 +18,21 @@ and renamed, ``config.json`` last, so a directory with a config is complete.
 from __future__ import annotations
 
 import json
+import math
 import os
 
+import numpy as np
 import torch
 
 from jetfm.config import to_dict
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.output import atomic_output
-from jetfm.models.backbone import JetGPT
-from jetfm.models.tokenizer import VQVAETokenizer
+from jetfm.jets import Jets
+from jetfm.omnijet.backbone import JetGPT, generate
 from jetfm.omnijet.classifier import JetClassifier
+from jetfm.omnijet.config import OmniJetConfig, config_from_dict
+from jetfm.omnijet.tokenizer import VQVAETokenizer
 from jetfm.physics.features import Preprocessing
-from jetfm.train.config import OmniJetConfig, config_from_dict
 
 FORMAT = "jetfm-omnijet"
 VERSION = 1
@@ -178,9 +182,105 @@ def resolve_model_dir(folder: str) -> str:
     raise InputError(f"not a model directory (no {CONFIG})", folder)
 
 
-def save_pretrained(model: OmniJetModel, folder: str) -> str:
-    return model.save_pretrained(folder)
-
-
-def from_pretrained(folder: str) -> OmniJetModel:
+def load_pretrained(folder: str) -> OmniJetModel:
+    """Load a model directory (or a run folder holding ``model/``) without unpickling."""
     return OmniJetModel.from_pretrained(folder)
+
+
+# ------------------------------------------------------------------------------ sampling
+def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | None = None,
+                temperature: float | None = None, top_k: int | None = None,
+                progress: bool = True) -> Jets:
+    """Generate ``n`` jets: cached sampling of token sequences, decoding through the tokenizer,
+    jets with fewer than ``sampling.min_constituents`` constituents dropped (as the reference
+    does) and replaced by further draws, so exactly ``n`` jets come back.
+
+    Returns Jets with constituent columns pt, eta_rel, phi_rel, px, py, pz, E (GeV, radians; a
+    jet axis at eta = phi = 0) and jet fields pt, eta, phi, mass of the constituent sum.
+    Deterministic for a given (seed, batch_size).
+    """
+    if model.backbone is None:
+        raise InputError("model has no backbone: train one with `jetfm pretrain` first")
+    if n <= 0:
+        raise InputError(f"number of jets must be positive, got {n}")
+    sc = model.config.sampling
+    need = n * (sc.max_new + 2) * SAMPLE_BYTES_PER_TOKEN
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > memory // 2:
+        raise InputError(f"{n} jets would take about {need / 2**30:.0f} GiB in memory, more than "
+                         f"half of this machine's {memory / 2**30:.0f} GiB: sample fewer jets "
+                         "per run (with different seeds)")
+    bs = batch_size or sc.batch_size
+    temp = sc.temperature if temperature is None else temperature
+    k = sc.top_k if top_k is None else top_k
+    got_c, got_m, have, rnd = [], [], 0, 0
+    while have < n:
+        want = n if rnd == 0 else max(64, math.ceil((n - have) * 1.2))
+        # later rounds draw from seeds of their own, so round 0 equals a plain generate(seed)
+        s = seed if rnd == 0 else int(np.random.default_rng((seed, rnd)).integers(2 ** 62))
+        codes, mask = generate(model.backbone, want, sc.max_new, temp, k, s, bs,
+                               progress=progress)
+        keep = (mask.sum(1) >= sc.min_constituents).numpy()
+        got_c.append(codes.numpy()[keep])
+        got_m.append(mask.numpy()[keep])
+        have += int(keep.sum())
+        rnd += 1
+        if rnd > 50:
+            raise InputError(f"the model generates too few jets with >= {sc.min_constituents} "
+                             "constituents")
+    codes, mask = np.concatenate(got_c)[:n], np.concatenate(got_m)[:n]
+    p = max(1, int(mask.sum(1).max()))
+    jets = model.tokenizer.decode(codes[:, :p], mask[:, :p])
+    from jetfm.physics.observables import jet_kinematics
+
+    kin = jet_kinematics(jets)
+    jets = jets.with_jet_fields(pt=kin["pt"], eta=kin["eta"], phi=kin["phi"], mass=kin["mass"])
+    check_generated(jets, sc.min_constituents)
+    jets.meta.update({"generator": "jetfm sample (OmniJet-alpha)", "seed": seed,
+                      "batch_size": bs, "temperature": temp, "top_k": -1 if k is None else k})
+    return jets
+
+
+#: memory per generated token while sampling: its code (int64), mask, and the decoded
+#: constituent's 7 float32 columns
+SAMPLE_BYTES_PER_TOKEN = 8 + 1 + 7 * 4
+#: the constituent columns of generated jets that must be finite
+MOMENTUM_COLUMNS = ("pt", "eta_rel", "phi_rel", "px", "py", "pz", "E")
+
+
+def check_generated(jets: Jets, min_constituents: int) -> None:
+    """Refuse generated jets that are not physical: a non-finite momentum or jet field, or a jet
+    with fewer than ``min_constituents`` constituents (what a model with non-finite weights or
+    preprocessing constants produces)."""
+    kin = [i for i, c in enumerate(jets.constituent_names) if c in MOMENTUM_COLUMNS]
+    real = jets.constituents[jets.mask][:, kin]
+    n = jets.mask.sum(1)
+    bad = []
+    if not np.isfinite(real).all() or not np.isfinite(jets.jet).all():
+        bad.append(f"{int((~np.isfinite(real)).any(-1).sum())} constituents with non-finite "
+                   "momenta")
+    if len(n) and int(n.min()) < min_constituents:
+        bad.append(f"{int((n < min_constituents).sum())} jets with fewer than "
+                   f"{min_constituents} constituents")
+    if bad:
+        raise InputError("the model generated invalid jets (" + ", ".join(bad) + "); are its "
+                         "weights and preprocessing constants finite?")
+
+
+def sample(model_dir: str, n: int, seed: int = 0, batch_size: int | None = None,
+           temperature: float | None = None, top_k: int | None = None,
+           progress: bool = True) -> Jets:
+    """Load ``model_dir`` and generate ``n`` jets (see :func:`sample_jets`)."""
+    model = load_pretrained(model_dir)
+    try:
+        jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress)
+    except InputError as err:
+        raise InputError(err.message, model_dir) from err
+    jets.meta["model"] = os.path.abspath(model_dir)
+    return jets
+
+
+def describe(model_dir: str) -> dict:
+    """What a model is: config, parameter counts, provenance (for ``jetfm info``)."""
+    return load_pretrained(model_dir).describe()
+

@@ -21,7 +21,7 @@ from torch import nn
 
 from jetfm.config import ConfigValueError, check_model_size, check_range
 from jetfm.jets import Jets
-from jetfm.models.quantizer import QuantizerConfig, VectorQuantizer
+from jetfm.omnijet.quantizer import QuantizerConfig, VectorQuantizer
 from jetfm.physics.features import Preprocessing
 
 

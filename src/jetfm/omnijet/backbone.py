@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jetfm.config import ConfigValueError, check_model_size, check_range
-from jetfm.models.quantizer import MAX_CODEBOOK
+from jetfm.omnijet.quantizer import MAX_CODEBOOK
 
 START = 0
 
