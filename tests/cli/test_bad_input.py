@@ -338,8 +338,8 @@ def test_generated_jets_are_checked():
 def test_codae_checkpoint_config(tmp_path, capsys):
     import torch
 
-    from jetfm.anomaly.training import save_pretrained
-    from jetfm.models.codae import CoDAE, CoDAEConfig
+    from jetfm.codae.checkpoint import save_pretrained
+    from jetfm.codae.model import CoDAE, CoDAEConfig
 
     small = CoDAEConfig(enc_filters=[8, 8, 8, 8], mask_filters=[8, 8, 8, 8],
                         dec_filters=[8, 8, 8, 8], latent_channels=4)

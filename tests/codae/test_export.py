@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from jetfm.anomaly.data import model_inputs, read_for_input
-from jetfm.anomaly.export import load_onnx
-from jetfm.anomaly.scoring import codae_scores, load_run_models
-from jetfm.anomaly.training import AnomalyConfig, train
 from jetfm.cli import main
+from jetfm.codae.checkpoint import load_run_models
+from jetfm.codae.config import AnomalyConfig
+from jetfm.codae.data import model_inputs, read_for_input
+from jetfm.codae.runtime import load_onnx
+from jetfm.codae.scoring import codae_scores
+from jetfm.codae.training import train
 from jetfm.config import load_config
 
 

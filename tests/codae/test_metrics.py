@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import mannwhitneyu
 
-from jetfm.anomaly.metrics import fpr_at_tpr, roc_auc, roc_curve, ssim
+from jetfm.codae.metrics import fpr_at_tpr, roc_auc, roc_curve, ssim
 
 
 def test_auc_known_answers():

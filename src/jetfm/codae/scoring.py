@@ -28,15 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jetfm.anomaly.data import model_inputs, read_for_input
-from jetfm.anomaly.metrics import fpr_at_tpr, roc_auc
+from jetfm.codae.checkpoint import load_run_models
+from jetfm.codae.data import model_inputs, read_for_input
+from jetfm.codae.metrics import fpr_at_tpr, roc_auc
+from jetfm.codae.model import CoDAE
 from jetfm.errors import InputError
 from jetfm.io.images import LABEL_NAMES
-from jetfm.models.codae import CoDAE
-
-#: scores drawn in the ROC figure, when present
-MAIN_SCORES = ("z_m_dist", "z_m0", "z_m1", "bce", "dice", "ae_bce", "n_hits", "n_tracks")
-
 
 @torch.inference_mode()
 def z_m(model: CoDAE, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -130,33 +127,6 @@ def evaluate_scores(bkg: dict[str, np.ndarray], sig: dict[str, np.ndarray],
     return res
 
 
-def load_model(folder: str) -> tuple[CoDAE, dict]:
-    """(model, config.json dict) of a checkpoint folder, or of an ONNX export's model folder
-    (then run by ONNX Runtime: :class:`jetfm.anomaly.export.OnnxCoDAE`)."""
-    if os.path.isfile(os.path.join(folder, "full.onnx")):
-        from jetfm.anomaly.export import load_onnx
-
-        return load_onnx(folder)
-    from jetfm.anomaly.training import from_pretrained
-
-    return from_pretrained(folder)
-
-
-def load_run_models(run: str) -> dict[str, tuple[CoDAE, dict]]:
-    """The models of a training run folder (``codae/``, ``ae/``) or one checkpoint folder, or of
-    an ONNX export of either (``jetfm anomaly export``)."""
-    if not os.path.isdir(run):
-        raise InputError("no such run or checkpoint folder", run)
-    if os.path.isfile(os.path.join(run, "config.json")):
-        model, meta = load_model(run)
-        return {meta["model_type"]: (model, meta)}
-    found = {k: load_model(os.path.join(run, k)) for k in ("codae", "ae")
-             if os.path.isdir(os.path.join(run, k))}
-    if not found:
-        raise InputError("holds no codae/ or ae/ checkpoint", run)
-    return found
-
-
 def evaluate(run: str | list[str], background, signal, out: str | None = None,
              batch: int = 256, title: str = "CoDAE anomaly detection") -> dict:
     """Score QCD ``background`` and ``signal`` files (files, folders, globs) with the models of
@@ -192,7 +162,7 @@ def evaluate(run: str | list[str], background, signal, out: str | None = None,
                "background_files": bev.sources, "signal_files": sev.sources, "notes": notes,
                "scores": evaluate_scores(bs, ss, sev.labels, sev.masses)}
     if out is not None:
-        from jetfm.anomaly.report import write_report
+        from jetfm.codae.report import write_report
 
         write_report(out, metrics, bs, ss, sev.labels, title=title)
     return metrics

@@ -8,11 +8,13 @@ import os
 
 import numpy as np
 
-from jetfm.anomaly.metrics import roc_curve
-from jetfm.anomaly.scoring import MAIN_SCORES
+from jetfm.codae.metrics import roc_curve
 from jetfm.errors import write_text_atomic
 from jetfm.io.images import LABEL_NAMES, LABELS
 from jetfm.report import Figure, Heading, Paragraph, Report, Table, pyplot, save_figure
+
+#: scores drawn in the ROC figure, when present
+MAIN_SCORES = ("z_m_dist", "z_m0", "z_m1", "bce", "dice", "ae_bce", "n_hits", "n_tracks")
 
 
 def plot_roc(path: str, bkg: dict, sig: dict, sig_labels: np.ndarray, metrics: dict) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jetfm.anomaly.data import augment
-from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters
+from jetfm.codae.data import augment
+from jetfm.codae.model import CoDAE, CoDAEConfig, n_parameters
 from jetfm.physics.images import event_images, fine_images, pooled_shape, sum_pool
 
 

@@ -1,9 +1,10 @@
-"""Training CoDAE and the plain auto-encoder on QCD images; shareable checkpoints.
+"""Training CoDAE and the plain auto-encoder on QCD images.
 
 A run folder ``runs/<name>/`` holds ``config.yaml`` (resolved), ``train_summary.json`` (seed,
 files, event counts, timings), and per model
 (``codae/``, ``ae/``): ``model.safetensors`` + ``config.json`` (the checkpoint with the best
-validation SSIM, loadable with :func:`from_pretrained`), ``history.json`` (loss and SSIM per epoch)
+validation SSIM, loadable with :func:`jetfm.codae.checkpoint.from_pretrained`), ``history.json``
+(loss and SSIM per epoch)
 and ``last_state.pt`` (weights, optimiser and epoch, to resume after a crash; tensors only, read
 with ``weights_only=True``).
 
@@ -14,125 +15,30 @@ validation SSIM.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jetfm.anomaly.data import (DataConfig, augment, input_channels, model_inputs, read_for_input,
-                                split_valid)
-from jetfm.anomaly.metrics import ssim
-from jetfm.config import ConfigValueError, check_choice, check_range, save_config
+from jetfm.codae.checkpoint import from_pretrained, save_pretrained
+from jetfm.codae.config import MODEL_KINDS, AnomalyConfig, model_config
+from jetfm.codae.data import augment, model_inputs, read_for_input, split_valid
+from jetfm.codae.metrics import ssim
+from jetfm.codae.model import CoDAE, n_parameters
+from jetfm.codae.scoring import z_m, z_m_reference
+from jetfm.config import save_config
 from jetfm.errors import InputError, write_text_atomic
-from jetfm.io.output import atomic_output
-from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters
 from jetfm.seeding import derive_seed as _derive_seed
-
-MODEL_KINDS = ("codae", "ae")
-PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass
-class TrainConfig:
-    batch_size: int = 128
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 1e-4        # decoupled, per step (not scaled by lr), as tfa.AdamW
-    clip_norm: float = 1.0
-    max_steps: int = 0                # stop after this many steps in all (0: no limit); tests
-    eval_batch_size: int = 256
-    precision: str = "fp32"           # fp32 | bf16: bfloat16 autocast of the forward pass (CPU)
-
-    def validate(self) -> None:
-        for key in ("batch_size", "eval_batch_size"):
-            check_range(self, key, 1, 1 << 20)
-        check_range(self, "epochs", 1, 10**6)  # zero epochs would train nothing
-        check_range(self, "lr", 0.0, 10.0, lo_open=True)
-        check_range(self, "weight_decay", 0.0)
-        check_range(self, "clip_norm", 0.0, lo_open=True)
-        check_range(self, "max_steps", 0, 10**9)
-        check_choice(self, "precision", PRECISIONS)
-
-
-@dataclass
-class AnomalyConfig:
-    """Everything a training run needs; presets in configs/codae*.yaml."""
-    model: CoDAEConfig = field(default_factory=CoDAEConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    models: list[str] = field(default_factory=lambda: ["codae", "ae"])
-
-    def validate(self) -> None:
-        if not self.models or any(m not in MODEL_KINDS for m in self.models):
-            raise ConfigValueError("models", f"must be a non-empty list of {list(MODEL_KINDS)}, "
-                                             f"got {self.models!r}")
-        phi = self.model.image_shape[0]
-        if self.data.roll_step and phi % self.data.roll_step:
-            raise ConfigValueError("data.roll_step", f"{self.data.roll_step} does not divide the "
-                                                     f"{phi} phi pixels of model.image_shape")
-
 
 #: a child seed for each (model, epoch), so resuming at any epoch replays the same numbers:
 #: :func:`jetfm.seeding.derive_seed` in its "uint32" convention
 derive_seed = functools.partial(_derive_seed, convention="uint32")
 
 
-def model_config(cfg: AnomalyConfig, kind: str) -> CoDAEConfig:
-    if kind not in MODEL_KINDS:
-        raise InputError(f"unknown model '{kind}': expected one of {list(MODEL_KINDS)}")
-    return dataclasses.replace(cfg.model, conditional=kind == "codae",
-                               in_channels=input_channels(cfg.data.input))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def save_pretrained(model: CoDAE, folder: str, info: dict | None = None) -> str:
-    """Write ``model.safetensors`` + ``config.json`` (architecture + ``info``) atomically."""
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_output(os.path.join(folder, "model.safetensors")) as tmp:
-        save_file(state, tmp)
-    meta = {"model_type": "codae" if model.cfg.conditional else "ae",
-            "model": model.cfg.to_dict(), **(info or {})}
-    write_text_atomic(os.path.join(folder, "config.json"), json.dumps(meta, indent=2))
-    return folder
-
-
-def from_pretrained(folder: str) -> tuple[CoDAE, dict]:
-    """Load a model written by :func:`save_pretrained` -> (model in eval mode, config.json dict)."""
-    from safetensors.torch import load_file
-
-    cfg_path, w_path = os.path.join(folder, "config.json"), os.path.join(folder, "model.safetensors")
-    for p in (cfg_path, w_path):
-        if not os.path.isfile(p):
-            raise InputError("not a CoDAE checkpoint folder (missing "
-                             f"{os.path.basename(p)})", folder)
-    try:
-        with open(cfg_path) as fh:
-            meta = json.load(fh)
-        try:
-            cfg = CoDAEConfig.from_dict(meta["model"])
-        except InputError as err:
-            raise InputError(err.message, cfg_path) from err
-        model = CoDAE(cfg)
-        state = load_file(w_path)
-        bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
-        if bad:
-            raise InputError(f"non-finite weights in {len(bad)} tensor(s), first {bad[0]}", w_path)
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:
-        raise InputError(f"corrupt CoDAE checkpoint ({err.__class__.__name__}: "
-                         f"{str(err).splitlines()[0][:200]})", folder) from err
-    return model.eval(), meta
-
-
-# ----------------------------------------------------------------------------- training
 def loss_fn(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """BCE summed over pixels and channels, averaged over the batch."""
     return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
@@ -241,8 +147,6 @@ def train_one(kind: str, cfg: AnomalyConfig, x_train: np.ndarray, x_valid: np.nd
 def _store_z_m_reference(folder: str, x_train: np.ndarray, batch: int) -> None:
     """Add the training QCD's Z_m mean and covariance (best checkpoint) to config.json, for the
     direction-free Mahalanobis score."""
-    from jetfm.anomaly.scoring import z_m, z_m_reference
-
     best, meta = from_pretrained(folder)
     meta["z_m_reference"] = z_m_reference(z_m(best, x_train, batch).astype(np.float64))
     write_text_atomic(os.path.join(folder, "config.json"), json.dumps(meta, indent=2))

@@ -1,4 +1,4 @@
-"""CoDAE for a trigger: export to ONNX and score with ONNX Runtime.
+"""CoDAE for a trigger: export to ONNX, checked against PyTorch with ONNX Runtime.
 
 An export folder mirrors a training run: one sub-folder per model (``codae/``, ``ae/``) with
 
@@ -11,9 +11,9 @@ An export folder mirrors a training run: one sub-folder per model (``codae/``, `
 The batch axis is dynamic. ``precision``: ``fp32`` (default, the same scores to float rounding),
 ``fp16`` (weights and activations in half precision, inputs and outputs float32), ``int8-dynamic``
 (int8 weights, activations quantised on the fly) and ``int8-static`` (int8 weights and
-activations, scales calibrated on QCD images). :class:`OnnxCoDAE` runs a sub-folder with graph
-optimisation on; it stands in for :class:`~jetfm.models.codae.CoDAE` in the scoring functions,
-so ``jetfm anomaly evaluate EXPORT_DIR`` scores with ONNX Runtime.
+activations, scales calibrated on QCD images). :class:`jetfm.codae.runtime.OnnxCoDAE` runs a
+sub-folder with graph optimisation on; it stands in for :class:`~jetfm.codae.model.CoDAE` in the
+scoring functions, so ``jetfm anomaly evaluate EXPORT_DIR`` scores with ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.codae.checkpoint import load_run_models
+from jetfm.codae.data import model_inputs, read_for_input
+from jetfm.codae.model import CoDAE
+from jetfm.codae.runtime import session
 from jetfm.errors import InputError
-from jetfm.models.codae import CoDAE, CoDAEConfig
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 FORMAT = "onnx"
@@ -86,19 +89,6 @@ def export_graph(module: nn.Module, path: str, outputs: list[str], example: torc
                               opset_version=OPSET, dynamo=True, external_data=False)
     finally:
         log.setLevel(level)
-
-
-def session(path: str, threads: int | None = None):
-    """An ONNX Runtime CPU session with every graph optimisation on and ``threads`` intra-op
-    threads (default: torch's thread count, i.e. ``--threads``)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads or torch.get_num_threads()
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def quantise(path: str, precision: str, calibration: np.ndarray | None) -> None:
@@ -179,9 +169,6 @@ def export_run(run: str, out: str, precision: str = "fp32", calibration=None) ->
     """Export every model of a training run (or one checkpoint folder) to ONNX in ``out``,
     atomically: the folder appears complete or not at all. ``calibration``: QCD image files
     (files, folders, globs) for ``int8-static``. Returns ``{model: config.json dict}``."""
-    from jetfm.anomaly.data import model_inputs, read_for_input
-    from jetfm.anomaly.scoring import load_run_models
-
     if precision not in PRECISIONS:
         raise InputError(f"unknown --precision '{precision}': expected one of {list(PRECISIONS)}")
     if precision == "int8-static" and not calibration:
@@ -209,43 +196,3 @@ def export_run(run: str, out: str, precision: str = "fp32", calibration=None) ->
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
-
-
-class OnnxCoDAE:
-    """An exported model run by ONNX Runtime, with the interface the scoring functions use:
-    ``cfg``, ``eval()``, ``z_m(x)`` and ``model(x) -> logits`` on torch tensors."""
-
-    def __init__(self, folder: str, threads: int | None = None):
-        with open(os.path.join(folder, "config.json")) as fh:
-            self.meta = json.load(fh)
-        self.cfg = CoDAEConfig.from_dict(self.meta["model"])
-        self.folder = folder
-        files = self.meta.get("files", {})
-        try:
-            self._full = session(os.path.join(folder, files.get("full", "full.onnx")), threads)
-            self._zm = (session(os.path.join(folder, files.get("z_m", "z_m.onnx")), threads)
-                        if self.cfg.conditional else None)
-        except Exception as err:  # onnxruntime raises its own exception types
-            raise InputError(f"cannot load the ONNX model ({err.__class__.__name__}: "
-                             f"{str(err).splitlines()[0][:200]})", folder) from err
-
-    def eval(self) -> "OnnxCoDAE":
-        return self
-
-    def z_m(self, x: torch.Tensor) -> torch.Tensor:
-        if self._zm is None:
-            raise ValueError("the plain auto-encoder has no Z_m")
-        return torch.from_numpy(self._zm.run(["z_m"], {"x": _np(x)})[0])
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._full.run(["logits"], {"x": _np(x)})[0])
-
-
-def _np(x: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-
-
-def load_onnx(folder: str) -> tuple[OnnxCoDAE, dict]:
-    """(model, config.json dict) of one exported model folder."""
-    model = OnnxCoDAE(folder)
-    return model, model.meta

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
-from jetfm.anomaly.training import AnomalyConfig, from_pretrained, train
 from jetfm.cli import main
+from jetfm.codae.checkpoint import from_pretrained
+from jetfm.codae.config import AnomalyConfig
+from jetfm.codae.training import train
 from jetfm.config import load_config
 from tests.report.checks import assert_reads_verdict_figures_tables
 
