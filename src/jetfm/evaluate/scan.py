@@ -47,6 +47,7 @@ import numpy as np
 
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.jets import Jets
+from jetfm.seeding import derive_seed  # the scans' "int31" convention
 
 ARMS = ("pretrained", "scratch")
 REFERENCES = ("raw", "tokenized")
@@ -99,11 +100,6 @@ class ScanConfig:
 
 def _cell_name(d: int, seed: int, arm: str) -> str:
     return f"D{d}_seed{seed}_{arm}"
-
-
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed from integers (stable across runs and platforms)."""
-    return int(np.random.default_rng([int(p) for p in parts]).integers(2 ** 31 - 1))
 
 
 def split_target(n_jets: int, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
