@@ -256,10 +256,8 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
              + f"; sum {sum(wall.values()):.0f} s wall, {cpu:.0f} s CPU (this process and its "
              f"workers). This invocation: {time.perf_counter() - t_start:.0f} s wall, "
              f"{_cpu_seconds() - cpu_start:.0f} s CPU."]
-    verdict_lines, sections = [], []
-    if do_classify:
-        verdict_lines, sections, _ = classify_report(classify_dir, fig_dir)
+    sections = [classify_report(classify_dir, fig_dir)] if do_classify else []
     _, html_path = build_report(scan_dir, out, figures, data, models, notes=notes,
                                 command=f"jetfm demo --preset {preset} --seed {seed} --out {out}",
-                                verdict_lines=verdict_lines, sections=sections)
+                                sections=sections)
     return html_path
