@@ -209,8 +209,8 @@ def test_metrics_on_one_jet_or_empty_jets(files, capsys):
 def _manifest(folder, listed: str) -> None:
     """A build-aoj manifest with the CLI's default settings that lists ``listed`` as an
     output of a half-built input."""
-    from jetfm.build.builder import MANIFEST, MANIFEST_FORMAT, _settings
-    from jetfm.build.selection import AOJ_MET_FILTERS, AOJ_TRIGGERS, Selection
+    from jetfm.production.builder import MANIFEST, MANIFEST_FORMAT, _settings
+    from jetfm.production.selection import AOJ_MET_FILTERS, AOJ_TRIGGERS, Selection
 
     sel = Selection(triggers=AOJ_TRIGGERS, met_filters=AOJ_MET_FILTERS)
     st = os.stat(PFNANO_INDEX)
@@ -238,7 +238,7 @@ def test_crafted_manifest_touches_nothing_outside(listed, tmp_path, capsys):
 
 
 def test_unreachable_scheduler(tmp_path, capsys, monkeypatch):
-    import jetfm.build.builder as builder
+    import jetfm.production.builder as builder
 
     monkeypatch.setattr(builder, "SCHEDULER_TIMEOUT", "1s")
     fails(["build-aoj", PFNANO_INDEX, "--out", tmp_path / "b", "--scheduler",

@@ -75,7 +75,7 @@ class OutputSeries:
     outputs (gzip 1 with shuffle)."""
 
     def __init__(self, out_dir: str, name: str, jets_per_file: int, attrs: dict | None = None):
-        from jetfm.build.builder import GZIP_LEVEL, SHUFFLE
+        from jetfm.production.builder import GZIP_LEVEL, SHUFFLE
 
         self.out_dir, self.name, self.jets_per_file = out_dir, name, jets_per_file
         self.attrs, self.compression = attrs or {}, {"gzip_level": GZIP_LEVEL, "shuffle": SHUFFLE}

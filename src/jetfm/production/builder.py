@@ -4,7 +4,7 @@ One Dask task per input file, or per entry range of ``chunk_events`` events of a
 (chunk ``c`` holds entries ``c * chunk_events ...``). Everything expensive happens in the
 workers: a first task per input opens it and reads its header (:func:`inspect_pfnano`); each
 chunk task reads its range (:func:`jetfm.io.nanoaod.read_pfnano`), applies the selection
-(:mod:`jetfm.build.selection`), gathers the selected jets (constituents sorted by pT, at most
+(:mod:`jetfm.production.selection`), gathers the selected jets (constituents sorted by pT, at most
 150) and **writes them itself** as AOJ files named after the task,
 ``<name>_<input id:05d>_<chunk:04d>_<k:02d>.h5`` (``k`` counts the files of a chunk holding
 more than ``jets_per_file`` jets), each under a unique ``.partial`` name renamed when complete.
@@ -45,8 +45,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from jetfm import __version__
-from jetfm.build.lumimask import LumiMask
-from jetfm.build.selection import CutFlow, Selection, apply_selection, event_branches
+from jetfm.production.lumimask import LumiMask
+from jetfm.production.selection import CutFlow, Selection, apply_selection, event_branches
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.io.aoj import CHUNK_JETS, AOJWriter, expand_paths
 from jetfm.io.output import atomic_output

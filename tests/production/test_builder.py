@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 import pytest
 
-from jetfm.build.builder import build_aoj
-from jetfm.build.selection import Selection, apply_selection, event_branches
+from jetfm.production.builder import build_aoj
+from jetfm.production.selection import Selection, apply_selection, event_branches
 from jetfm.cli import main
 from jetfm.errors import InputError
 from jetfm.io.aoj import DATASETS, read_aoj
@@ -157,7 +157,7 @@ def test_rerun_skips_done_inputs_and_refuses_other_settings(built, inputs, dask_
 
 KILLER = textwrap.dedent("""
     import os, sys
-    from jetfm.build import builder
+    from jetfm.production import builder
     builder.SAVE_EVERY_S = 0  # a save after every task: the kill lands between two tasks
     calls = [0]
     save = builder.Manifest.save

@@ -25,7 +25,7 @@ from typing import Iterable
 
 import numpy as np
 
-from jetfm.build.lumimask import LumiMask
+from jetfm.production.lumimask import LumiMask
 from jetfm.errors import InputError
 from jetfm.io.nanoaod import PFNanoChunk
 

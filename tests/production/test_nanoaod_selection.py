@@ -8,8 +8,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from jetfm.build.lumimask import LumiMask
-from jetfm.build.selection import (AOJ_MET_FILTERS, AOJ_TRIGGERS, CutFlow, Selection,
+from jetfm.production.lumimask import LumiMask
+from jetfm.production.selection import (AOJ_MET_FILTERS, AOJ_TRIGGERS, CutFlow, Selection,
                                    apply_selection, event_branches)
 from jetfm.cli import main
 from jetfm.errors import InputError
