@@ -5,7 +5,7 @@ import pytest
 from jetfm import InputError
 from jetfm.io.aoj import (AOJWriter, PFCANDS_COLUMNS, ReadOptions, aoj_length, iter_aoj,
                           read_aoj, write_aoj)
-from tests.conftest import AOJ_MINI
+from tests.conftest import AOJ_MINI, PFNANO_INDEX, PFNANO_INLINE
 
 
 def test_reads_real_aoj_file():
@@ -204,8 +204,9 @@ def _reference_rows_to_jets(cands, kin, tag, ev, opts, columns, source):
 def _copies(tmp_path):
     """The real file, and copies of it: each jet's constituent slots permuted (padding
     interleaved) in two thirds of the jets; and its rows under the storage layouts the reader
-    decompresses itself (HDF5 chunks of whole jets: deflate, shuffle + deflate, no filter, chunks
-    of 7 jets with one never written) or through h5py (contiguous; the original's small chunks)."""
+    decompresses itself (HDF5 chunks of whole jets: deflate, shuffle + deflate, no filter) or
+    through h5py (contiguous; the original's small chunks); and the jets of the real PFNano files
+    as the AOJ builder writes them (chunks of 512 jets)."""
     with h5py.File(AOJ_MINI) as f:
         data = {k: f[k][:] for k in f}
     rng = np.random.default_rng(1)
@@ -225,6 +226,15 @@ def _copies(tmp_path):
             for k, v in data.items():
                 v = shuffled if k == "PFCands" and name != "deflate" else v
                 f.create_dataset(k, data=v, **(kw if k == "PFCands" else {}))
+        paths.append(out)
+    # real CMS jets of other origins: the PFNano files, as the AOJ builder stores them
+    from jetfm.io.nanoaod import chunk_to_rows, read_pfnano
+
+    for i, src in enumerate((PFNANO_INDEX, PFNANO_INLINE)):
+        chunk = read_pfnano(src)
+        out = tmp_path / f"pfnano_{i}.h5"
+        with AOJWriter(out, lock=False) as w:
+            w.append_rows(chunk_to_rows(chunk, np.ones(len(chunk.jet_event), bool)))
         paths.append(out)
     return paths
 
