@@ -29,8 +29,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import emit  # noqa: E402
-from jetfm.build.builder import build_aoj  # noqa: E402
-from jetfm.build.selection import Selection, event_branches  # noqa: E402
+from jetfm.production.builder import build_aoj  # noqa: E402
+from jetfm.production.selection import Selection, event_branches  # noqa: E402
 from jetfm.io import nanoaod  # noqa: E402
 from tests.conftest import PFNANO_INDEX, PFNANO_INLINE  # noqa: E402
 
@@ -105,7 +105,7 @@ def timed_build(files: list[str], out: str, n_workers: int, chunk_events: int):
     client = Client(cluster)
     try:
         # imports happen once per worker in a real build: keep them out of the timed part
-        client.run(lambda: __import__("jetfm.build.builder") and __import__("uproot"))
+        client.run(lambda: __import__("jetfm.production.builder") and __import__("uproot"))
         nanoaod._open_tree.cache_clear()
         t0, c0 = time.perf_counter(), time.process_time()
         res = build_aoj(files, out, client=client, chunk_events=chunk_events, progress=False,
@@ -122,7 +122,7 @@ def compression_table(paths: list[str], tmp: str) -> dict:
     gzip 1 + shuffle: CPU-s to write, MB, CPU-s to read back, in this one process."""
     import h5py
 
-    from jetfm.build import builder
+    from jetfm.production import builder
     from jetfm.io.aoj import DATASETS, AOJWriter, GZIP_LEVEL
 
     rows = {k: np.concatenate([h5py.File(p, "r")[k][:] for p in paths]) for k in DATASETS}

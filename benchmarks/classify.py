@@ -24,7 +24,7 @@ from _common import best_of, emit  # noqa: E402
 from sampling import matmul_peak  # noqa: E402
 
 from jetfm.omnijet.classifier import JetClassifier, classifier_flops  # noqa: E402
-from jetfm.train.config import load_omnijet_config  # noqa: E402
+from jetfm.omnijet.config import load_omnijet_config  # noqa: E402
 
 
 def sequences(n: int, vocab: int, seed: int = 0) -> torch.Tensor:

@@ -28,7 +28,7 @@ from jetfm.io import read_jets
 from jetfm.io.tokens import codes_to_sequences
 from jetfm.omnijet.classification import (LabelledData, pad_sequences, predict_proba,
                                           train_classifier)
-from jetfm.train.api import load_pretrained
+from jetfm.omnijet.model import load_pretrained
 
 
 def main() -> None:

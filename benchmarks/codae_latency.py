@@ -37,7 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from _common import emit  # noqa: E402
 
-from jetfm.models.codae import CoDAE, CoDAEConfig, n_parameters  # noqa: E402
+from jetfm.codae.model import CoDAE, CoDAEConfig, n_parameters  # noqa: E402
 
 PAPER_ZM_MS, PAPER_FULL_MS = 3.0, 40.0
 
@@ -86,8 +86,8 @@ def optimise(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
 
 def onnx_variants(model: CoDAE, folder: str, calib: torch.Tensor) -> dict[str, dict[str, str]]:
     """Export the Z_m encoder and the full score graph once in fp32, then each precision."""
-    from jetfm.anomaly.export import (PRECISIONS, FullGraph, ZmGraph, export_graph,
-                                      output_names, quantise)
+    from jetfm.codae.export import (PRECISIONS, FullGraph, ZmGraph, export_graph,
+                                    output_names, quantise)
 
     out: dict[str, dict[str, str]] = {}
     with torch.inference_mode(False):
@@ -113,12 +113,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.model:
-        from jetfm.anomaly.training import from_pretrained
+        from jetfm.codae.checkpoint import from_pretrained
 
         model, _ = from_pretrained(args.model)
     else:
         model = CoDAE(CoDAEConfig()).eval()
-    from jetfm.anomaly.export import session
+    from jetfm.codae.runtime import session
 
     reps = 15 if args.quick else 60
     big = 64 if args.quick else 256

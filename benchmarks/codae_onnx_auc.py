@@ -20,8 +20,8 @@ import torch
 
 from _common import emit  # noqa: E402
 
-from jetfm.anomaly.export import PRECISIONS, export_run  # noqa: E402
-from jetfm.anomaly.scoring import evaluate  # noqa: E402
+from jetfm.codae.export import PRECISIONS, export_run  # noqa: E402
+from jetfm.codae.scoring import evaluate  # noqa: E402
 
 SCORES = ("z_m_dist", "z_m0", "z_m1", "bce", "hits", "ae_bce")
 

@@ -2,7 +2,7 @@
 
 For each preset (``codae_small``, and ``codae``, the paper's full width, unless ``--quick``) and
 each model (CoDAE, plain AE) it runs the training loop's own step
-(:func:`jetfm.anomaly.training.train_step`: augmentation excluded, forward, BCE, backward,
+(:func:`jetfm.codae.training.train_step`: augmentation excluded, forward, BCE, backward,
 clip, AdamW) on real QCD images at the preset's batch size, and prints images/s side by side
 for ``train.precision=fp32`` and ``bf16`` from the same initial weights, with the relative
 difference of the losses after the timed steps. It also times the rest of an epoch (the
@@ -24,11 +24,11 @@ import torch
 
 from _common import emit  # noqa: E402
 
-from jetfm.anomaly.data import augment, model_inputs, read_for_input  # noqa: E402
-from jetfm.anomaly.training import (AnomalyConfig, derive_seed, model_config,  # noqa: E402
-                                    train_step, validate)
+from jetfm.codae.config import AnomalyConfig, model_config  # noqa: E402
+from jetfm.codae.data import augment, model_inputs, read_for_input  # noqa: E402
+from jetfm.codae.model import CoDAE  # noqa: E402
+from jetfm.codae.training import derive_seed, train_step, validate  # noqa: E402
 from jetfm.config import load_config  # noqa: E402
-from jetfm.models.codae import CoDAE  # noqa: E402
 
 
 def timed(fn) -> tuple[float, float]:

@@ -116,8 +116,8 @@ def training_share(paths: list[Path], steps: int, workers: list[int], buffer: in
     import torch
 
     from jetfm.io.tokens import codes_to_sequences, write_tokens
-    from jetfm.models.tokenizer import VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
     from jetfm.train.data import (SequenceDataset, load_features, make_loaders,
                                   streaming_loaders)
     from jetfm.train.modules import BackboneModule

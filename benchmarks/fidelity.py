@@ -84,6 +84,7 @@ def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held: dic
                top_pool, preset: str) -> dict:
     from jetfm.evaluate.fidelity import check_targets, fidelity, fidelity_observables
     from jetfm.io import read_jets
+    from jetfm.omnijet.model import sample_jets
     from jetfm.train import api
 
     model = list(spec.get("model", []))
@@ -110,7 +111,7 @@ def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held: dic
     samplers = {"T=1": {}} | dict(spec.get("sampling", {}))
     for sname, skw in samplers.items():
         c0 = _cpu()
-        gen = api.sample_jets(loaded, args.n_generated, seed=args.seed + 2, progress=False,
+        gen = sample_jets(loaded, args.n_generated, seed=args.seed + 2, progress=False,
                               **skw)
         obs = fidelity_observables(gen)
         fid = fidelity(held["raw"], obs, held["tokenized"], held["floor"], seed=args.seed)

@@ -69,8 +69,8 @@ def matmul_peak(dev: torch.device, n: int, repeats: int = 20) -> float:
 
 
 def paper_backbone(dev: torch.device, stop_prob: float = 0.0):
-    from jetfm.models.backbone import JetGPT
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.backbone import JetGPT
+    from jetfm.omnijet.config import load_omnijet_config
 
     cfg = load_omnijet_config("paper").backbone
     torch.manual_seed(0)
@@ -174,8 +174,8 @@ def bench_stream_aoj(dev, batch: int, steps: int, workers: int, compile_model: b
     (synchronised, so it is timed), and the whole step."""
     from aoj_read import make_file
 
-    from jetfm.models.tokenizer import VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
     from jetfm.train.modules import BackboneModule
     from jetfm.train.streaming import StreamingJets, StreamingLoader
 
@@ -220,7 +220,7 @@ def bench_stream_aoj(dev, batch: int, steps: int, workers: int, compile_model: b
 
 
 def bench_sampling(dev, batch: int, max_new: int, stop_prob: float) -> dict:
-    from jetfm.models.backbone import SampleStats, generate, generate_reference
+    from jetfm.omnijet.backbone import SampleStats, generate, generate_reference
 
     model = paper_backbone(dev, stop_prob).eval()
     kw = dict(n=batch, max_new=max_new, seed=0, batch_size=batch)

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, emit  # noqa: E402
 
 from jetfm.io import read_jets  # noqa: E402
-from jetfm.models.tokenizer import VQVAETokenizer  # noqa: E402
-from jetfm.train.config import load_omnijet_config  # noqa: E402
+from jetfm.omnijet.config import load_omnijet_config  # noqa: E402
+from jetfm.omnijet.tokenizer import VQVAETokenizer  # noqa: E402
 from jetfm.train.resume import seed_all, step_seed  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real/aoj_mini_2016H/2016H_job0_mini.h5"

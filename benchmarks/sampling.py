@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 
-from jetfm.models.backbone import (BackboneConfig, JetGPT, SampleStats, generate,  # noqa: E402
-                                   generate_reference)
+from jetfm.omnijet.backbone import (BackboneConfig, JetGPT, SampleStats, generate,  # noqa: E402
+                                    generate_reference)
 
 
 def matmul_peak(n: int = 768, repeats: int = 40) -> float:
@@ -58,7 +58,7 @@ def main() -> None:
     batch = 16 if args.quick else args.batch
     repeats = 1 if args.quick else 2
     if args.model:
-        from jetfm.train.api import load_pretrained
+        from jetfm.omnijet.model import load_pretrained
 
         model = load_pretrained(args.model).backbone
         what = f"model {args.model}"

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 from sampling import matmul_peak  # noqa: E402
 
-from jetfm.models.backbone import BackboneConfig, JetGPT  # noqa: E402
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT  # noqa: E402
 
 
 def main() -> None:

@@ -55,10 +55,10 @@ def quick_model(tmp_path_factory):
     data paths, shapes and training mechanics, not physics)."""
     import torch
 
-    from jetfm.models.backbone import JetGPT
-    from jetfm.models.tokenizer import VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.backbone import JetGPT
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.model import OmniJetModel
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
 
     cfg = load_omnijet_config("quick")
     torch.manual_seed(3)

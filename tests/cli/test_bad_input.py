@@ -62,8 +62,8 @@ def model(tmp_path_factory):
     training)."""
     import torch
 
-    from jetfm.train.config import load_omnijet_config
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.model import OmniJetModel
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("model") / "model"
@@ -209,8 +209,8 @@ def test_metrics_on_one_jet_or_empty_jets(files, capsys):
 def _manifest(folder, listed: str) -> None:
     """A build-aoj manifest with the CLI's default settings that lists ``listed`` as an
     output of a half-built input."""
-    from jetfm.build.builder import MANIFEST, MANIFEST_FORMAT, _settings
-    from jetfm.build.selection import AOJ_MET_FILTERS, AOJ_TRIGGERS, Selection
+    from jetfm.production.builder import MANIFEST, MANIFEST_FORMAT, _settings
+    from jetfm.production.selection import AOJ_MET_FILTERS, AOJ_TRIGGERS, Selection
 
     sel = Selection(triggers=AOJ_TRIGGERS, met_filters=AOJ_MET_FILTERS)
     st = os.stat(PFNANO_INDEX)
@@ -238,7 +238,7 @@ def test_crafted_manifest_touches_nothing_outside(listed, tmp_path, capsys):
 
 
 def test_unreachable_scheduler(tmp_path, capsys, monkeypatch):
-    import jetfm.build.builder as builder
+    import jetfm.production.builder as builder
 
     monkeypatch.setattr(builder, "SCHEDULER_TIMEOUT", "1s")
     fails(["build-aoj", PFNANO_INDEX, "--out", tmp_path / "b", "--scheduler",
@@ -322,7 +322,7 @@ def test_non_finite_weights(model, tmp_path, capsys):
 def test_generated_jets_are_checked():
     from jetfm.errors import InputError
     from jetfm.io import read_jets
-    from jetfm.train.api import check_generated
+    from jetfm.omnijet.model import check_generated
 
     jets = read_jets(A, stop=4)
     check_generated(jets, 3)
@@ -338,8 +338,8 @@ def test_generated_jets_are_checked():
 def test_codae_checkpoint_config(tmp_path, capsys):
     import torch
 
-    from jetfm.anomaly.training import save_pretrained
-    from jetfm.models.codae import CoDAE, CoDAEConfig
+    from jetfm.codae.checkpoint import save_pretrained
+    from jetfm.codae.model import CoDAE, CoDAEConfig
 
     small = CoDAEConfig(enc_filters=[8, 8, 8, 8], mask_filters=[8, 8, 8, 8],
                         dec_filters=[8, 8, 8, 8], latent_channels=4)

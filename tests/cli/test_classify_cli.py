@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from jetfm.cli import main
+from tests.report.checks import assert_reads_verdict_figures_tables
 
 
 def _run(capsys, *argv):
@@ -48,6 +49,9 @@ def test_train_evaluate_predict_on_the_real_jetclass2_file(trained, jetclass2_ro
         assert np.isfinite(m[k]), k
     for f in ("roc.png", "report.md", "report.html"):
         assert (tmp_path / "ev" / f).stat().st_size > 0
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert_reads_verdict_figures_tables(md, (tmp_path / "ev" / "report.html").read_text(), 1)
+    assert f"**resonance against QCD:** ROC AUC {m['auc']:.4f} ± {m['auc_err']:.4f}" in md
     rc, _, _ = _run(capsys, "classify", "predict", "--model", trained, "--data", jetclass2_root,
                     "-o", tmp_path / "scores.parquet")
     assert rc == 0

@@ -12,6 +12,7 @@ from jetfm.evaluate import plots
 from jetfm.evaluate.report import build_report, verdict, verdict_text
 from jetfm.evaluate.scan import ScanConfig, write_results
 from tests.conftest import AOJ_MINI
+from tests.report.checks import assert_reads_verdict_figures_tables
 
 
 def _fake_scan(folder, pre_gain: float) -> str:
@@ -79,6 +80,58 @@ def test_report_md_and_selfcontained_html(tmp_path):
     assert page.count("data:image/png;base64,") == 4  # figure 2 + histograms + KL + W1
     assert "<img src='data:" in page and "src='/" not in page and "src=\"/" not in page
     assert os.path.exists(tmp_path / "rep" / "figures" / "top_w1_vs_D.png")
+    # the reader sees the answer, then the figures; the tables come last, collapsed
+    assert_reads_verdict_figures_tables(text, page, n_figures=4)
+    assert text.index("pre-training helps at small D") < text.index("Figure 2")
+
+
+def _fake_classify_scan(folder) -> str:
+    """A classification scan folder: the pre-trained tagger ahead at the smallest D, the
+    baseline ahead at the largest."""
+    from jetfm.evaluate.classify_scan import ClassifyScanConfig, write_classify_results
+
+    rng = np.random.default_rng(1)
+    auc = {"pretrained": (0.90, 0.93), "scratch": (0.85, 0.92), "hlf_bdt": (0.95, 0.97)}
+    rows = []
+    for arm, (lo, hi) in auc.items():
+        for d, a in ((100, lo), (1000, hi)):
+            for seed in range(2):
+                v = a + 0.002 * rng.normal()
+                vals = {"auc": v, "rejection_30": 1 / (1 - v) ** 2, "rejection_50": 1 / (1 - v),
+                        "accuracy": v - 0.05, "rejection_30_bound": 0.0,
+                        "rejection_50_bound": 0.0, "auc_deficit": 1 - v,
+                        "inv_rejection_30": (1 - v) ** 2}
+                rows += [dict(target="top_vs_qcd", arm=arm, reference="test",
+                              observable="tagger", metric=m, D=d, seed=seed, value=x, error=0.0)
+                         for m, x in vals.items()]
+    os.makedirs(folder, exist_ok=True)
+    cfg = ClassifyScanConfig(sizes=[100, 1000], seeds=2, n_test=500)
+    return write_classify_results(str(folder), rows, cfg, {"qcd": "q.root", "top": "t.root"},
+                                  "model", "top_vs_qcd")
+
+
+def test_classification_section_joins_each_part_of_the_scan_report(tmp_path):
+    from jetfm.evaluate.classify_scan import classify_report
+
+    _fake_scan(tmp_path / "scan", 2.0)
+    _fake_classify_scan(tmp_path / "cls")
+    section = classify_report(str(tmp_path / "cls"), str(tmp_path / "rep" / "figures"))
+    # the scan's own report
+    own_md = (tmp_path / "cls" / "report.md").read_text()
+    assert_reads_verdict_figures_tables(own_md, (tmp_path / "cls" / "report.html").read_text(),
+                                        n_figures=1)
+    assert "**Classification (top_vs_qcd):** at the smallest D = 100 the fine-tuned " \
+           "pre-trained tagger beats the one trained from scratch" in own_md
+    # as a section of the D-scan report
+    md, html = build_report(str(tmp_path / "scan"), str(tmp_path / "rep"), sections=[section])
+    text, page = open(md).read(), open(html).read()
+    assert_reads_verdict_figures_tables(text, page, n_figures=4)
+    verdict = text[text.index("## Verdict"):text.index("## Figures")]
+    assert "pre-training helps at small D" in verdict
+    assert "**Classification (top_vs_qcd):**" in verdict and "At the largest D = 1000" in verdict
+    assert text.index("classify_vs_D.png") > text.index("top_w1_vs_D.png")
+    assert text.index("## Target: top") < text.index("## Classification: top_vs_qcd")
+    assert "| 1000 | BDT on high-level observables | 0.97" in text
 
 
 def test_fit_cli(tmp_path, capsys):

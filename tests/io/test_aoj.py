@@ -5,7 +5,7 @@ import pytest
 from jetfm import InputError
 from jetfm.io.aoj import (AOJWriter, PFCANDS_COLUMNS, ReadOptions, aoj_length, iter_aoj,
                           read_aoj, write_aoj)
-from tests.conftest import AOJ_MINI
+from tests.conftest import AOJ_MINI, PFNANO_INDEX, PFNANO_INLINE
 
 
 def test_reads_real_aoj_file():
@@ -148,10 +148,10 @@ def test_bad_input(tmp_path, case):
 
 
 # ---------------------------------------------------------------------------------------------
-# The reader before it was blocked for speed, kept as the reference: every option must give
-# the same Jets to the bit.
+# The reader before it was compiled and blocked for speed, in NumPy, kept as the reference:
+# every option and storage layout must give the same Jets to the bit.
 def _reference_rows_to_jets(cands, kin, tag, ev, opts, columns, source):
-    from jetfm.io.aoj import JET_COLUMNS, TRACK_COLUMNS, _mask_rows
+    from jetfm.io.aoj import JET_COLUMNS, TRACK_COLUMNS
     from jetfm.jets import Jets
 
     ci = {n: i for i, n in enumerate(PFCANDS_COLUMNS)}
@@ -159,7 +159,18 @@ def _reference_rows_to_jets(cands, kin, tag, ev, opts, columns, source):
     if columns is not None:
         cnames = tuple(c for c in columns if c in PFCANDS_COLUMNS)
         jnames = tuple(c for c in columns if c in JET_COLUMNS)
-    cands, mask = _mask_rows(cands, opts)  # unchanged by the blocking: shared
+    mask = cands[..., ci["E"]] > 0
+    if opts.drop_hf:
+        mask &= np.abs(cands[..., ci["pdgId"]]) >= 11
+    if opts.puppi:
+        w = cands[..., ci["puppiWeight"]].copy()
+        for k in ("px", "py", "pz", "E"):
+            cands[..., ci[k]] *= w
+        mask &= cands[..., ci["E"]] > 0
+    if opts.trim:
+        used = np.flatnonzero(mask.any(axis=0))
+        p = int(used[-1]) + 1 if used.size else 0
+        cands, mask = cands[:, :p], mask[:, :p]
     sort_key = None
     if opts.sort_by_pt or opts.drop_hf or opts.puppi:
         sort_key = np.hypot(cands[..., ci["px"]], cands[..., ci["py"]])
@@ -190,36 +201,61 @@ def _reference_rows_to_jets(cands, kin, tag, ev, opts, columns, source):
     return jets
 
 
-def _shuffled_copy(tmp_path):
-    """The real file with each jet's constituent slots permuted (padding interleaved)."""
+def _copies(tmp_path):
+    """The real file, and copies of it: each jet's constituent slots permuted (padding
+    interleaved) in two thirds of the jets; and its rows under the storage layouts the reader
+    decompresses itself (HDF5 chunks of whole jets: deflate, shuffle + deflate, no filter) or
+    through h5py (contiguous; the original's small chunks); and the jets of the real PFNano files
+    as the AOJ builder writes them (chunks of 512 jets)."""
     with h5py.File(AOJ_MINI) as f:
         data = {k: f[k][:] for k in f}
     rng = np.random.default_rng(1)
-    for i in range(len(data["PFCands"])):
+    shuffled = data["PFCands"].copy()
+    for i in range(len(shuffled)):
         if i % 3:  # a third of the jets stay sorted
-            data["PFCands"][i] = data["PFCands"][i][rng.permutation(150)]
-    out = tmp_path / "shuffled.h5"
-    with h5py.File(out, "w") as f:
-        for k, v in data.items():
-            f.create_dataset(k, data=v)
-    return out
+            shuffled[i] = shuffled[i][rng.permutation(150)]
+    layouts = {"shuffled": {"compression": "gzip"},
+               "deflate": {"compression": "gzip", "chunks": (16, 150, 11)},
+               "shuffle_deflate": {"compression": "gzip", "shuffle": True, "chunks": (32, 150, 11)},
+               "plain_chunks": {"chunks": (7, 150, 11)},
+               "contiguous": {}}
+    paths = [AOJ_MINI]
+    for name, kw in layouts.items():
+        out = tmp_path / f"{name}.h5"
+        with h5py.File(out, "w") as f:
+            for k, v in data.items():
+                v = shuffled if k == "PFCands" and name != "deflate" else v
+                f.create_dataset(k, data=v, **(kw if k == "PFCands" else {}))
+        paths.append(out)
+    # real CMS jets of other origins: the PFNano files, as the AOJ builder stores them
+    from jetfm.io.nanoaod import chunk_to_rows, read_pfnano
+
+    for i, src in enumerate((PFNANO_INDEX, PFNANO_INLINE)):
+        chunk = read_pfnano(src)
+        out = tmp_path / f"pfnano_{i}.h5"
+        with AOJWriter(out, lock=False) as w:
+            w.append_rows(chunk_to_rows(chunk, np.ones(len(chunk.jet_event), bool)))
+        paths.append(out)
+    return paths
 
 
 @pytest.mark.parametrize("block", [512, 7])
-def test_blocked_reader_equals_reference_bit_for_bit(tmp_path, monkeypatch, block):
+def test_reader_equals_reference_bit_for_bit(tmp_path, monkeypatch, block):
     import jetfm.io.aoj as aoj
 
     monkeypatch.setattr(aoj, "BLOCK_JETS", block)
     cases = [(ReadOptions(), None), (ReadOptions(trim=True), ("px", "py", "pz", "E")),
              (ReadOptions(puppi=True, drop_hf=True), None),
+             (ReadOptions(puppi=True, trim=True), ("E", "py", "puppiWeight", "d0")),
              (ReadOptions(sort_by_pt=False, missing_as_nan=False), ("dz", "E", "pt", "tau2")),
              (ReadOptions(trim=True), ("d0", "px", "py", "dzErr", "charge"))]
-    for path in (AOJ_MINI, _shuffled_copy(tmp_path)):
+    for path in _copies(tmp_path):
         with h5py.File(path) as f:
             rows = [f[k][:] for k in ("PFCands", "jet_kinematics", "jet_tagging", "event_info")]
-        for opts, cols in cases:
-            ref = _reference_rows_to_jets(rows[0].copy(), *rows[1:], opts, cols, str(path))
-            got = read_aoj(path, options=opts, columns=cols)
+        for (opts, cols), (lo, hi) in zip(cases * 2, [(0, 100)] * len(cases) + [(3, 61)] * 6):
+            ref = _reference_rows_to_jets(rows[0][lo:hi].copy(), *(r[lo:hi] for r in rows[1:]),
+                                          opts, cols, str(path))
+            got = read_aoj(path, lo, hi, options=opts, columns=cols, chunk_size=23)
             assert got.constituent_names == ref.constituent_names
             assert got.jet_names == ref.jet_names
             assert got.constituents.flags.c_contiguous
@@ -229,6 +265,20 @@ def test_blocked_reader_equals_reference_bit_for_bit(tmp_path, monkeypatch, bloc
                 # bit for bit, NaN included
                 assert np.array_equal(np.ascontiguousarray(a).view(np.uint8),
                                       np.ascontiguousarray(b).view(np.uint8)), (path, opts, cols)
+
+
+def test_chunks_never_written_read_as_padding(tmp_path):
+    """A resizable dataset whose last chunk was never written holds its fill value (zeros):
+    empty jets, as h5py reads them."""
+    jets = read_aoj(AOJ_MINI, stop=20)
+    out = tmp_path / "gap.h5"
+    write_aoj(out, jets)
+    with h5py.File(out, "a") as f:
+        for name, ds in f.items():
+            ds.resize(2000, axis=0)  # 1488 more rows: the chunk of rows 1536.. is never written
+    back = read_aoj(out, start=10, stop=2000, chunk_size=700)
+    assert len(back) == 1990 and not back.mask[10:].any()
+    np.testing.assert_array_equal(back.constituents[:10], read_aoj(out, 10, 20).constituents)
 
 
 def test_nan_in_pfcands_names_the_column(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jetfm.errors import InputError
-from jetfm.models.backbone import BackboneConfig, JetGPT
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT
 from jetfm.omnijet.classifier import JetClassifier
 from jetfm.omnijet.config import ClassifierConfig
 
@@ -69,7 +69,7 @@ def test_one_class_is_refused():
 
 
 def test_bad_classifier_settings_name_the_key():
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
 
     with pytest.raises(InputError, match="classifier.pooling"):
         load_omnijet_config("quick", ["classifier.pooling=max"])
@@ -82,7 +82,7 @@ def test_jetclass2_labels_are_read_as_class_names(quick_model, jetclass2_root):
     import uproot
 
     from jetfm.omnijet.classification import labelled_sequences
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     with uproot.open(jetclass2_root) as f:
         raw = f["tree"]["jet_label"].array(library="np")
@@ -105,7 +105,7 @@ def test_jetclass2_labels_are_read_as_class_names(quick_model, jetclass2_root):
 def test_bad_labelled_data(quick_model, jetclass2_root, aoj_mini, tmp_path):
     from jetfm.io.tokens import write_tokens
     from jetfm.omnijet.classification import labelled_sequences
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     model = load_pretrained(quick_model)
     with pytest.raises(InputError, match="no labels.*--class"):
@@ -131,7 +131,7 @@ def test_bad_labelled_data(quick_model, jetclass2_root, aoj_mini, tmp_path):
 @pytest.fixture(scope="module")
 def labelled(quick_model, jetclass2_root):
     from jetfm.omnijet.classification import labelled_sequences
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     model = load_pretrained(quick_model)
     return model, labelled_sequences(model, [str(jetclass2_root)], only=["QCD"],
@@ -141,7 +141,7 @@ def labelled(quick_model, jetclass2_root):
 @pytest.mark.parametrize("arm", ["pretrained", "frozen", "scratch"])
 def test_arms_train_save_and_load(labelled, tmp_path, arm):
     from jetfm.omnijet.classification import predict_proba, train_classifier
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.model import OmniJetModel
 
     base, lab = labelled
     model = train_classifier(base, lab, str(tmp_path / arm), arm, preset="quick", seed=1,
@@ -182,7 +182,7 @@ def test_training_is_reproducible_and_resumes_from_its_checkpoint(labelled, tmp_
 
 def test_a_tokenizer_alone_cannot_start_the_pretrained_arm(labelled, tmp_path):
     from jetfm.omnijet.classification import train_classifier
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.model import OmniJetModel
 
     base, lab = labelled
     tok_only = OmniJetModel(base.config, tokenizer=base.tokenizer)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import jetfm.train.modules as modules
+from jetfm.omnijet.model import load_pretrained
 from jetfm.train import api
 from jetfm.train.resume import keep_rows_before, step_seed
 from tests.conftest import AOJ_MINI, full_size
@@ -48,9 +49,9 @@ def _killer(step: int | None = None, validating_epoch: int | None = None):
 @pytest.fixture(scope="module")
 def pretrained(tokenizer, tmp_path_factory):  # noqa: F811
     """A model with the quick tokenizer and a fresh backbone, to fine-tune."""
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.model import OmniJetModel
 
-    tok = api.load_pretrained(tokenizer)
+    tok = load_pretrained(tokenizer)
     torch.manual_seed(2)
     out = tmp_path_factory.mktemp("pre") / "model"
     return OmniJetModel(tok.config, tokenizer=tok.tokenizer, with_backbone=True).save_pretrained(
@@ -133,7 +134,7 @@ def test_killed_twice_and_resumed_equals_uninterrupted(stage, streaming, tokeniz
     assert _step_checkpoint(run) == (9, 1)  # 3 of epoch 1's 6 batches done
     assert ",10," in _metrics(run)  # steps after the checkpoint were logged
     got = _train(stage, run, models, streaming, monkeypatch)
-    a, b = api.load_pretrained(ref), api.load_pretrained(got)
+    a, b = load_pretrained(ref), load_pretrained(got)
     part = "tokenizer" if stage == "tokenizer" else "backbone"
     _assert_same_weights(getattr(a, part).state_dict(), getattr(b, part).state_dict())
     _assert_same_weights(_checkpoint_weights(tmp_path / "straight"), _checkpoint_weights(run))
@@ -199,7 +200,7 @@ def test_sigkilled_process_resumes_with_the_same_command(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert again.wait(300) == 0, (tmp_path / "again.err").read_text()[-2000:]
-    a, b = api.load_pretrained(ref), api.load_pretrained(str(out))
+    a, b = load_pretrained(ref), load_pretrained(str(out))
     assert b.provenance["tokenizer"]["resumed_from"] is not None
     _assert_same_weights(a.tokenizer.state_dict(), b.tokenizer.state_dict())
     _assert_same_weights(_checkpoint_weights(tmp_path / "straight"), _checkpoint_weights(out))

@@ -101,9 +101,9 @@ def test_simulate_refuses_while_another_writes_and_never_touches_its_partial(tmp
 @pytest.fixture()
 def model_dir(tmp_path):
     """A quick-preset model folder (an untrained tokenizer: the commands stop before using it)."""
-    from jetfm.models.tokenizer import VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.model import OmniJetModel
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
 
     cfg = load_omnijet_config("quick")
     tok = VQVAETokenizer(cfg.tokenizer, cfg.preprocessing.build()).eval()

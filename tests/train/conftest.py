@@ -8,9 +8,9 @@ def tokenizer(tmp_path_factory):
     data path and training)."""
     import torch
 
-    from jetfm.models.tokenizer import VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
-    from jetfm.train.export import OmniJetModel
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.model import OmniJetModel
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
 
     cfg = load_omnijet_config("quick")
     torch.manual_seed(1)

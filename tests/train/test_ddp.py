@@ -220,7 +220,7 @@ def test_streaming_on_two_processes_and_resume_after_a_kill(tokenizer, tmp_path)
     batches and final weights the resumed run reproduces exactly."""
     from tests.conftest import full_size
 
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     run = tmp_path / "run"
     proc = _run(run, tokenizer, "--devices", 2, "--batch", 8, "--streaming", "--kill-at", KILL,
@@ -258,9 +258,9 @@ def test_gradient_accumulation_matches_the_larger_batch(reference, tokenizer, tm
 def test_quantiser_stays_fp32_under_bf16_autocast(monkeypatch):
     import torch
 
-    import jetfm.models.quantizer as quantizer
-    from jetfm.models.tokenizer import TokenizerConfig, VQVAETokenizer
-    from jetfm.train.config import load_omnijet_config
+    import jetfm.omnijet.quantizer as quantizer
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.tokenizer import TokenizerConfig, VQVAETokenizer
 
     seen = []
     orig = quantizer.nearest_code
@@ -348,7 +348,7 @@ def test_torchrun_recipe_two_cpu_processes(tokenizer, tmp_path):
     said = _lightning_output(proc, out)
     assert "Starting with 2 processes" in said and "distributed_backend=gloo" in said
     assert (out / "model" / "config.json").exists() and list(out.glob("logs/**/metrics.csv"))
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     model = load_pretrained(str(out / "model"))
     assert model.provenance["pretrain"]["steps"] == 3
@@ -407,7 +407,7 @@ def _quantiser_worker(rank: int, world: int, port: int, out: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from jetfm.models.quantizer import QuantizerConfig, VectorQuantizer
+    from jetfm.omnijet.quantizer import QuantizerConfig, VectorQuantizer
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)

@@ -14,6 +14,7 @@ import jetfm.train.modules as modules
 from jetfm.cli import main
 from jetfm.errors import InputError
 from jetfm.io.aoj import read_aoj, write_aoj
+from jetfm.omnijet.model import load_pretrained
 from jetfm.train import api
 from jetfm.train.data import (in_memory_bytes, load_features, memory_budget, streaming_loaders,
                               use_streaming)
@@ -84,7 +85,7 @@ def test_streamed_pretraining_holds_out_validation(tokenizer, tmp_path, monkeypa
     d = api.pretrain([str(AOJ_MINI)], str(tmp_path / "run"), tokenizer, preset="quick", seed=3,
                      streaming=True, progress=False,
                      overrides=["pretraining.batch_size=16", "pretraining.max_epochs=2"])
-    prov = api.load_pretrained(d).provenance["pretrain"]
+    prov = load_pretrained(d).provenance["pretrain"]
     val_ranges = prov["validation"]["ranges"]
     val = _sets(val_ranges)
     assert prov["n_val"] == len(val) == 10 and prov["n_train"] == 90
@@ -108,9 +109,9 @@ def test_per_batch_tokenization_equals_pretokenized(tokenizer):
     """The codes the module computes per batch equal those of `jetfm tokenize` (encode_arrays +
     codes_to_sequences), so streamed and in-memory training see the same sequences."""
     from jetfm.io.tokens import codes_to_sequences
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
 
-    m = api.load_pretrained(tokenizer)
+    m = load_pretrained(tokenizer)
     cfg = load_omnijet_config("quick")
     feats, mask, _ = load_features([str(AOJ_MINI)], m.preprocessing, progress=False)
     want = codes_to_sequences(m.tokenizer.encode_arrays(feats, mask), mask, m.codebook_size)
@@ -148,8 +149,8 @@ def test_resume_after_a_kill_continues_with_the_same_batches(tokenizer, tmp_path
     d = api.pretrain([str(AOJ_MINI)], str(tmp_path / "killed"), tokenizer, **kw)
     assert again.train[0][0] == 15 and again.epochs[0] == 1
     assert again.train == ref.train[15:]  # the same batches, in the same order
-    a = api.load_pretrained(str(tmp_path / "straight")).backbone.state_dict()
-    b = api.load_pretrained(d).backbone.state_dict()
+    a = load_pretrained(str(tmp_path / "straight")).backbone.state_dict()
+    b = load_pretrained(d).backbone.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -263,6 +264,6 @@ def test_token_files_and_separate_validation_files(tokenizer, tmp_path, capsys, 
 def test_streamed_tokenizer_training_on_the_real_file(tmp_path):
     d = api.train_tokenizer([str(AOJ_MINI)], str(tmp_path / "tok"), preset="quick", seed=2,
                             streaming=True, progress=False)
-    prov = api.load_pretrained(d).provenance["tokenizer"]
+    prov = load_pretrained(d).provenance["tokenizer"]
     assert prov["n_train"] == 90 and prov["n_val"] == 10
     assert prov["data"]["kind"] == "aoj" and np.isfinite(prov["best_val_loss"])

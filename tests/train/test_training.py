@@ -10,9 +10,9 @@ import torch
 from jetfm.cli import main
 from jetfm.errors import InputError
 from jetfm.io import read_jets
+from jetfm.omnijet.config import load_omnijet_config
+from jetfm.omnijet.model import OmniJetModel, load_pretrained, sample
 from jetfm.train import api
-from jetfm.train.config import load_omnijet_config
-from jetfm.train.export import OmniJetModel
 from tests.conftest import AOJ_MINI, JETCLASS2_PARQUET, JETCLASS2_ROOT
 
 
@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
 
 
 def test_save_load_round_trip_and_info(trained, tmp_path, capsys):
-    m = api.load_pretrained(str(trained / "pre"))  # a run folder resolves to its model/
+    m = load_pretrained(str(trained / "pre"))  # a run folder resolves to its model/
     assert m.backbone is not None and m.preprocessing.n_max == 32
     m.save_pretrained(str(tmp_path / "copy"))
     m2 = OmniJetModel.from_pretrained(str(tmp_path / "copy"))
@@ -49,16 +49,16 @@ def test_save_load_round_trip_and_info(trained, tmp_path, capsys):
 
 def test_bad_model_directories(trained, tmp_path, capsys):
     with pytest.raises(InputError, match="no such model directory"):
-        api.load_pretrained(str(tmp_path / "nope"))
+        load_pretrained(str(tmp_path / "nope"))
     d = tmp_path / "broken"
     d.mkdir()
     with pytest.raises(InputError, match="not a model directory"):
-        api.load_pretrained(str(d))
-    m = api.load_pretrained(str(trained / "tok"))
+        load_pretrained(str(d))
+    m = load_pretrained(str(trained / "tok"))
     m.save_pretrained(str(d))
     (d / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(InputError, match="corrupted weights"):
-        api.load_pretrained(str(d))
+        load_pretrained(str(d))
     assert main(["sample", "--model", str(trained / "tok"), "-n", "5",
                  "-o", str(tmp_path / "x.h5")]) == 2  # a tokenizer only cannot sample
     assert "no backbone" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()
@@ -80,19 +80,19 @@ def test_sample_writes_aoj_and_is_seeded(trained, tmp_path):
     e = jets.c("E")[jets.mask]
     p = np.sqrt(sum(jets.c(k)[jets.mask] ** 2 for k in ("px", "py", "pz")))
     assert np.allclose(e, p, rtol=1e-4)
-    a = api.sample(str(trained / "pre"), 30, seed=3, progress=False)
-    b = api.sample(str(trained / "pre"), 30, seed=3, progress=False)
-    c = api.sample(str(trained / "pre"), 30, seed=4, progress=False)
+    a = sample(str(trained / "pre"), 30, seed=3, progress=False)
+    b = sample(str(trained / "pre"), 30, seed=3, progress=False)
+    c = sample(str(trained / "pre"), 30, seed=4, progress=False)
     assert np.array_equal(a.constituents, b.constituents)
     assert not np.array_equal(a.constituents, c.constituents)
 
 
 def test_finetune_loads_every_weight_and_freeze(trained, tmp_path):
-    base = api.load_pretrained(str(trained / "pre"))
+    base = load_pretrained(str(trained / "pre"))
     d = api.finetune(str(trained / "pre"), [str(JETCLASS2_ROOT)], str(tmp_path / "ft"),
                      preset="quick", seed=2, freeze_backbone=True, progress=False,
                      overrides=["finetuning.max_epochs=1"])
-    ft = api.load_pretrained(d)
+    ft = load_pretrained(d)
     sb, sf = base.backbone.state_dict(), ft.backbone.state_dict()
     for k in sb:
         same = torch.equal(sb[k], sf[k])
@@ -102,7 +102,7 @@ def test_finetune_loads_every_weight_and_freeze(trained, tmp_path):
     jets = read_jets(JETCLASS2_PARQUET)
     d2 = api.finetune(str(trained / "pre"), [], str(tmp_path / "ft2"), preset="quick", seed=2,
                       jets=jets, progress=False, overrides=["finetuning.max_epochs=1"])
-    ft2 = api.load_pretrained(d2)
+    ft2 = load_pretrained(d2)
     sf2 = ft2.backbone.state_dict()
     assert all(not torch.equal(sb[k], sf2[k]) for k in sb if k.endswith("weight"))
     st, st2 = base.tokenizer.state_dict(), ft2.tokenizer.state_dict()
@@ -112,7 +112,7 @@ def test_finetune_loads_every_weight_and_freeze(trained, tmp_path):
     d3 = api.train_from_scratch(str(trained / "pre"), [], str(tmp_path / "sc"), preset="quick",
                                 seed=2, jets=jets, progress=False,
                                 overrides=["finetuning.max_epochs=1"])
-    sc = api.load_pretrained(d3)
+    sc = load_pretrained(d3)
     assert set(sc.provenance) == {"tokenizer", "scratch"}
     assert all(torch.equal(st[k], sc.tokenizer.state_dict()[k]) for k in st)
 
@@ -136,7 +136,7 @@ def test_resume_after_crash_equals_uninterrupted_run(trained, tmp_path):
     from jetfm.train.data import SequenceDataset, make_loaders
     from jetfm.train.modules import BackboneModule, fit
 
-    m = api.load_pretrained(str(trained / "tok"))
+    m = load_pretrained(str(trained / "tok"))
     codes, mask = m.tokenizer.encode(read_jets(AOJ_MINI))
     seqs = codes_to_sequences(codes, mask, m.codebook_size)
     cfg = load_omnijet_config("quick", ["pretraining.max_epochs=3"])

@@ -17,7 +17,7 @@ from jetfm.errors import InputError
 from jetfm.train.quiet import set_verbose
 
 #: command modules, in the order their commands appear in ``jetfm --help``
-COMMAND_MODULES = ("data", "simulate", "build", "models", "classify", "evaluate", "anomaly",
+COMMAND_MODULES = ("data", "simulate", "production", "models", "classify", "evaluate", "anomaly",
                    "demo")
 
 

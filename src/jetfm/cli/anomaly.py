@@ -109,7 +109,8 @@ def cmd_images(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from jetfm.anomaly.training import AnomalyConfig, train
+    from jetfm.codae.config import AnomalyConfig
+    from jetfm.codae.training import train
     from jetfm.config import load_config
     from jetfm.errors import check_output_dir
 
@@ -152,8 +153,8 @@ def _anomaly_run(out: str, cfg, args):
 
 
 def cmd_evaluate(args) -> int:
-    from jetfm.anomaly.report import metrics_table
-    from jetfm.anomaly.scoring import evaluate
+    from jetfm.codae.report import metrics_table
+    from jetfm.codae.scoring import evaluate
     from jetfm.errors import check_output_dir
 
     _set_threads(args)
@@ -166,7 +167,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jetfm.anomaly.export import export_run
+    from jetfm.codae.export import export_run
 
     _set_threads(args)
     res = export_run(args.model, args.output, args.precision, args.calibration)

@@ -212,8 +212,7 @@ def cmd_scan(args) -> int:
         if len(files) != 1:
             raise InputError(f"--class {name}: the scan takes one file per class")
     run_classify_scan(args.from_dir, {k: v[0] for k, v in classes.items()}, args.out, cfg)
-    lines, _, _ = classify_report(args.out)
-    for line in lines:
+    for line in classify_report(args.out).verdict:
         print(line.replace("**", ""))
     print(os.path.join(args.out, "report.html"))
     return 0

@@ -182,7 +182,7 @@ def _check_run(args, section: str) -> None:
     """Refuse bad settings before the run folder is touched: a folder that cannot be made, and
     any invalid config value of the preset with its overrides (one line naming the key)."""
     from jetfm.errors import check_output_dir
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
 
     check_output_dir(args.out, "-o run folder")
     load_omnijet_config(args.preset, _scale_overrides(args, section))
@@ -246,7 +246,7 @@ def cmd_sample(args) -> int:
     from jetfm.errors import check_writable
     from jetfm.io.aoj import write_aoj
     from jetfm.io.output import refuse_overwrite
-    from jetfm.train.api import sample
+    from jetfm.omnijet.model import sample
 
     _check_positive(args.n, "-n")
     _check_positive(args.batch_size, "--batch-size")
@@ -269,7 +269,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from jetfm.train.api import describe
+    from jetfm.omnijet.model import describe
 
     info = describe(args.model)
     if args.json:
@@ -314,7 +314,7 @@ def cmd_tokenize(args) -> int:
     from jetfm.io import count_jets, iter_jets
     from jetfm.io.output import refuse_overwrite
     from jetfm.io.tokens import codes_to_sequences, write_tokens
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     _check_positive(args.max_jets, "--max-jets")
     out = check_writable(args.output)

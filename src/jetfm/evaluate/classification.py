@@ -187,10 +187,10 @@ def evaluate_classifier(model_dir: str, out: str, data: Sequence[str] = (),
     import os
 
     from jetfm.evaluate.plots import figure_roc
-    from jetfm.evaluate.report import Block, write_report
     from jetfm.io.output import atomic_output
     from jetfm.omnijet.classification import predict_proba, require_classifier
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
+    from jetfm.report import Figure, Paragraph, Report, Table
 
     model = require_classifier(load_pretrained(model_dir), model_dir)
     seqs, labels, lab = _test_data(model, data, classes, only, others, max_jets)
@@ -211,21 +211,26 @@ def evaluate_classifier(model_dir: str, out: str, data: Sequence[str] = (),
             json.dump(m, fh, indent=1)
     rows = [["accuracy", f"{m['accuracy']:.4f}", ""],
             ["ROC AUC", f"{m['auc']:.4f}", f"{m.get('auc_err', float('nan')):.4f}"]]
+    rejections = []
     for e in EFFICIENCIES:
         k = f"rejection_{_eff_key(e)}"
         rows.append([f"rejection 1/eps_B at eps_S = {e:g}",
                      ("> " if m[k + "_bound"] else "") + f"{m[k]:.4g}",
                      f"{m.get(k + '_err', float('nan')):.3g}"])
-    blocks = [Block("h1", "jetfm classify evaluate"),
-              Block("p", f"Model `{model_dir}` (classes {', '.join(model.classes)}) on "
-                         f"{m['n_jets']} labelled jets ("
-                         + ", ".join(f"{k} {v}" for k, v in m["counts"].items())
-                         + f"). Signal `{m['signal']}` against background `{m['background']}` "
-                         f"on the score p_S / (p_S + p_B); errors: standard deviation over "
-                         f"{n_bootstrap} bootstrap resamplings of the jets (seed {seed})."),
-              Block("img", text="background rejection against signal efficiency", path=roc_png),
-              Block("table", header=["metric", "value", "bootstrap error"], rows=rows)]
-    write_report(blocks, out, "jetfm classify evaluate")
+        rejections.append(f"{rows[-1][1]} at eps_S = {e:g}")
+    verdict = (f"**{m['signal']} against {m['background']}:** ROC AUC {m['auc']:.4f} ± "
+               f"{m.get('auc_err', float('nan')):.4f}, background rejection 1/eps_B "
+               + ", ".join(rejections) + f", accuracy {m['accuracy']:.4f} on {m['n_jets']} "
+               "labelled jets.")
+    Report("jetfm classify evaluate", [verdict],
+           [Figure(roc_png, "background rejection against signal efficiency")],
+           [Paragraph(f"Model `{model_dir}` (classes {', '.join(model.classes)}) on "
+                      f"{m['n_jets']} labelled jets ("
+                      + ", ".join(f"{k} {v}" for k, v in m["counts"].items())
+                      + f"). Signal `{m['signal']}` against background `{m['background']}` "
+                      f"on the score p_S / (p_S + p_B); errors: standard deviation over "
+                      f"{n_bootstrap} bootstrap resamplings of the jets (seed {seed})."),
+            Table("Metrics", ["metric", "value", "bootstrap error"], rows)]).write(out)
     return m
 
 
@@ -236,7 +241,7 @@ def predict_file(model_dir: str, path: str, output: str, max_jets: int | None = 
 
     from jetfm.io.output import atomic_output
     from jetfm.omnijet.classification import file_sequences, predict_proba, require_classifier
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     model = require_classifier(load_pretrained(model_dir), model_dir)
     seqs, _ = file_sequences(model, path, max_jets)

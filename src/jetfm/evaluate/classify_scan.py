@@ -42,6 +42,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from jetfm.errors import InputError
+from jetfm.report import Figure, Paragraph, Report, Table
 
 BASELINE = "hlf_bdt"
 #: the same tree on the observables of the jets through the tokenizer and back
@@ -140,12 +141,13 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
 
     from jetfm.config import save_config
     from jetfm.evaluate.classification import hlf_baseline, hlf_features
-    from jetfm.evaluate.scan import derive_seed, split_target
+    from jetfm.evaluate.scan import split_target
+    from jetfm.seeding import derive_seed
     from jetfm.io import read_jets
     from jetfm.io.tokens import codes_to_sequences
     from jetfm.omnijet.classification import (LabelledData, pad_sequences, predict_proba,
                                               train_classifier)
-    from jetfm.train import api
+    from jetfm.omnijet.model import load_pretrained
 
     from jetfm.config import validate
 
@@ -160,7 +162,7 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
     background = 0 if cfg.signal != names[0] else 1
     signal = names.index(cfg.signal) if cfg.signal else 1
     target = f"{names[signal]}_vs_{names[background]}"
-    model = api.load_pretrained(pretrained)
+    model = load_pretrained(pretrained)
     if model.backbone is None and any(a != "scratch" for a in cfg.arms):
         raise InputError("model has no pre-trained backbone (a tokenizer only?)", pretrained)
     sizes = sorted({int(d) for d in cfg.sizes})
@@ -324,26 +326,23 @@ def classify_verdict(res: dict) -> list[str]:
     return out
 
 
-def classify_blocks(res: dict, figure: str | None) -> list:
-    """Report blocks of a classification scan: figure first, then the table of seed means and
-    spreads per D and arm."""
+def classify_section(res: dict, figure: str | None) -> Report:
+    """The report of a classification scan as a section of a bigger report: the verdict, the
+    figure, the table of seed means and spreads per D and tagger."""
     from jetfm.evaluate.plots import CLASSIFY_STYLE
-    from jetfm.evaluate.report import Block
 
     summary = res["summary"]
     cfg = res["config"]
-    blocks = [Block("h2", f"Classification: {res['target']}")]
-    blocks.append(Block("p", f"Taggers trained on D labelled jets (D / {len(res['classes'])} per "
-                             f"class; {cfg['seeds']} seeds, each its own subset) and scored on "
-                             f"{cfg['n_test']} held-out jets per class; preset "
-                             f"`{cfg['preset']}`. Arms: fine-tuned from the pre-trained "
-                             "backbone, frozen backbone with a trained head, the same "
-                             "architecture from scratch, and a gradient-boosted tree on jet "
-                             "mass, soft-drop mass, tau21, tau32, D2 and multiplicity."))
+    rep = Report(f"Classification: {res['target']}", verdict=classify_verdict(res))
     if figure:
-        blocks.append(Block("img", text="AUC and background rejection at 30 % signal "
-                                        "efficiency against D (bands: seed min-max)",
-                            path=figure))
+        rep.figures.append(Figure(figure, "AUC and background rejection at 30 % signal "
+                                          "efficiency against D (bands: seed min-max)"))
+    rep.details.append(Paragraph(
+        f"Taggers trained on D labelled jets (D / {len(res['classes'])} per class; "
+        f"{cfg['seeds']} seeds, each its own subset) and scored on {cfg['n_test']} held-out jets "
+        f"per class; preset `{cfg['preset']}`. Arms: fine-tuned from the pre-trained backbone, "
+        "frozen backbone with a trained head, the same architecture from scratch, and a "
+        "gradient-boosted tree on jet mass, soft-drop mass, tau21, tau32, D2 and multiplicity."))
     header = ["D", "tagger", "AUC", "rejection at eps_S 0.3", "rejection at eps_S 0.5",
               "accuracy"]
     table = []
@@ -356,36 +355,35 @@ def classify_blocks(res: dict, figure: str | None) -> list:
                 f"{c['mean']:.3f} ± {c['std']:.3f}" if m in ("auc", "accuracy")
                 else f"{_rej(summary, arm, d, m[-2:])} ± {c['std']:.2g}"
                 for m, c in zip(METRICS, cells)])
-    blocks.append(Block("table", header=header, rows=table))
-    blocks.append(Block("p", f"≥: no background jet of the {cfg['n_test']} test jets passed the "
-                             "cut in at least one seed; the rejection is then the number of "
-                             "test background jets, a lower bound."))
+    rep.details.append(Table("Taggers per D (seed mean ± std)", header, table))
+    rep.details.append(Paragraph(
+        f"≥: no background jet of the {cfg['n_test']} test jets passed the cut in at least one "
+        "seed; the rejection is then the number of test background jets, a lower bound."))
     fits = [f for f in res["fits"] if np.isfinite(f.get("gamma", np.nan))]
     if fits:
-        blocks.append(Block("p", "Power-law fits a D^-gamma of 1 - AUC and of eps_B at 30 % "
-                                 "signal efficiency: " + "; ".join(
-                                     f"{f['arm']} {f['metric']} gamma = {f['gamma']:.2f} ± "
-                                     f"{f['gamma_err']:.2f}" for f in fits) + "."))
-    return blocks
+        rep.details.append(Paragraph(
+            "Power-law fits a D^-gamma of 1 - AUC and of eps_B at 30 % signal efficiency: "
+            + "; ".join(f"{f['arm']} {f['metric']} gamma = {f['gamma']:.2f} ± "
+                        f"{f['gamma_err']:.2f}" for f in fits) + "."))
+    return rep
 
 
-def classify_report(scan_dir: str, out_dir: str | None = None) -> tuple[list[str], list, str]:
-    """The figure, verdict lines and blocks of a classification scan; also writes the scan's own
-    ``report.md`` / ``report.html``. Returns ``(verdict lines, blocks, figure path)``."""
+def classify_report(scan_dir: str, out_dir: str | None = None) -> Report:
+    """Draw the figure of a classification scan (into ``out_dir``, default ``scan_dir/figures``)
+    and write the scan's own ``report.md`` / ``report.html``; returns the report as a section
+    (:func:`classify_section`) for a bigger report."""
     from jetfm.evaluate.plots import figure_classify_scan
-    from jetfm.evaluate.report import Block, write_report
 
     res = load_classify_results(scan_dir)
     out_dir = out_dir or os.path.join(scan_dir, "figures")
     fig = figure_classify_scan(res["summary"], os.path.join(out_dir, "classify_vs_D.png"),
                                title=res["target"])
-    lines, blocks = classify_verdict(res), classify_blocks(res, fig)
-    write_report([Block("h1", f"jetfm classify scan: {res['target']}")]
-                 + [Block("p", s) for s in lines] + blocks[1:], scan_dir,
-                 f"jetfm classify scan: {res['target']}")
-    return lines, blocks, fig
+    section = classify_section(res, fig)
+    Report(f"jetfm classify scan: {res['target']}", list(section.verdict),
+           list(section.figures), list(section.details)).write(scan_dir)
+    return section
 
 
 __all__ = ["ClassifyScanConfig", "run_classify_scan", "load_classify_results",
-           "classify_verdict", "classify_blocks", "classify_report", "draw_labelled",
+           "classify_verdict", "classify_section", "classify_report", "draw_labelled",
            "BASELINE", "BASELINE_TOKENIZED", "METRICS"]

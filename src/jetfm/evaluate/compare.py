@@ -81,14 +81,11 @@ def _load(path: str, max_jets: int | None) -> tuple[Jets, str]:
 def plot_compare(file_a: str, file_b: str, out_dir: str, labels=None,
                  max_jets: int | None = None) -> dict:
     """Draw the comparison of two jet files into ``out_dir``; returns the summary dict."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import mplhep as hep
     from scipy.stats import wasserstein_distance
 
     from jetfm.errors import check_writable
+    from jetfm.report import pyplot, save_figure
 
     check_writable(os.path.join(out_dir, "summary.json"))
     if max_jets is not None and max_jets < 1:
@@ -98,7 +95,7 @@ def plot_compare(file_a: str, file_b: str, out_dir: str, labels=None,
     qa, qb = compare_quantities(ja, fa), compare_quantities(jb, fb)
     sa, sb = species_means(ja), species_means(jb)
     os.makedirs(out_dir, exist_ok=True)
-    plt.style.use(hep.style.CMS)
+    plt = pyplot()
     colors = ("#3f90da", "#e42536")
     summary: dict = {"files": [os.path.abspath(file_a), os.path.abspath(file_b)],
                      "formats": [fa, fb], "labels": labels, "n_jets": [len(ja), len(jb)],
@@ -138,18 +135,12 @@ def plot_compare(file_a: str, file_b: str, out_dir: str, labels=None,
         fig.subplots_adjust(left=0.17, right=0.96, bottom=0.13, top=0.93)
         draw(ax, name)
         hep.cms.text("Open Data / Simulation", ax=ax, fontsize=14)
-        path = os.path.join(out_dir, f"{name}.png")
-        # no bbox_inches="tight": it draws every figure twice (axis ticks dominate the cost)
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        summary["plots"].append(path)
+        # no tight cropping: it draws every figure twice (axis ticks dominate the cost)
+        summary["plots"].append(save_figure(fig, os.path.join(out_dir, f"{name}.png"), dpi=80))
     fig, ax = plt.subplots(figsize=(8, 7))
     fig.subplots_adjust(left=0.17, right=0.96, bottom=0.25, top=0.93)
     draw_species(ax)
-    path = os.path.join(out_dir, "species.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    summary["plots"].append(path)
+    summary["plots"].append(save_figure(fig, os.path.join(out_dir, "species.png"), dpi=80))
 
     names = list(QUANTITIES)
     fig, axes = plt.subplots(3, 4, figsize=(28, 20))
@@ -159,9 +150,6 @@ def plot_compare(file_a: str, file_b: str, out_dir: str, labels=None,
     draw_species(axes.flat[len(names)])
     for ax in axes.flat[len(names) + 1:]:
         ax.axis("off")
-    path = os.path.join(out_dir, "figure1.png")
-    fig.savefig(path, dpi=60)
-    plt.close(fig)
-    summary["plots"].append(path)
+    summary["plots"].append(save_figure(fig, os.path.join(out_dir, "figure1.png"), dpi=60))
     write_text_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
     return summary

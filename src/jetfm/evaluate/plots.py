@@ -19,6 +19,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from jetfm.report.figures import pyplot, save_figure
+
 ARM_STYLE = {"pretrained": dict(color="#e42536", label="fine-tuned (pre-trained)"),
              "scratch": dict(color="#3f90da", label="from scratch")}
 SAMPLE_COLORS = ("#5790fc", "#f89c20", "#e42536", "#964a8b", "#9c9ca1", "#7a21dd")
@@ -28,25 +30,51 @@ OBS_LABELS = {"pt": r"jet $p_T$ [GeV]", "eta": r"jet $\eta$ (axis offset)",
               "tau32": r"$\tau_{32}$", "d2": r"$D_2$"}
 
 
-def _plt():
-    import matplotlib
+def d_axis(ax, sizes: Sequence[float], min_gap: float = 0.15) -> None:
+    """A log x axis of training-set sizes D, labelled at the scan's ``sizes`` in plain numbers
+    and nothing else: matplotlib's log formatter also labels minor ticks (2x10^2, 3x10^2, ...) on
+    axes spanning about a decade, and those labels overlap. A size closer than ``min_gap``
+    decades to the previous labelled one keeps its tick but not its label."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter, NullLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mplhep as hep
+    ax.set_xscale("log")
+    ticks = sorted({float(d) for d in sizes if d > 0})
+    labels, last = [], -np.inf
+    for d in ticks:
+        show = np.log10(d) - last >= min_gap
+        labels.append(f"{d:g}" if show else "")
+        last = np.log10(d) if show else last
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter(labels))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
-    plt.style.use(hep.style.CMS)
-    # the CMS style's minor ticks on every panel make drawing many panels slow: major only
-    plt.rcParams.update({"xtick.minor.visible": False, "ytick.minor.visible": False})
-    return plt, hep
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log axis from ``lo`` to ``hi`` (> 0): 1, 2, 5 x 10^k (only 10^k over
+    more than three decades), or every m x 10^k when that leaves fewer than two, or three values
+    rounded to two digits on a range narrower than that."""
+    k0, k1 = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    wide = np.log10(hi / lo) > 3
+    for subs in (((1,) if wide else (1, 2, 5)), range(1, 10)):
+        vals = [m * 10.0 ** k for k in range(k0, k1 + 1) for m in subs
+                if lo <= m * 10.0 ** k <= hi]
+        if len(vals) >= 2:
+            return vals
+    return sorted({float(f"{v:.2g}") for v in np.geomspace(lo, hi, 5)[1:-1]})
 
 
-def _save(fig, path: str, dpi: int = 70) -> str:
-    from jetfm.io.output import atomic_output
+def log_y_axis(ax) -> None:
+    """Log y axis labelled in plain numbers at :func:`log_ticks` of its range, minor labels
+    off."""
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")  # one draw: no bbox_inches="tight" second pass
-    return path
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    ax.yaxis.set_major_locator(FixedLocator(log_ticks(lo, hi)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(lo, hi)
 
 
 def _grid(n: int, ncols: int = 4):
@@ -60,7 +88,9 @@ def figure1(samples: Mapping[str, str], path: str, max_jets: int | None = 20_000
                                         species_means)
     from jetfm.io import detect_format, read_jets
 
-    plt, hep = _plt()
+    import mplhep as hep
+
+    plt = pyplot()
     data = {}
     for label, f in samples.items():
         fmt = detect_format(f)
@@ -96,9 +126,7 @@ def figure1(samples: Mapping[str, str], path: str, max_jets: int | None = 20_000
         ax.axis("off")
     fig.suptitle("Figure 1: pre-training and target data", fontsize=22)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.93, wspace=0.3, hspace=0.35)
-    out = _save(fig, path, dpi=50)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=50)
 
 
 def occupancy(files: Sequence[str], max_jets: int | None = 50_000, eta_bins: int = 100,
@@ -124,7 +152,7 @@ def figure2(files: Sequence[str], path: str, max_jets: int | None = 50_000,
     """(eta, phi) occupancy of the constituents of AOJ-format ``files`` (log colour scale)."""
     from matplotlib.colors import LogNorm
 
-    plt, hep = _plt()
+    plt = pyplot()
     h, ee, pe = occupancy(files, max_jets)
     fig, ax = plt.subplots(figsize=(11, 7))
     masked = np.ma.masked_equal(h.T, 0)
@@ -136,9 +164,7 @@ def figure2(files: Sequence[str], path: str, max_jets: int | None = 50_000,
     ax.set_xlabel(r"constituent $\eta$")
     ax.set_ylabel(r"constituent $\phi$ [rad]")
     ax.set_title(f"Figure 2: {title}", fontsize=18)
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=70)
 
 
 def _ref_bins(ref: np.ndarray, n: int = 40) -> np.ndarray:
@@ -158,7 +184,9 @@ def figure_histograms(target: str, reference: Mapping[str, np.ndarray],
 
     ``reference``: ``{observable: (N,)}``; ``generated``: ``{arm: {D: {observable: (M,)}}}``.
     """
-    plt, hep = _plt()
+    import mplhep as hep
+
+    plt = pyplot()
     obs = list(reference)
     sizes = sorted({d for arm in generated.values() for d in arm})
     nrows, ncols = max(1, len(sizes)), max(1, len(obs))
@@ -182,9 +210,7 @@ def figure_histograms(target: str, reference: Mapping[str, np.ndarray],
                 ax.legend(fontsize=9)
     fig.suptitle(f"{target}: generated vs {reference_label} jets (first seed)", fontsize=20)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.1, top=0.9, wspace=0.3, hspace=0.35)
-    out = _save(fig, path, dpi=55)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=55)
 
 
 def figure_scaling(target: str, summary: Sequence[dict], fits: Sequence[dict], metric: str,
@@ -195,11 +221,9 @@ def figure_scaling(target: str, summary: Sequence[dict], fits: Sequence[dict], m
 
     ``summary``/``fits``: the ``summary`` and ``fits`` lists of a scan's results.json.
     """
-    from matplotlib.ticker import FormatStrFormatter, LogLocator
-
     from jetfm.evaluate.scan import OBSERVABLES
 
-    plt, _ = _plt()
+    plt = pyplot()
     sel = [s for s in summary if s["target"] == target and s["metric"] == metric
            and s["reference"] == reference]
     found = list(dict.fromkeys(s["observable"] for s in sel))
@@ -227,13 +251,9 @@ def figure_scaling(target: str, summary: Sequence[dict], fits: Sequence[dict], m
                 dd = np.geomspace(d.min(), d.max(), 50)
                 ax.plot(dd, fit["a"] * dd ** -fit["gamma"], color=style["color"], lw=1.5)
             ax.plot(d, mean, "o", color=style["color"], label=label, ms=6)
-        ax.set_xscale("log")
+        d_axis(ax, [s["D"] for s in sel if s["observable"] == name])
         if all(s["mean"] > 0 for s in sel if s["observable"] == name):
-            ax.set_yscale("log")
-            # a few compact labels even when the range spans less than a decade
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            log_y_axis(ax)
         ax.set_xlabel("training jets D", fontsize=13)
         ax.set_title(f"{metric.upper()}: {OBS_LABELS.get(name, name)}", fontsize=13)
         ax.tick_params(which="both", labelsize=9)
@@ -243,9 +263,7 @@ def figure_scaling(target: str, summary: Sequence[dict], fits: Sequence[dict], m
     fig.suptitle(f"{target}: {metric.upper()} against D ({reference} reference); markers: seed "
                  "mean, bands: seed min-max, lines: a D^-gamma fits", fontsize=16)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.9, wspace=0.3, hspace=0.4)
-    out = _save(fig, path, dpi=60)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=60)
 
 
 def scan_figures(scan_dir: str, out_dir: str | None = None, n_sizes: int = 3) -> dict[str, str]:
@@ -292,7 +310,7 @@ def figure_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str,
                title: str = "") -> str:
     """Background rejection 1/eps_B (log) against signal efficiency eps_S, one line per
     ``{label: (eps_S, eps_B)}``, the usual tagger figure."""
-    plt, _ = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     for label, (tpr, fpr) in curves.items():
         ok = (fpr > 0) & (tpr > 0)
@@ -306,17 +324,13 @@ def figure_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str,
     if title:
         ax.set_title(title, fontsize=13)
     fig.subplots_adjust(left=0.15, right=0.97, bottom=0.12, top=0.92)
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=70)
 
 
 def figure_classify_scan(summary: Sequence[dict], path: str, title: str = "") -> str:
     """AUC and rejection at eps_S = 0.3 against D for every arm and the baseline: seed mean
     (markers and line) and min-max envelope over seeds (band)."""
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
-    plt, _ = _plt()
+    plt = pyplot()
     panels = [("auc", "ROC AUC"), ("rejection_30", r"rejection $1/\epsilon_B$ at $\epsilon_S$=0.3")]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     for ax, (metric, ylabel) in zip(axes, panels):
@@ -330,14 +344,9 @@ def figure_classify_scan(summary: Sequence[dict], path: str, title: str = "") ->
                             color=style["color"], alpha=0.2, lw=0)
             ax.plot(d, [p["mean"] for p in pts], "o-", color=style["color"], ms=6,
                     label=style["label"])
-        ax.set_xscale("log")
+        d_axis(ax, [s["D"] for s in summary if s["metric"] == metric])
         if metric.startswith("rejection"):
-            ax.set_yscale("log")
-        for axis in ([ax.xaxis, ax.yaxis] if metric.startswith("rejection") else [ax.xaxis]):
-            # plain numbers at 1, 2, 5 x 10^k, also on axes spanning less than a decade
-            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(FormatStrFormatter("%g"))
-            axis.set_minor_formatter(NullFormatter())
+            log_y_axis(ax)
         ax.set_xlabel("labelled training jets D", fontsize=13)
         ax.set_ylabel(ylabel, fontsize=13)
         ax.tick_params(which="both", labelsize=10)
@@ -345,10 +354,9 @@ def figure_classify_scan(summary: Sequence[dict], path: str, title: str = "") ->
     if title:
         fig.suptitle(title, fontsize=14)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.28)
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=70)
 
 
 __all__ = ["figure1", "figure2", "occupancy", "figure_histograms", "figure_scaling",
-           "scan_figures", "figure_roc", "figure_classify_scan"]
+           "scan_figures", "figure_roc", "figure_classify_scan", "d_axis", "log_y_axis",
+           "log_ticks"]

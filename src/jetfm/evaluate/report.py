@@ -1,43 +1,29 @@
 """The report of the AOJ experiment: ``report.md`` and a self-contained ``report.html`` (figures
-inline as base64 PNG), readable without running anything.
+inline as base64 PNG), readable without running anything (:class:`jetfm.report.Report`).
 
-Sections: the verdict (computed from the numbers: does the fine-tuned arm beat the from-scratch
-arm at the smallest D, by how much, and at the largest D), the data, the models, the metric
-table (seed mean and spread per D and arm), the JetNet set, the gamma table (power-law exponents
-per observable), the tokenizer floor (distance between the raw and the tokenized reference, the
-best a generator can do on the tokenized metric's raw counterpart), and the figures.
-
-The document is built once as a list of blocks and rendered to both formats, so they never
-disagree.
+In reading order: the verdict (computed from the numbers: does the fine-tuned arm beat the
+from-scratch arm at the smallest D, by how much, and at the largest D; does the tokenizer or the
+generator limit the fidelity), the figures (Figures 1 to 4 of the paper), then the tables per
+target: the metric tables (seed mean and spread per D and arm), the JetNet set, the gamma table
+(power-law exponents per observable), the tokenizer floor (distance between the raw and the
+tokenized reference, the best a generator can do on the tokenized metric's raw counterpart); the
+data, the models and how the run was made last.
 """
 from __future__ import annotations
 
-import base64
-import html
 import math
 import os
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from jetfm.errors import write_text_atomic
+from jetfm.report import Figure, Heading, Paragraph, Report, Table
 
 #: a metric counts as improved when the fine-tuned mean is below the from-scratch mean by more
 #: than the combined seed spread (sum in quadrature of the two standard deviations)
 SIGNIFICANCE = 1.0
 #: the geometric-median ratio scratch / fine-tuned above which the gain is called clear
 CLEAR_RATIO = 1.1
-
-
-@dataclass
-class Block:
-    kind: str  # "h1", "h2", "h3", "p", "table", "img", "code"
-    text: str = ""
-    header: Sequence[str] = ()
-    rows: Sequence[Sequence[str]] = ()
-    path: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -223,80 +209,57 @@ def floor_text(summary: Sequence[dict], target: str, floor: dict) -> str:
             f"(better arm) {g:.3g} nats: {who}.")
 
 
-# ----------------------------------------------------------------------------- render
-def _md(blocks: Sequence[Block], rel_to: str) -> str:
-    out = []
-    for b in blocks:
-        if b.kind in ("h1", "h2", "h3"):
-            out.append("#" * int(b.kind[1]) + " " + b.text)
-        elif b.kind == "p":
-            out.append(b.text)
-        elif b.kind == "code":
-            out.append("```\n" + b.text + "\n```")
-        elif b.kind == "table":
-            out.append("| " + " | ".join(b.header) + " |")
-            out[-1] += "\n|" + "---|" * len(b.header)
-            for r in b.rows:
-                out[-1] += "\n| " + " | ".join(r) + " |"
-        elif b.kind == "img":
-            out.append(f"![{b.text}]({os.path.relpath(b.path, rel_to)})\n\n*{b.text}*")
-    return "\n\n".join(out) + "\n"
+# ----------------------------------------------------------------------------- report
+FIGURE_CAPTIONS = {"figure1": "Figure 1: pre-training and target data per quantity",
+                   "figure2": "Figure 2: constituent (eta, phi) occupancy of the pre-training data"}
 
 
-def _inline_md(text: str) -> str:
-    """The little Markdown used in paragraphs (**bold**, `code`) as HTML."""
-    import re
-
-    t = html.escape(text)
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-
-
-def _html(blocks: Sequence[Block], title: str) -> str:
-    css = ("body{font-family:sans-serif;max-width:1300px;margin:auto;padding:1em;color:#222}"
-           "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
-           "td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}"
-           "th{background:#eee}td:first-child,td:nth-child(2){text-align:left}"
-           "img{max-width:100%;border:1px solid #ddd}figcaption{font-style:italic}"
-           "pre{background:#f4f4f4;padding:.6em;overflow-x:auto}")
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-           f"</title><style>{css}</style></head><body>"]
-    for b in blocks:
-        if b.kind in ("h1", "h2", "h3"):
-            out.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
-        elif b.kind == "p":
-            out.append(f"<p>{_inline_md(b.text)}</p>")
-        elif b.kind == "code":
-            out.append(f"<pre>{html.escape(b.text)}</pre>")
-        elif b.kind == "table":
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                           for r in b.rows)
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
-            out.append(f"<table><tr>{head}</tr>{rows}</table>")
-        elif b.kind == "img":
-            with open(b.path, "rb") as fh:
-                data = base64.b64encode(fh.read()).decode("ascii")
-            out.append(f"<figure><img src='data:image/png;base64,{data}' "
-                       f"alt='{html.escape(b.text)}'><figcaption>{html.escape(b.text)}"
-                       "</figcaption></figure>")
-    out.append("</body></html>")
-    return "\n".join(out)
+def figure_caption(name: str) -> str:
+    """The caption of a figure of :func:`build_report`'s ``figures`` by its name."""
+    cap = next((c for k, c in FIGURE_CAPTIONS.items() if name.startswith(k)), None)
+    if cap is None:
+        t, _, kind = name.rpartition("_")
+        cap = (f"{t}: generated vs reference histograms" if kind == "histograms" else
+               f"{t}: {kind.upper()} against D with seed envelopes and power-law fits")
+    return cap
 
 
-def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = None,
-                 data: Sequence[dict] = (), models: dict | None = None,
-                 title: str = "jetfm: does pre-training on AspenOpenJets-like jets help?",
-                 notes: Sequence[str] = (), command: str = "",
-                 verdict_lines: Sequence[str] = (),
-                 sections: Sequence[Block] = ()) -> tuple[str, str]:
-    """Write ``report.md`` and ``report.html`` into ``out_dir``; returns their paths.
+def target_tables(scan_dir: str, summary: Sequence[dict], fits: Sequence[dict],
+                  target: str) -> list[Table]:
+    """The tables of one target: KL and W1 per observable (tokenized reference), KL against the
+    raw reference, the JetNet set, the power-law exponents and the tokenizer floor."""
+    tables = []
+    for metric in ("kl", "w1"):
+        h, r = metric_table(summary, target, metric)
+        tables.append(Table(f"{metric.upper()} per observable (seed mean ± std, tokenized "
+                            "reference)", h, r))
+    h, r = metric_table(summary, target, "kl", reference="raw")
+    tables.append(Table("KL against the raw reference (generator and tokenizer together)", h, r))
+    h, r = jetnet_table(summary, target)
+    if r:
+        tables.append(Table("JetNet set against the raw reference (seed mean ± std)", h, r))
+    h, r = gamma_table(fits, target)
+    tables.append(Table("Power-law exponents gamma (metric = a D^-gamma)", h, r))
+    ref_npz = os.path.join(scan_dir, "reference", f"{target}.npz")
+    if os.path.exists(ref_npz):
+        h, r = tokenizer_floor(ref_npz)
+        tables.append(Table("Tokenizer floor: raw against tokenized reference", h, r))
+    return tables
+
+
+def scan_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = None,
+                data: Sequence[dict] = (), models: dict | None = None,
+                title: str = "jetfm: does pre-training on AspenOpenJets-like jets help?",
+                notes: Sequence[str] = (), command: str = "",
+                sections: Sequence[Report] = ()) -> Report:
+    """The report of a D-scan folder (drawing its figures into ``out_dir/figures`` unless
+    ``figures`` holds them).
 
     ``figures``: ``{name: png path}`` (Figure 1 and 2 under names starting with ``figure1`` /
     ``figure2``; the rest are the scan's); ``data``: one dict per dataset (``role``, ``file``,
     ``n_jets``, ``description``); ``models``: ``{name: {property: value}}``; ``notes``: paragraphs
-    added after the verdict (the investigation when pre-training does not help, timing ...);
-    ``verdict_lines``: further verdict paragraphs (the classification scan's); ``sections``:
-    blocks placed after the verdict and notes (the classification scan's section).
+    about the run (timing ...); ``sections``: reports added to this one (the classification
+    scan's: its verdict joins the verdict, its figure the figures, its tables the tables).
     """
     import json
 
@@ -310,93 +273,64 @@ def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = N
     if not any(k.endswith("_kl") for k in figures):
         figures.update(scan_figures(scan_dir, os.path.join(out_dir, "figures")))
     cfg = res["config"]
-    v = verdict(summary, targets)
-    B = Block
-    blocks: list[Block] = [B("h1", title)]
-    if command:
-        blocks.append(B("p", f"Produced by `{command}`."))
+    rep = Report(title)
     if res.get("partial"):
-        blocks.append(B("p", f"**Partial results:** {res['cells_done']} of "
-                             f"{res['cells_planned']} scan cells finished when this report was "
-                             "written (the scan is still running or was interrupted)."))
-    blocks.append(B("h2", "Verdict"))
-    blocks += [B("p", s) for s in verdict_text(v)]
-    blocks += [B("p", s) for s in verdict_lines]
-    blocks.append(B("p", "Metrics compare generated jets with held-out target jets passed "
-                         "through the tokenizer and back (the tokenized reference), so that "
-                         "they judge the generator rather than the tokenizer; a difference "
-                         f"counts when it exceeds {SIGNIFICANCE:g} x the seed spreads added "
-                         "in quadrature. KL in nats (50 reference-quantile bins), W1 in the "
-                         "observable's units (GeV for pT and mass)."))
+        rep.verdict.append(f"**Partial results:** {res['cells_done']} of "
+                           f"{res['cells_planned']} scan cells finished when this report was "
+                           "written (the scan is still running or was interrupted).")
+    rep.verdict += verdict_text(verdict(summary, targets))
     for t in targets:
         ref_npz = os.path.join(scan_dir, "reference", f"{t}.npz")
         if os.path.exists(ref_npz):
-            blocks.append(B("p", floor_text(summary, t, floor_distances(ref_npz))))
-    blocks += [B("p", n) for n in notes]
-    blocks += list(sections)
-    blocks.append(B("h2", "Data"))
+            rep.verdict.append(floor_text(summary, t, floor_distances(ref_npz)))
+    rep.figures += [Figure(path, figure_caption(name)) for name, path in figures.items()]
+    rep.details += [Heading("Method"), Paragraph(
+        "Metrics compare generated jets with held-out target jets passed through the tokenizer "
+        "and back (the tokenized reference), so that they judge the generator rather than the "
+        "tokenizer; a difference counts when it exceeds "
+        f"{SIGNIFICANCE:g} x the seed spreads added in quadrature. KL in nats (50 "
+        "reference-quantile bins), W1 in the observable's units (GeV for pT and mass).")]
+    for t in targets:
+        rep.details += [Heading(f"Target: {t}"), *target_tables(scan_dir, summary, fits, t)]
+    for section in sections:
+        rep.add(section)
+    rep.details.append(Heading("Data"))
     if data:
-        blocks.append(B("table", header=["role", "file", "jets", "description"],
-                        rows=[[d.get("role", ""), os.path.basename(str(d.get("file", ""))),
-                               str(d.get("n_jets", "")), d.get("description", "")]
-                              for d in data]))
-    blocks.append(B("p", f"Scan: sizes D = {cfg['sizes']}, {cfg['seeds']} seeds, each seed its "
-                         f"own random subset of D target jets; {cfg['n_reference']} held-out "
-                         f"reference jets per target, {cfg['n_generated']} generated jets per "
-                         f"model; training preset `{cfg['preset']}`"
-                         + (f" with overrides `{' '.join(cfg['overrides'])}`" if cfg['overrides']
-                            else "")
-                         + (f", at least {cfg['min_steps']} optimiser steps per training"
-                            if cfg["min_steps"] else "") + "."))
-    blocks.append(B("h2", "Models"))
-    for name, info in (models or {}).items():
-        blocks.append(B("h3", name))
-        blocks.append(B("table", header=["property", "value"],
-                        rows=[[str(k), v if isinstance(v, str) else json.dumps(v, default=str)]
-                              for k, v in info.items()]))
-    for t in targets:
-        blocks.append(B("h2", f"Target: {t}"))
-        for metric in ("kl", "w1"):
-            h, r = metric_table(summary, t, metric)
-            blocks += [B("h3", f"{metric.upper()} per observable (seed mean ± std, tokenized "
-                               "reference)"), B("table", header=h, rows=r)]
-        h, r = metric_table(summary, t, "kl", reference="raw")
-        blocks += [B("h3", "KL against the raw reference (generator and tokenizer together)"),
-                   B("table", header=h, rows=r)]
-        h, r = jetnet_table(summary, t)
-        if r:
-            blocks += [B("h3", "JetNet set against the raw reference (seed mean ± std)"),
-                       B("table", header=h, rows=r)]
-        h, r = gamma_table(fits, t)
-        blocks += [B("h3", "Power-law exponents gamma (metric = a D^-gamma)"),
-                   B("table", header=h, rows=r)]
-        ref_npz = os.path.join(scan_dir, "reference", f"{t}.npz")
-        if os.path.exists(ref_npz):
-            h, r = tokenizer_floor(ref_npz)
-            blocks += [B("h3", "Tokenizer floor: raw against tokenized reference"),
-                       B("table", header=h, rows=r)]
-    blocks.append(B("h2", "Figures"))
-    captions = {"figure1": "Figure 1: pre-training and target data per quantity",
-                "figure2": "Figure 2: constituent (eta, phi) occupancy of the pre-training data"}
-    for name, path in figures.items():
-        cap = next((c for k, c in captions.items() if name.startswith(k)), None)
-        if cap is None:
-            t, _, kind = name.rpartition("_")
-            cap = (f"{t}: generated vs reference histograms" if kind == "histograms" else
-                   f"{t}: {kind.upper()} against D with seed envelopes and power-law fits")
-        blocks.append(B("img", text=cap, path=path))
-    return write_report(blocks, out_dir, title)
+        rep.details.append(Table("Datasets", ["role", "file", "jets", "description"],
+                                 [[d.get("role", ""), os.path.basename(str(d.get("file", ""))),
+                                   str(d.get("n_jets", "")), d.get("description", "")]
+                                  for d in data]))
+    rep.details.append(Paragraph(
+        f"Scan: sizes D = {cfg['sizes']}, {cfg['seeds']} seeds, each seed its own random subset "
+        f"of D target jets; {cfg['n_reference']} held-out reference jets per target, "
+        f"{cfg['n_generated']} generated jets per model; training preset `{cfg['preset']}`"
+        + (f" with overrides `{' '.join(cfg['overrides'])}`" if cfg['overrides'] else "")
+        + (f", at least {cfg['min_steps']} optimiser steps per training"
+           if cfg["min_steps"] else "") + "."))
+    if models:
+        rep.details.append(Heading("Models"))
+        rep.details += [Table(name, ["property", "value"],
+                              [[str(k), v if isinstance(v, str) else json.dumps(v, default=str)]
+                               for k, v in info.items()]) for name, info in models.items()]
+    if notes or command:
+        rep.details.append(Heading("Run"))
+        rep.details += [Paragraph(n) for n in notes]
+        if command:
+            rep.details.append(Paragraph(f"Produced by `{command}`."))
+    return rep
 
 
-def write_report(blocks: Sequence[Block], out_dir: str, title: str) -> tuple[str, str]:
-    """Render ``blocks`` to ``out_dir/report.md`` and a self-contained ``out_dir/report.html``
-    (figures inline); returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
-    write_text_atomic(md_path, _md(blocks, out_dir))
-    write_text_atomic(html_path, _html(blocks, title))
-    return md_path, html_path
+def build_report(scan_dir: str, out_dir: str, figures: dict[str, str] | None = None,
+                 data: Sequence[dict] = (), models: dict | None = None,
+                 title: str = "jetfm: does pre-training on AspenOpenJets-like jets help?",
+                 notes: Sequence[str] = (), command: str = "",
+                 sections: Sequence[Report] = ()) -> tuple[str, str]:
+    """Write :func:`scan_report` as ``report.md`` and ``report.html`` into ``out_dir``; returns
+    their paths."""
+    return scan_report(scan_dir, out_dir, figures, data, models, title, notes, command,
+                       sections).write(out_dir)
 
 
-__all__ = ["build_report", "write_report", "Block", "verdict", "verdict_text", "compare_arms", "metric_table",
-           "gamma_table", "jetnet_table", "tokenizer_floor", "floor_distances", "floor_text"]
+__all__ = ["build_report", "scan_report", "target_tables", "figure_caption", "verdict",
+           "verdict_text", "compare_arms", "metric_table", "gamma_table", "jetnet_table",
+           "tokenizer_floor", "floor_distances", "floor_text"]

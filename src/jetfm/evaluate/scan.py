@@ -47,6 +47,7 @@ import numpy as np
 
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.jets import Jets
+from jetfm.seeding import derive_seed  # the scans' "int31" convention
 
 ARMS = ("pretrained", "scratch")
 REFERENCES = ("raw", "tokenized")
@@ -99,11 +100,6 @@ class ScanConfig:
 
 def _cell_name(d: int, seed: int, arm: str) -> str:
     return f"D{d}_seed{seed}_{arm}"
-
-
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed from integers (stable across runs and platforms)."""
-    return int(np.random.default_rng([int(p) for p in parts]).integers(2 ** 31 - 1))
 
 
 def split_target(n_jets: int, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +213,7 @@ def check_scan_config(cfg: ScanConfig) -> None:
     """The scan's settings and its training preset with the overrides, checked before anything
     is read or written (InputError naming the key)."""
     from jetfm.config import validate
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
 
     validate(cfg)
     load_omnijet_config(cfg.preset, cfg.overrides)
@@ -230,7 +226,7 @@ def min_steps_override(preset: str, overrides: Sequence[str], section: str, d: i
     ``min_steps_per_epoch``); [] when ``min_steps`` <= 0."""
     if min_steps <= 0:
         return []
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
 
     tc = getattr(load_omnijet_config(preset, overrides), section)
     n_train = max(1, int(round(d * (1 - tc.val_fraction))))
@@ -248,7 +244,7 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
              progress: bool = True, log=print) -> str:
     """Run (or resume) the D-scan; returns the path of ``results.json``.
 
-    ``pretrained``: a pre-trained model directory (:func:`jetfm.train.api.load_pretrained`).
+    ``pretrained``: a pre-trained model directory (:func:`jetfm.omnijet.model.load_pretrained`).
     ``targets``: ``{name: file}`` or a list of ``name=FILE`` / ``FILE`` (AOJ or JetClass files).
     Cells whose result file exists are skipped, so an interrupted scan continues where it
     stopped; a cell interrupted during training resumes from its last checkpoint.
@@ -258,6 +254,7 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
     from jetfm.config import save_config
     from jetfm.errors import require_file
     from jetfm.io import count_jets, read_jets
+    from jetfm.omnijet.model import load_pretrained, sample
     from jetfm.train import api
 
     cfg = cfg or ScanConfig()
@@ -267,7 +264,7 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
         raise InputError("no target file given")
     for path in tmap.values():
         require_file(path)
-    model = api.load_pretrained(pretrained)
+    model = load_pretrained(pretrained)
     if model.backbone is None:
         raise InputError("model has no backbone: pass a pre-trained model, not a tokenizer",
                          pretrained)
@@ -321,8 +318,8 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
                                                       overrides=over, seed=train_seed,
                                                       jets=subset, progress=False)
                     t1 = time.perf_counter()
-                    gen = api.sample(mdir, cfg.n_generated,
-                                     seed=derive_seed(cfg.seed, d, s, ai + 1), progress=False)
+                    gen = sample(mdir, cfg.n_generated,
+                                 seed=derive_seed(cfg.seed, d, s, ai + 1), progress=False)
                     t2 = time.perf_counter()
                     rows, gen_obs = evaluate_cell(gen, refs, cfg, derive_seed(cfg.seed, d, s, 99))
                     t3 = time.perf_counter()

@@ -17,11 +17,16 @@ Reading conventions applied here: the mask is ``E > 0``; constituents are re-sor
 (missing) in memory and -1 again on writing; optionally HF candidates (|pdgId| < 11) are dropped and
 four-momenta are PUPPI-weighted. Reads are streamed in chunks of jets, so memory is bounded by the
 chunk size whatever the file size (one real file holds 14.5 GB of uncompressed ``PFCands``).
+Stored values are read as float32 (the AOJ dtype). Where the HDF5 chunks of ``PFCands`` hold whole
+jets with deflate (and shuffle) or no filter, as this module writes them, the reader decompresses
+the chunks itself and a compiled kernel (:mod:`jetfm.io._aoj_kernels`) turns each one into
+constituents while it is in the CPU cache; other layouts are read through h5py in blocks.
 """
 from __future__ import annotations
 
 import glob
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -152,102 +157,141 @@ def _check_finite(name: str, arr: np.ndarray, columns: Sequence[str], source: st
                          f"({n} entries)", source)
 
 
-#: jets per block of the chunk turned into Jets at once: a block's rows stay in the CPU cache
-#: through every step, so each value is fetched from memory once after decompression
+#: jets per block of a chunk turned into Jets at once where the file's HDF5 chunks do not span
+#: whole jets (read through h5py; rounded up to whole HDF5 chunks): a block's rows stay in the
+#: CPU cache from decompression to the finished constituents
 BLOCK_JETS = 512
+_DEFLATE, _SHUFFLE = 1, 2
 
 
-def _mask_rows(cands: np.ndarray, opts: ReadOptions) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, mask) of the stored PFCands rows ``(N, 150, 11)``: the mask is ``E > 0`` (and
-    |pdgId| >= 11 with ``drop_hf``); ``puppi`` weights the four-momenta in place; ``trim`` cuts
-    the slots that are padding in every jet (a view, no copy)."""
-    ci = {n: i for i, n in enumerate(PFCANDS_COLUMNS)}
-    mask = cands[..., ci["E"]] > 0
-    if opts.drop_hf:
-        mask &= np.abs(cands[..., ci["pdgId"]]) >= 11
+def _chunk_filters(ds) -> list[int] | None:
+    """The filter pipeline of a PFCands dataset whose stored chunks this module decompresses
+    itself (whole jets per chunk, little-endian float32, only deflate and shuffle), else None."""
+    if ds.chunks is None or tuple(ds.chunks[1:]) != tuple(ds.shape[1:]) \
+            or ds.dtype != np.dtype("<f4"):
+        return None
+    plist = ds.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    return filters if set(filters) <= {_DEFLATE, _SHUFFLE} else None
+
+
+def _decode_chunk(raw: bytes, filters: list[int], skipped: int, nbytes: int) -> np.ndarray:
+    """One stored chunk -> its float32 values: the filters undone in reverse order (a set bit
+    of ``skipped`` marks a filter the writer did not apply to this chunk)."""
+    data = raw
+    for pos in range(len(filters) - 1, -1, -1):
+        if skipped >> pos & 1:
+            continue
+        if filters[pos] == _DEFLATE:
+            data = zlib.decompress(data, bufsize=nbytes)
+        else:  # shuffle: byte k of every value was stored in the k-th quarter
+            data = np.frombuffer(data, np.uint8).reshape(4, -1).T.tobytes()
+    if len(data) != nbytes:
+        raise ValueError(f"a chunk holds {len(data)} bytes, expected {nbytes}")
+    return np.frombuffer(data, "<f4")
+
+
+def _pfcands_blocks(ds, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first jet - lo, stored rows (B, P, 11) float32, read-only) of the PFCands jets
+    ``lo..hi``, in blocks that fit the CPU cache: the dataset's own chunks, decompressed here
+    when it stores whole jets per chunk with deflate/shuffle (no intermediate copy of the rows),
+    else h5py reads of about :data:`BLOCK_JETS` jets into one reused buffer."""
+    n, p, f = ds.shape
+    filters = _chunk_filters(ds)
+    rows_per = ds.chunks[0] if ds.chunks is not None else 1
+    if filters is not None:
+        nbytes = rows_per * p * f * 4
+        for c0 in range(lo - lo % rows_per, hi, rows_per):
+            a, b = max(c0, lo), min(c0 + rows_per, hi)
+            try:
+                skipped, raw = ds.id.read_direct_chunk((c0, 0, 0))
+            except RuntimeError:  # a chunk never written: h5py gives its fill value
+                block = ds[a:b].astype(np.float32)
+            else:
+                block = _decode_chunk(raw, filters, skipped, nbytes).reshape(rows_per, p, f)
+                block = block[a - c0:b - c0]
+            block.flags.writeable = False
+            yield a - lo, block
+        return
+    size = -(-BLOCK_JETS // rows_per) * rows_per
+    buf = np.empty((min(size, max(hi - lo, 0)), p, f), np.float32)
+    for a in range(lo, hi, size):
+        b = min(a + size, hi)
+        block = buf[:b - a]
+        block.flags.writeable = True
+        ds.read_direct(block, np.s_[a:b], np.s_[0:b - a])
+        block.flags.writeable = False
+        yield a - lo, block
+
+
+def _read_constituents(ds, lo: int, hi: int, opts: ReadOptions, cnames: Sequence[str],
+                       validate: bool, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(constituents (N, P', len(cnames)) float32, mask (N, P')) of the PFCands jets
+    ``lo..hi``, every reading convention applied (P' is the used width with ``trim``)."""
+    from jetfm.io import _aoj_kernels
+
+    ci = {c: i for i, c in enumerate(PFCANDS_COLUMNS)}
+    n, p = hi - lo, ds.shape[1]
+    k = len(cnames)
+    sel = np.array([ci[c] for c in cnames], np.int64)
+    track = np.array([j for j, c in enumerate(cnames) if c in TRACK_COLUMNS], np.int64)
+    cols = np.array([ci[c] for c in ("px", "py", "pz", "E", "pdgId", "puppiWeight")], np.int64)
+    sort = opts.sort_by_pt or opts.drop_hf or opts.puppi
+    flat, flat_mask = np.empty(n * p * k, np.float32), np.empty(n * p, bool)
+    out, mask = flat.reshape(n, p, k), flat_mask.reshape(n, p)
+    used = np.zeros(n, np.int64)
+    bad = p
+    for first, block in _pfcands_blocks(ds, lo, hi):
+        bad = min(bad, _aoj_kernels.rows_to_constituents(
+            block, first, sel, track, cols, opts.drop_hf, opts.puppi, opts.missing_as_nan, sort,
+            out, mask, used))
+    width = int(used.max(initial=0)) if opts.trim else p
+    if validate and bad < width:
+        _raise_non_finite(ds[lo:hi], opts, sel, width, cnames, source)
+    del out, mask  # no view may outlive the resizing below
+    if width < p:
+        _aoj_kernels.compact(flat, flat_mask, n, p, width, k)
+        flat.resize(n * width * k, refcheck=False)  # shrinks in place: no copy
+        flat_mask.resize(n * width, refcheck=False)
+    return flat.reshape(n, width, k), flat_mask.reshape(n, width)
+
+
+def _raise_non_finite(cands: np.ndarray, opts: ReadOptions, sel: np.ndarray, width: int,
+                      cnames: Sequence[str], source: str) -> None:
+    """The error naming the first selected PFCands column with a non-finite value in the used
+    slots, as stored (after the PUPPI weights, before masking)."""
+    cands = cands.astype(np.float32)
     if opts.puppi:
-        w = cands[..., ci["puppiWeight"]].copy()
-        for k in ("px", "py", "pz", "E"):
-            cands[..., ci[k]] *= w
-        mask &= cands[..., ci["E"]] > 0
-    if opts.trim:
-        used = np.flatnonzero(mask.any(axis=0))
-        p = int(used[-1]) + 1 if used.size else 0
-        cands, mask = cands[:, :p], mask[:, :p]
-    return cands, mask
+        w = cands[..., PFCANDS_COLUMNS.index("puppiWeight")].copy()
+        for c in ("px", "py", "pz", "E"):
+            cands[..., PFCANDS_COLUMNS.index(c)] *= w
+    _check_finite("PFCands", cands[:, :width][..., sel], cnames, source)
 
 
-def _rows_to_jets(cands: np.ndarray, kin: np.ndarray, tag: np.ndarray, ev: np.ndarray,
-                  opts: ReadOptions, columns: Sequence[str] | None, source: str,
-                  validate: bool = True) -> Jets:
-    if validate:
-        _check_finite("jet_kinematics", kin, KINEMATICS_COLUMNS, source)
-        _check_finite("jet_tagging", tag, TAGGING_COLUMNS, source)
-    ci = {n: i for i, n in enumerate(PFCANDS_COLUMNS)}
+def _read_jets(f, path: str, lo: int, hi: int, opts: ReadOptions,
+               columns: Sequence[str] | None, validate: bool) -> Jets:
+    """Jets ``lo..hi`` of an open AOJ file."""
     cnames, jnames = PFCANDS_COLUMNS, JET_COLUMNS
     if columns is not None:
         unknown = [c for c in columns if c not in PFCANDS_COLUMNS + JET_COLUMNS]
         if unknown:
-            raise InputError(f"unknown AOJ column(s) {unknown}", source)
+            raise InputError(f"unknown AOJ column(s) {unknown}", path)
         cnames = tuple(c for c in columns if c in PFCANDS_COLUMNS)
         jnames = tuple(c for c in columns if c in JET_COLUMNS)
-    cands, mask = _mask_rows(cands, opts)
-    if cands.dtype != np.float32:
-        cands = cands.astype(np.float32)
-    n, p = mask.shape
-    sel = [ci[c] for c in cnames]
-    track_cols = [j for j, c in enumerate(cnames) if c in TRACK_COLUMNS]
-    out = np.empty((n, p, len(sel)), np.float32)
-    sort = opts.sort_by_pt or opts.drop_hf or opts.puppi
-    pt = np.empty((n, p), np.float32) if sort else None
-    unsorted = np.zeros(n, bool)
-    checked = not validate
-    for a in range(0, n, BLOCK_JETS):
-        b = min(a + BLOCK_JETS, n)
-        rows, ob, mb = cands[a:b], out[a:b], mask[a:b]
-        np.take(rows, sel, axis=2, out=ob, mode="clip")  # clip: unbuffered, sel is valid
-        if sort:
-            np.hypot(rows[..., ci["px"]], rows[..., ci["py"]], out=pt[a:b])
-            key = np.where(mb, pt[a:b], np.float32(-1.0))
-            unsorted[a:b] = (key[:, 1:] > key[:, :-1]).any(axis=1)
-        # NaN and inf survive a sum: the exact check (which names the column) runs only then,
-        # on the raw values as stored (before masking and the track sentinels)
-        if not checked and not np.isfinite(ob.sum()):
-            _check_finite("PFCands", np.take(cands, sel, axis=2), cnames, source)
-            checked = True  # all finite after all (the sum overflowed): the chunk is checked
-        np.multiply(ob, mb[..., None], out=ob)  # padding rows exactly zero
-        if opts.missing_as_nan and track_cols:
-            # a missing track is flagged by -1 in all four columns; with a subset, by those present
-            sentinel = mb.copy()
-            for j in track_cols:
-                sentinel &= ob[..., j] == -1.0
-            for j in track_cols:
-                np.copyto(ob[..., j], np.float32(np.nan), where=sentinel)
+    try:
+        kin, tag, ev = (f["jet_kinematics"][lo:hi], f["jet_tagging"][lo:hi],
+                        f["event_info"][lo:hi])
+        if validate:
+            _check_finite("jet_kinematics", kin, KINEMATICS_COLUMNS, path)
+            _check_finite("jet_tagging", tag, TAGGING_COLUMNS, path)
+        cons, mask = _read_constituents(f["PFCands"], lo, hi, opts, cnames, validate, path)
+    except (OSError, RuntimeError, ValueError, zlib.error) as err:
+        raise InputError(f"cannot read jets {lo}..{hi}: corrupted or truncated data ({err})",
+                         path) from err
     jet = np.concatenate([kin, tag], axis=1).astype(np.float32)
     if jnames != JET_COLUMNS:
         jet = jet[:, [JET_COLUMNS.index(c) for c in jnames]]
-    jets = Jets(out, mask, jet, cnames, jnames, ev, {"format": "aoj", "source": source})
-    if unsorted.any():
-        jets = _sort_rows(jets, pt, unsorted)
-    return jets
-
-
-def _sort_rows(jets: Jets, pt: np.ndarray, unsorted: np.ndarray) -> Jets:
-    """Sort by pT (descending, padding last) only the jets flagged ``unsorted``, so that files
-    which are sorted keep their exact order (ties included) and pay for no sort."""
-    fixed = jets[unsorted].sort_by(pt[unsorted])
-    jets.constituents[unsorted] = fixed.constituents
-    jets.mask[unsorted] = fixed.mask
-    return jets
-
-
-def _read_rows(f, path: str, lo: int, hi: int):
-    try:
-        return (f["PFCands"][lo:hi], f["jet_kinematics"][lo:hi], f["jet_tagging"][lo:hi],
-                f["event_info"][lo:hi])
-    except (OSError, RuntimeError, ValueError) as err:
-        raise InputError(f"cannot read jets {lo}..{hi}: corrupted or truncated data ({err})",
-                         path) from err
+    return Jets(cons, mask, jet, cnames, jnames, ev, {"format": "aoj", "source": path})
 
 
 def iter_aoj(paths, chunk_size: int = 50_000, start: int = 0, stop: int | None = None,
@@ -264,7 +308,7 @@ def iter_aoj(paths, chunk_size: int = 50_000, start: int = 0, stop: int | None =
             hi = n if stop is None else min(stop - offset, n)
             for a in range(lo, hi, chunk_size):
                 b = min(a + chunk_size, hi)
-                yield _rows_to_jets(*_read_rows(f, path, a, b), options, columns, path, validate)
+                yield _read_jets(f, path, a, b, options, columns, validate)
             offset += n
         if stop is not None and offset >= stop:
             return

@@ -247,7 +247,7 @@ def _module(classifier, tc, arm: str):
 def classifier_config(base, preset: str, overrides: Sequence[str]):
     """The base model's config with the preset's ``classifier`` and ``classification``
     sections: the tokenizer, preprocessing and backbone sizes always come from the base."""
-    from jetfm.train.config import load_omnijet_config
+    from jetfm.omnijet.config import load_omnijet_config
 
     pc = load_omnijet_config(preset, overrides)  # validated where loaded
     return dataclasses.replace(base.config, classifier=pc.classifier,
@@ -262,9 +262,9 @@ def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained"
     ``pretrained`` and ``frozen`` arms, backbone) is used. Early stopping on a fixed held-out
     ``classification.val_fraction`` of the jets; resumes from ``out/checkpoints``."""
     from jetfm.omnijet.classifier import JetClassifier
+    from jetfm.omnijet.model import OmniJetModel
     from jetfm.train.api import _save_once, _stage_info, _start_run
     from jetfm.train.data import make_loaders, split_indices
-    from jetfm.train.export import OmniJetModel
     from jetfm.train.modules import fit
 
     if arm not in ARMS:
@@ -306,7 +306,7 @@ def classify_train(from_dir: str, out: str, data: Sequence[str] = (),
                    overrides: Sequence[str] = (), seed: int = 0, max_jets: int | None = None,
                    resume: bool = True, progress: bool = True) -> str:
     """Files -> labelled sequences -> :func:`train_classifier`; returns the model directory."""
-    from jetfm.train.api import load_pretrained
+    from jetfm.omnijet.model import load_pretrained
 
     base = load_pretrained(from_dir)
     lab = labelled_sequences(base, data, classes, only, others, max_jets)

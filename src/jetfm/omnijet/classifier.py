@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetfm.models.backbone import BackboneConfig, JetGPT
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT
 from jetfm.omnijet.config import ClassifierConfig
 
 

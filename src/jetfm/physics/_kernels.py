@@ -83,9 +83,10 @@ def _mass(p):
 
 
 @njit(**_JIT)
-def _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt):
+def _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt, p4):
     """Copy jet ``i``'s constituents into slots 0..n-1 (float64, ``pt`` = sqrt(kt2) as
-    ``PseudoJet::perp``); returns n, or -1 if a four-momentum is not finite."""
+    ``PseudoJet::perp``) and add their (px, py, pz, E) into ``p4``; returns n, or -1 if a
+    four-momentum is not finite."""
     n = 0
     for c in range(mask.shape[1]):
         if not mask[i, c]:
@@ -97,6 +98,10 @@ def _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt):
         if not (math.isfinite(px) and math.isfinite(py) and math.isfinite(pz)
                 and math.isfinite(e)):
             return -1
+        p4[0] += px
+        p4[1] += py
+        p4[2] += pz
+        p4[3] += e
         if px == 0.0 and py == 0.0 and e == abs(pz):
             continue  # along the beam: never part of a jet
         jp[n, 0], jp[n, 1], jp[n, 2], jp[n, 3] = px, py, pz, e
@@ -159,13 +164,11 @@ def _first_min(v, m, start):
 
 
 @njit(**_JIT)
-def _dij(q, b_w, b_nn, b_nnd):
-    """``_bj_diJ``: NN distance times the smaller weight of the jet and its NN."""
-    w = b_w[q]
-    nb = b_nn[q]
-    if nb >= 0 and b_w[nb] < w:
-        w = b_w[nb]
-    return b_nnd[q] * w
+def _dij(nnd, w, nn, w_nn):
+    """``_bj_diJ``: the NN distance ``nnd`` times the smaller weight of the jet (``w``) and its
+    NN ``nn`` (weight ``w_nn``; none if nn < 0). Scalars only: array arguments would cost a
+    reference count update per call."""
+    return nnd * (w_nn if nn >= 0 and w_nn < w else w)
 
 
 @njit(**_JIT)
@@ -190,7 +193,7 @@ def cluster(n, kt, nn0, nnd0, jp, jrap, jphi, jkt2, par1, par2,
         b_idx[q] = q
         b_nn[q], b_nnd[q] = nn0[q], nnd0[q]
     for q in range(n):
-        dij[q] = _dij(q, b_w, b_nn, b_nnd)
+        dij[q] = _dij(b_nnd[q], b_w[q], b_nn[q], b_w[b_nn[q]])
     m = n
     h = n - 1
     while m > 0:
@@ -252,9 +255,10 @@ def cluster(n, kt, nn0, nnd0, jp, jrap, jphi, jkt2, par1, par2,
             tmp[q] = INF
             b_nn[q], b_nnd[q] = _first_min(tmp, m, R2_MAX)
         for t in range(nt):
-            dij[todo[t]] = _dij(todo[t], b_w, b_nn, b_nnd)
+            q = todo[t]
+            dij[q] = _dij(b_nnd[q], b_w[q], b_nn[q], b_w[b_nn[q]])
         if jb >= 0:
-            dij[jb] = _dij(jb, b_w, b_nn, b_nnd)
+            dij[jb] = _dij(b_nnd[jb], b_w[jb], b_nn[jb], b_w[b_nn[jb]])
 
 
 @njit(**_JIT)
@@ -299,63 +303,66 @@ def nsub_taus(n, jrap, jphi, pt, par1, par2, n_max, beta, r0, normalized, out, a
         out[k - 1] = num / norm if norm > 0.0 else 0.0
 
 
-@njit(**_JIT)
+#: D2's sums reassociated and fused (vector registers): all their terms are positive, so the
+#: order changes the result by rounding only (1e-14 relative); every run and thread still
+#: computes each jet the same way
+_JIT_SUMS = dict(_JIT, fastmath={"reassoc", "contract"})
+
+
+@njit(**_JIT_SUMS)
 def d2_value(n, pt, dd, beta, ang, s):
     """contrib ``EnergyCorrelatorD2(beta)`` (pt_R measure) of the n inputs of transverse momenta
     ``pt`` from their pairwise squared distances ``dd``: ECF(3) ECF(1)^3 / ECF(2)^3, 0 when
-    ECF(2) = 0. ``ang``: (>= n, >= n) scratch for dR^beta; ``s``: scratch of length >= n.
+    ECF(2) = 0. ``ang``: (>= n, >= n) scratch for A = dR^beta (lower triangle); ``s``: scratch
+    of length >= n.
 
-    ECF(3) = sum_{b<c} pT_b pT_c A_bc sum_{k<b} pT_k A_bk A_kc (A = dR^beta): for each b, the
-    inner sums of all c > b are built as row updates of four k at a time, so the additions are
-    independent and the loops long enough to vectorise (the rounding order is fixed: the same
-    numbers on every run and thread).
+    ECF(3) = sum_{k<b<c} pT_k pT_b pT_c A_bk A_ck A_cb: for each b the vector
+    z_k = pT_k A_bk (k < b) is dotted with the row prefixes A_c[:b] of all c > b, four rows at a
+    time, so every loop reads contiguous memory.
     """
     e1 = 0.0
     for c in range(n):
         e1 += pt[c]
-    # whole rows (symmetric by construction, 0 on the diagonal): vectorised square roots
-    for a in range(n):
-        src, dst = dd[a], ang[a]
-        if beta == 1.0:
-            for b in range(n):
-                dst[b] = math.sqrt(src[b])
+    for a in range(1, n):
+        src, dst = dd[a, :a], ang[a, :a]
+        if beta == 1.0:  # what pow(d2, 0.5) gives, vectorised
+            for k in range(a):
+                dst[k] = math.sqrt(src[k])
         else:
-            for b in range(n):
-                dst[b] = src[b] ** (0.5 * beta)
+            for k in range(a):
+                dst[k] = src[k] ** (0.5 * beta)
     e2 = 0.0
     e3 = 0.0
-    for b in range(n):
-        lo = b + 1
-        m = n - lo
-        ab = ang[b, lo:n]
-        pv = pt[lo:n]
+    for b in range(1, n):
+        row = ang[b, :b]
         acc = 0.0
-        for c in range(m):
-            acc += pv[c] * ab[c]
+        for k in range(b):
+            z = pt[k] * row[k]
+            s[k] = z
+            acc += z
         e2 += pt[b] * acc
-        if b == 0 or m == 0:
-            continue
-        sv = s[lo:n]
-        for c in range(m):
-            sv[c] = 0.0
-        k = 0
-        while k + 4 <= b:
-            y0, y1 = pt[k] * ang[b, k], pt[k + 1] * ang[b, k + 1]
-            y2, y3 = pt[k + 2] * ang[b, k + 2], pt[k + 3] * ang[b, k + 3]
-            r0, r1 = ang[k, lo:n], ang[k + 1, lo:n]
-            r2, r3 = ang[k + 2, lo:n], ang[k + 3, lo:n]
-            for c in range(m):
-                sv[c] = sv[c] + y0 * r0[c] + y1 * r1[c] + y2 * r2[c] + y3 * r3[c]
-            k += 4
-        while k < b:
-            y0 = pt[k] * ang[b, k]
-            r0 = ang[k, lo:n]
-            for c in range(m):
-                sv[c] = sv[c] + y0 * r0[c]
-            k += 1
+        z = s[:b]
         acc = 0.0
-        for c in range(m):
-            acc += pv[c] * ab[c] * sv[c]
+        c = b + 1
+        while c + 4 <= n:
+            r0, r1, r2, r3 = ang[c, :b], ang[c + 1, :b], ang[c + 2, :b], ang[c + 3, :b]
+            d0 = d1 = d2 = d3 = 0.0
+            for k in range(b):
+                zk = z[k]
+                d0 += zk * r0[k]
+                d1 += zk * r1[k]
+                d2 += zk * r2[k]
+                d3 += zk * r3[k]
+            acc += (pt[c] * ang[c, b] * d0 + pt[c + 1] * ang[c + 1, b] * d1
+                    + pt[c + 2] * ang[c + 2, b] * d2 + pt[c + 3] * ang[c + 3, b] * d3)
+            c += 4
+        while c < n:
+            rc = ang[c, :b]
+            d0 = 0.0
+            for k in range(b):
+                d0 += z[k] * rc[k]
+            acc += pt[c] * ang[c, b] * d0
+            c += 1
         e3 += pt[b] * acc
     if e2 <= 0.0:
         return 0.0
@@ -390,11 +397,31 @@ def softdrop_value(n, jp, jrap, jphi, jkt2, par1, par2, beta, zcut, r0):
 
 
 @njit(**_JIT)
+def _count_species(cons, mask, i, col, species_of_id, out):
+    """Constituents of jet i per species, from the pdgId column ``col`` (as
+    :func:`jetfm.physics.features.species_from_pdgid`: NaN and ids beyond the table count
+    nowhere)."""
+    top = species_of_id.shape[0] - 1
+    for c in range(mask.shape[1]):
+        if not mask[i, c]:
+            continue
+        v = abs(cons[i, c, col])
+        a = int(v) if v < top else top  # also NaN: the comparison is false
+        k = species_of_id[a]
+        if k >= 0:
+            out[k] += 1
+
+
+@njit(**_JIT)
 def substructure(cons, mask, cols, n_tau, tau_beta, tau_r0, normalized, want_d2, d2_beta,
-                 want_sd, sd_beta, sd_zcut, sd_r0, taus, d2s, msds, bad):
-    """Fill ``taus[i, :n_tau]``, ``d2s[i]``, ``msds[i]`` for every jet i of ``cons``
-    ((L, P, F) float32 with (L, P) ``mask``; ``cols``: the px, py, pz, E columns). n_tau = 0
-    skips the kT clustering, ``want_d2`` / ``want_sd`` the D2 and the C/A clustering.
+                 want_sd, sd_beta, sd_zcut, sd_r0, species_col, species_of_id, taus, d2s, msds,
+                 p4s, counts, bad):
+    """Fill ``taus[i, :n_tau]``, ``d2s[i]``, ``msds[i]`` and the four-momentum sum ``p4s[i]``
+    (float64, in stored order) for every jet i of ``cons`` ((L, P, F) float32 with (L, P)
+    ``mask``; ``cols``: the px, py, pz, E columns). n_tau = 0 skips the kT clustering,
+    ``want_d2`` / ``want_sd`` the D2 and the C/A clustering. With ``species_col`` >= 0 (the
+    pdgId column) ``counts[i, s]`` counts the constituents of species s: the index that the
+    table ``species_of_id`` gives |pdgId| (-1 and ids beyond the table: none).
     ``bad[i]`` is set for a jet with a non-finite four-momentum (not computed)."""
     L, P = mask.shape
     S = 2 * max(P, 1)
@@ -410,7 +437,9 @@ def substructure(cons, mask, cols, n_tau, tau_beta, tau_r0, normalized, want_d2,
     tmp, pt, s = np.zeros(P), np.zeros(P), np.zeros(P)
     axes = np.zeros(max(n_tau, 1), np.int64)
     for i in range(L):
-        n = _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt)
+        if species_col >= 0:
+            _count_species(cons, mask, i, species_col, species_of_id, counts[i])
+        n = _load(cons, mask, cols, i, jp, jrap, jphi, jkt2, pt, p4s[i])
         if n < 0:  # reported by the caller; the outputs of this jet stay as they are
             bad[i] = True
             continue

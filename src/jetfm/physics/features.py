@@ -80,9 +80,10 @@ def relative_to_jet(jets: Jets, eta_axis: np.ndarray | None = None,
 SPECIES = ("charged_hadron", "neutral_hadron", "photon", "electron", "muon", "hf")
 #: |pdgId| values of each species of :data:`SPECIES`, in order
 SPECIES_PDGIDS = ((211,), (130,), (22,), (11,), (13,), (1, 2))
-_SPECIES_OF_ID = np.full(max(max(ids) for ids in SPECIES_PDGIDS) + 2, -1, np.int8)
+#: species index (into :data:`SPECIES`) of each |pdgId| below its length, -1 for the others
+SPECIES_OF_ID = np.full(max(max(ids) for ids in SPECIES_PDGIDS) + 2, -1, np.int8)
 for _i, _ids in enumerate(SPECIES_PDGIDS):
-    _SPECIES_OF_ID[list(_ids)] = _i
+    SPECIES_OF_ID[list(_ids)] = _i
 
 
 def species_from_pdgid(pdgid: np.ndarray) -> np.ndarray:
@@ -94,7 +95,7 @@ def species_from_pdgid(pdgid: np.ndarray) -> np.ndarray:
     # one table look-up per candidate; ids beyond the table (and NaN, whose integer value is
     # undefined) land on its first or last entry, both -1
     a = np.abs(np.asarray(pdgid).astype(np.int32))
-    return _SPECIES_OF_ID[np.clip(a, 0, len(_SPECIES_OF_ID) - 1, out=a)]
+    return SPECIES_OF_ID[np.clip(a, 0, len(SPECIES_OF_ID) - 1, out=a)]
 
 
 def species(jets: Jets) -> np.ndarray:

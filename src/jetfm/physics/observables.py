@@ -49,7 +49,7 @@ import numpy as np
 
 from jetfm.errors import InputError
 from jetfm.jets import Jets
-from jetfm.physics.features import SPECIES, pt_eta_phi, species_counts
+from jetfm.physics.features import SPECIES, SPECIES_OF_ID, pt_eta_phi, species_counts
 
 #: keys of :func:`compute_observables`, in order (other code depends on them)
 OBSERVABLE_NAMES = ("pt", "eta", "phi", "mass", "n_constituents", "tau1", "tau2", "tau3", "tau4",
@@ -70,21 +70,27 @@ def jet_four_momentum(jets: Jets) -> np.ndarray:
 def jet_kinematics(jets: Jets) -> dict[str, np.ndarray]:
     """pt (GeV), eta, phi (radians), mass (GeV) and number of constituents of the constituent
     sum, each ``(N,)`` float64."""
-    p = jet_four_momentum(jets)
+    return _kinematics(jet_four_momentum(jets), jets.n_constituents)
+
+
+def _kinematics(p: np.ndarray, n_constituents: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`jet_kinematics` from the (N, 4) four-momentum sums."""
     pt, eta, phi = pt_eta_phi(p[:, 0], p[:, 1], p[:, 2])
     m2 = p[:, 3] ** 2 - (p[:, :3] ** 2).sum(1)
     return {"pt": pt, "eta": eta, "phi": phi, "mass": np.sqrt(np.clip(m2, 0, None)),
-            "n_constituents": jets.n_constituents.astype(np.float64)}
+            "n_constituents": n_constituents.astype(np.float64)}
 
 
 # ------------------------------------------------------------------------ kernels
 def _substructure_arrays(jets: Jets, threads: int = 1, n_tau: int = 0, tau_beta: float = 1.0,
                          tau_r0: float = 0.8, normalized: bool = True, want_d2: bool = False,
                          d2_beta: float = 1.0, want_sd: bool = False, sd_beta: float = 0.0,
-                         sd_zcut: float = 0.1, sd_r0: float = 0.8):
-    """(taus (N, max(n_tau, 1)), d2 (N,), msoftdrop (N,)) float64 from the compiled kernels;
-    what is not asked for stays 0. Blocks of :data:`BLOCK_JETS` jets run on ``threads``
-    threads; every jet is computed alone, so the numbers do not depend on the split."""
+                         sd_zcut: float = 0.1, sd_r0: float = 0.8, want_species: bool = False):
+    """(taus (N, max(n_tau, 1)), d2 (N,), msoftdrop (N,), four-momentum sums (N, 4)) float64
+    and, with ``want_species`` and a pdgId column, the species counts (N, len(SPECIES)) int64
+    (else None) from the compiled kernels; what is not asked for stays 0. Blocks of
+    :data:`BLOCK_JETS` jets run on ``threads`` threads; every jet is computed alone, so the
+    numbers do not depend on the split."""
     from jetfm.physics import _kernels
 
     threads = int(threads)
@@ -98,13 +104,17 @@ def _substructure_arrays(jets: Jets, threads: int = 1, n_tau: int = 0, tau_beta:
     mask = np.ascontiguousarray(jets.mask)
     n = len(jets)
     taus, d2s, msds = np.zeros((n, max(n_tau, 1))), np.zeros(n), np.zeros(n)
-    bad = np.zeros(n, bool)
+    p4s, bad = np.zeros((n, 4)), np.zeros(n, bool)
+    species_col = jets.constituent_names.index("pdgId") if want_species and jets.has("pdgId") \
+        else -1
+    counts = np.zeros((n, len(SPECIES)), np.int64)
 
     def run(a: int, b: int) -> None:
         _kernels.substructure(cons[a:b], mask[a:b], cols, n_tau, float(tau_beta), float(tau_r0),
                               bool(normalized), bool(want_d2), float(d2_beta), bool(want_sd),
-                              float(sd_beta), float(sd_zcut), float(sd_r0),
-                              taus[a:b], d2s[a:b], msds[a:b], bad[a:b])
+                              float(sd_beta), float(sd_zcut), float(sd_r0), species_col,
+                              SPECIES_OF_ID, taus[a:b], d2s[a:b], msds[a:b], p4s[a:b],
+                              counts[a:b], bad[a:b])
 
     starts = range(0, n, BLOCK_JETS)
     if threads == 1 or len(starts) < 2:
@@ -117,7 +127,7 @@ def _substructure_arrays(jets: Jets, threads: int = 1, n_tau: int = 0, tau_beta:
         raise InputError(f"{int(bad.sum())} of {n} jets have a non-finite px, py, pz or E "
                          f"(first: jet {int(np.flatnonzero(bad)[0])}); observables need finite "
                          "four-momenta")
-    return taus, d2s, msds
+    return taus, d2s, msds, p4s, counts if species_col >= 0 else None
 
 
 # ------------------------------------------------------------------ N-subjettiness
@@ -169,12 +179,16 @@ def compute_observables(jets: Jets, threads: int = 1) -> dict[str, np.ndarray]:
     the jets carry neither pdgId nor JetClass species flags, as generated jets do).
     ``threads > 1`` computes blocks of jets in that many threads (the same numbers).
     """
-    out = jet_kinematics(jets)
-    taus, out["d2"], out["msoftdrop"] = _substructure_arrays(
-        jets, threads, n_tau=4, want_d2=True, want_sd=True)
+    taus, d2s, msds, p4s, counts = _substructure_arrays(
+        jets, threads, n_tau=4, want_d2=True, want_sd=True, want_species=True)
+    out = _kinematics(p4s, jets.n_constituents)
+    out["d2"], out["msoftdrop"] = d2s, msds
     out.update({f"tau{k + 1}": taus[:, k] for k in range(4)})
     out["tau21"], out["tau32"] = tau_ratios(taus)
-    if jets.has("pdgId") or jets.has("isChargedHadron"):
+    if counts is not None:
+        for k, name in enumerate(SPECIES):
+            out[f"n_{name}"] = counts[:, k].astype(np.float64)
+    elif jets.has("isChargedHadron"):
         for name, cnt in species_counts(jets).items():
             out[f"n_{name}"] = cnt.astype(np.float64)
     else:  # generated jets carry no particle identity: unknown, not zero

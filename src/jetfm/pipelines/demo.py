@@ -117,7 +117,7 @@ def _check_same_config(out: str, cfg: DemoConfig, seed: int) -> None:
 
 
 def model_summary(desc: dict) -> dict[str, str]:
-    """The few facts about a model a reader of the report needs, from ``api.describe``."""
+    """The few facts about a model a reader of the report needs, from :func:`jetfm.omnijet.model.describe`."""
     c = desc["config"]
     tok, q, bb = c["tokenizer"], c["tokenizer"]["quantizer"], c["backbone"]
     out = {"parameters": ", ".join(f"{k} {v:,}" for k, v in desc["parameters"].items()),
@@ -162,6 +162,7 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
     from jetfm.evaluate.classify_scan import classify_report, run_classify_scan
     from jetfm.evaluate.scan import run_scan
     from jetfm.io import count_jets
+    from jetfm.omnijet.model import describe
     from jetfm.simulate import simulate_aoj_like, simulate_jetclass_like
     from jetfm.train import api
 
@@ -246,7 +247,7 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
         data.append({"role": f"target {t}", "file": f, "n_jets": count_jets(f),
                      "description": f"JetClass-like {t} jets (Delphes-like response)"})
     models = {"OmniJet-alpha (tokenizer + pre-trained backbone)":
-              model_summary(api.describe(os.path.join(pre_dir, "model")))}
+              model_summary(describe(os.path.join(pre_dir, "model")))}
     wall = {k: v for k, v in stage_s.items() if not k.endswith("(CPU)")}
     cpu = sum(v for k, v in stage_s.items() if k.endswith("(CPU)"))
     notes = [f"Demo preset `{preset}`, seed {seed}. Stage times in seconds, wall clock (as "
@@ -255,10 +256,8 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
              + f"; sum {sum(wall.values()):.0f} s wall, {cpu:.0f} s CPU (this process and its "
              f"workers). This invocation: {time.perf_counter() - t_start:.0f} s wall, "
              f"{_cpu_seconds() - cpu_start:.0f} s CPU."]
-    verdict_lines, sections = [], []
-    if do_classify:
-        verdict_lines, sections, _ = classify_report(classify_dir, fig_dir)
+    sections = [classify_report(classify_dir, fig_dir)] if do_classify else []
     _, html_path = build_report(scan_dir, out, figures, data, models, notes=notes,
                                 command=f"jetfm demo --preset {preset} --seed {seed} --out {out}",
-                                verdict_lines=verdict_lines, sections=sections)
+                                sections=sections)
     return html_path

@@ -18,6 +18,7 @@ production vertex in mm (Pythia's unit), ``event`` (int, the event index in a ba
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -25,10 +26,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-PARTICLE_FIELDS = ("px", "py", "pz", "E", "pdgId", "charge", "vx", "vy", "vz", "event", "pu")
+from jetfm.seeding import derive_seed as _derive_seed
 
-#: Pythia accepts seeds in 1..900_000_000
-_MAX_SEED = 900_000_000
+PARTICLE_FIELDS = ("px", "py", "pz", "E", "pdgId", "charge", "vx", "vy", "vz", "event", "pu")
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,9 @@ MINBIAS = ProcessSettings(name="minbias", settings=("SoftQCD:nonDiffractive = on
 PROCESSES = {"aoj_qcd": AOJ_QCD, "top": JETCLASS_TOP, "qcd": JETCLASS_QCD, "minbias": MINBIAS}
 
 
-def derive_seed(seed: int, *path: int) -> int:
-    """A Pythia seed (1..9e8) derived from the user seed and a path (chunk index, stream)."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32, *path])
-    return int(state.generate_state(1, np.uint64)[0] % (_MAX_SEED - 1)) + 1
+#: a Pythia seed (1..9e8) derived from the user seed and a path (chunk index, stream):
+#: :func:`jetfm.seeding.derive_seed` in its "pythia" convention
+derive_seed = functools.partial(_derive_seed, convention="pythia")
 
 
 def pythia_version() -> str:

@@ -1,4 +1,4 @@
-"""The Python API of OmniJet-alpha training and sampling (stable; other modules build on it).
+"""The Python API of OmniJet-alpha training (stable; other modules build on it).
 
 Exact signatures::
 
@@ -12,9 +12,6 @@ Exact signatures::
                        max_jets=None, jets=None, resume=True, progress=True, **STREAM) -> str
 
     STREAM: streaming=None, val_data=None, memory_budget_gb=None, buffer_size=None
-    sample(model_dir, n, seed=0, batch_size=None, temperature=None, top_k=None,
-           progress=True) -> Jets
-    load_pretrained(dir) -> OmniJetModel   (.tokenizer, .backbone, .preprocessing, .config)
 
 ``data`` is a list of AOJ or JetClass files (globs and ``.txt`` file lists work too);
 ``jets`` (a :class:`jetfm.Jets`) replaces ``data`` when given (then ``data`` may be ``[]``).
@@ -34,12 +31,12 @@ files (``jetfm tokenize``) are read as they are.
 Training settings come from the preset's sections: ``tokenizer_training`` (train_tokenizer),
 ``pretraining`` (pretrain), ``finetuning`` (finetune and train_from_scratch). The tokenizer (and,
 for finetune, the backbone architecture) always come from the model loaded, so the pre-trained and
-the from-scratch arm share one frozen tokenizer.
+the from-scratch arm share one frozen tokenizer. Loading and sampling a trained model:
+:mod:`jetfm.omnijet.model`.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 from typing import Sequence
@@ -51,17 +48,10 @@ from jetfm.config import save_config
 from jetfm.errors import InputError
 from jetfm.io.tokens import codes_to_sequences
 from jetfm.jets import Jets
-from jetfm.models.backbone import generate
-from jetfm.train.config import OmniJetConfig, TrainConfig, load_omnijet_config
-from jetfm.train.export import OmniJetModel
+from jetfm.omnijet.config import OmniJetConfig, TrainConfig, load_omnijet_config
+from jetfm.omnijet.model import OmniJetModel, load_pretrained
 
-__all__ = ["train_tokenizer", "pretrain", "finetune", "train_from_scratch", "sample",
-           "sample_jets", "load_pretrained", "OmniJetModel"]
-
-
-def load_pretrained(folder: str) -> OmniJetModel:
-    """Load a model directory (or a run folder holding ``model/``) without unpickling."""
-    return OmniJetModel.from_pretrained(folder)
+__all__ = ["train_tokenizer", "pretrain", "finetune", "train_from_scratch"]
 
 
 def _save_once(model: OmniJetModel, out: str, fit_info: dict) -> str:
@@ -239,8 +229,8 @@ CODE_TABLE_JETS = 20_000
 
 
 def _code_table(tok, data, jets: Jets | None, prep, max_jets: int | None) -> np.ndarray:
-    """The code table (:func:`jetfm.models.backbone.code_table`) from the first training jets."""
-    from jetfm.models.backbone import code_table
+    """The code table (:func:`jetfm.omnijet.backbone.code_table`) from the first training jets."""
+    from jetfm.omnijet.backbone import code_table
     from jetfm.train.data import expand_data, hdf5_files
 
     if jets is None and any(f.kind == "tokens" for f in hdf5_files(expand_data(data)) or []):
@@ -326,102 +316,3 @@ def train_from_scratch(tokenizer_dir: str, data: Sequence[str], out: str, preset
                            seed, max_jets, jets, resume, progress,
                            extra={"tokenizer_dir": os.path.abspath(tokenizer_dir)},
                            stream=_stream_kw(streaming, val_data, memory_budget_gb, buffer_size))
-
-
-# ------------------------------------------------------------------------------ sampling
-def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | None = None,
-                temperature: float | None = None, top_k: int | None = None,
-                progress: bool = True) -> Jets:
-    """Generate ``n`` jets: cached sampling of token sequences, decoding through the tokenizer,
-    jets with fewer than ``sampling.min_constituents`` constituents dropped (as the reference
-    does) and replaced by further draws, so exactly ``n`` jets come back.
-
-    Returns Jets with constituent columns pt, eta_rel, phi_rel, px, py, pz, E (GeV, radians; a
-    jet axis at eta = phi = 0) and jet fields pt, eta, phi, mass of the constituent sum.
-    Deterministic for a given (seed, batch_size).
-    """
-    if model.backbone is None:
-        raise InputError("model has no backbone: train one with `jetfm pretrain` first")
-    if n <= 0:
-        raise InputError(f"number of jets must be positive, got {n}")
-    sc = model.config.sampling
-    need = n * (sc.max_new + 2) * SAMPLE_BYTES_PER_TOKEN
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > memory // 2:
-        raise InputError(f"{n} jets would take about {need / 2**30:.0f} GiB in memory, more than "
-                         f"half of this machine's {memory / 2**30:.0f} GiB: sample fewer jets "
-                         "per run (with different seeds)")
-    bs = batch_size or sc.batch_size
-    temp = sc.temperature if temperature is None else temperature
-    k = sc.top_k if top_k is None else top_k
-    got_c, got_m, have, rnd = [], [], 0, 0
-    while have < n:
-        want = n if rnd == 0 else max(64, math.ceil((n - have) * 1.2))
-        # later rounds draw from seeds of their own, so round 0 equals a plain generate(seed)
-        s = seed if rnd == 0 else int(np.random.default_rng((seed, rnd)).integers(2 ** 62))
-        codes, mask = generate(model.backbone, want, sc.max_new, temp, k, s, bs,
-                               progress=progress)
-        keep = (mask.sum(1) >= sc.min_constituents).numpy()
-        got_c.append(codes.numpy()[keep])
-        got_m.append(mask.numpy()[keep])
-        have += int(keep.sum())
-        rnd += 1
-        if rnd > 50:
-            raise InputError(f"the model generates too few jets with >= {sc.min_constituents} "
-                             "constituents")
-    codes, mask = np.concatenate(got_c)[:n], np.concatenate(got_m)[:n]
-    p = max(1, int(mask.sum(1).max()))
-    jets = model.tokenizer.decode(codes[:, :p], mask[:, :p])
-    from jetfm.physics.observables import jet_kinematics
-
-    kin = jet_kinematics(jets)
-    jets = jets.with_jet_fields(pt=kin["pt"], eta=kin["eta"], phi=kin["phi"], mass=kin["mass"])
-    check_generated(jets, sc.min_constituents)
-    jets.meta.update({"generator": "jetfm sample (OmniJet-alpha)", "seed": seed,
-                      "batch_size": bs, "temperature": temp, "top_k": -1 if k is None else k})
-    return jets
-
-
-#: memory per generated token while sampling: its code (int64), mask, and the decoded
-#: constituent's 7 float32 columns
-SAMPLE_BYTES_PER_TOKEN = 8 + 1 + 7 * 4
-#: the constituent columns of generated jets that must be finite
-MOMENTUM_COLUMNS = ("pt", "eta_rel", "phi_rel", "px", "py", "pz", "E")
-
-
-def check_generated(jets: Jets, min_constituents: int) -> None:
-    """Refuse generated jets that are not physical: a non-finite momentum or jet field, or a jet
-    with fewer than ``min_constituents`` constituents (what a model with non-finite weights or
-    preprocessing constants produces)."""
-    kin = [i for i, c in enumerate(jets.constituent_names) if c in MOMENTUM_COLUMNS]
-    real = jets.constituents[jets.mask][:, kin]
-    n = jets.mask.sum(1)
-    bad = []
-    if not np.isfinite(real).all() or not np.isfinite(jets.jet).all():
-        bad.append(f"{int((~np.isfinite(real)).any(-1).sum())} constituents with non-finite "
-                   "momenta")
-    if len(n) and int(n.min()) < min_constituents:
-        bad.append(f"{int((n < min_constituents).sum())} jets with fewer than "
-                   f"{min_constituents} constituents")
-    if bad:
-        raise InputError("the model generated invalid jets (" + ", ".join(bad) + "); are its "
-                         "weights and preprocessing constants finite?")
-
-
-def sample(model_dir: str, n: int, seed: int = 0, batch_size: int | None = None,
-           temperature: float | None = None, top_k: int | None = None,
-           progress: bool = True) -> Jets:
-    """Load ``model_dir`` and generate ``n`` jets (see :func:`sample_jets`)."""
-    model = load_pretrained(model_dir)
-    try:
-        jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress)
-    except InputError as err:
-        raise InputError(err.message, model_dir) from err
-    jets.meta["model"] = os.path.abspath(model_dir)
-    return jets
-
-
-def describe(model_dir: str) -> dict:
-    """What a model is: config, parameter counts, provenance (for ``jetfm info``)."""
-    return load_pretrained(model_dir).describe()
-

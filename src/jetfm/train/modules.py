@@ -10,10 +10,10 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from jetfm.models.backbone import BackboneConfig, JetGPT
-from jetfm.models.tokenizer import TokenizerConfig, VQVAETokenizer
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT
+from jetfm.omnijet.config import TrainConfig
+from jetfm.omnijet.tokenizer import TokenizerConfig, VQVAETokenizer
 from jetfm.physics.features import Preprocessing
-from jetfm.train.config import TrainConfig
 
 
 def lr_factor(step: int, total: float, warmup: int, cooldown_fraction: float) -> float:

@@ -1,0 +1,374 @@
+"""The OmniJet-alpha generative backbone: a GPT over token sequences, and its samplers.
+
+Token sequences (see :mod:`jetfm.io.tokens`): ``[start] + [code + 1 ...] + [stop]`` with
+start = 0, stop = codebook_size + 1, vocabulary = codebook_size + 2, padded with -1. Shapes:
+``(B, L)`` int64.
+
+Architecture (reference): Embedding(vocab, dim) -> ``n_blocks`` decoder blocks -> Linear(dim ->
+vocab). Post-LN blocks ``x = LN(x + MHA(x)); x = LN(x + FF(x))`` with a ReLU feed-forward
+``dim -> ff_dim -> dim``; no positional embedding (order enters only through the causal mask).
+Options: ``pre_ln`` (``x = x + MHA(LN(x)); x = x + FF(LN(x))`` plus a final LN) and ``dropout``.
+
+Two samplers that give identical tokens for the same model and seed:
+
+- :func:`generate`: key/value cache, one new token per step, stops as soon as every sequence of
+  the batch has emitted its stop token, drops finished sequences from the work.
+- :func:`generate_reference`: the reference algorithm, recomputing the whole sequence every step,
+  always ``max_new`` steps.
+
+Both draw one uniform per sequence per step (inverse-CDF sampling) from a generator of their own
+per batch, seeded from ``seed``, so finished sequences and early stopping never shift the random
+stream. The start token is never sampled (it is invalid after position 0).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jetfm.config import ConfigValueError, check_model_size, check_range
+from jetfm.omnijet.quantizer import MAX_CODEBOOK
+
+START = 0
+
+
+@dataclass
+class BackboneConfig:
+    #: codebook_size + 2 (start, codes, stop)
+    vocab_size: int = 8194
+    dim: int = 256
+    n_blocks: int = 3
+    heads: int = 8
+    ff_dim: int = 1024
+    dropout: float = 0.0
+    pre_ln: bool = False
+    #: longest sequence the sampler builds: start + max constituents (+ stop)
+    max_len: int = 130
+    #: features per code in the code table (0: the reference's plain token embedding); see
+    #: :class:`JetGPT`
+    code_features: int = 0
+
+    @property
+    def stop_token(self) -> int:
+        return self.vocab_size - 1
+
+    def validate(self) -> None:
+        check_range(self, "vocab_size", 3, MAX_CODEBOOK + 2)  # codes + start, stop
+        check_range(self, "dim", 1, 8192)
+        check_range(self, "n_blocks", 1, 128)
+        check_range(self, "heads", 1, self.dim)
+        if self.dim % self.heads:
+            raise ConfigValueError("heads", f"{self.heads} heads do not divide the width "
+                                            f"(dim) {self.dim}")
+        check_range(self, "ff_dim", 1, 1 << 16)
+        check_range(self, "dropout", 0.0, 1.0, hi_open=True)
+        check_range(self, "max_len", 2, 4098)  # n_max bound + start, stop
+        check_range(self, "code_features", 0, 64)
+        check_model_size("dim", self.n_parameters())
+
+    def n_parameters(self) -> int:
+        """Weights of the blocks, the embedding and the output head, without biases and norms:
+        the bulk of the model (for size bounds)."""
+        feats = self.code_features * (self.vocab_size + 2 * self.dim) + 2 * self.dim ** 2 \
+            if self.code_features else 0
+        return self.n_blocks * (4 * self.dim ** 2 + 2 * self.dim * self.ff_dim) + \
+            2 * self.vocab_size * self.dim + feats
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        if cfg.dim % cfg.heads:
+            raise ValueError(f"dim {cfg.dim} is not a multiple of heads {cfg.heads}")
+        self.heads, self.pre_ln, self.p = cfg.heads, cfg.pre_ln, cfg.dropout
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.ln1 = nn.LayerNorm(cfg.dim)
+        self.ln2 = nn.LayerNorm(cfg.dim)
+        self.ff = nn.Sequential(nn.Linear(cfg.dim, cfg.ff_dim), nn.ReLU(),
+                                nn.Linear(cfg.ff_dim, cfg.dim))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def attn(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None,
+             pos: int) -> torch.Tensor:
+        """Causal self-attention of x (B, T, C). With a cache (k, v each (B, H, Lmax, C/H)) the
+        new keys/values are written at ``pos .. pos+T`` and the queries attend to ``0 .. pos+T``."""
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            kc, vc = cache
+            kc[:, :, pos:pos + t] = k
+            vc[:, :, pos:pos + t] = v
+            k, v = kc[:, :, :pos + t], vc[:, :, :pos + t]
+            if t > 1 and pos > 0:
+                raise ValueError("cached attention takes a prefix at pos 0 or one token a step")
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1,
+                                           dropout_p=self.p if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+    def forward(self, x: torch.Tensor, cache=None, pos: int = 0) -> torch.Tensor:
+        if self.pre_ln:
+            x = x + self.drop(self.attn(self.ln1(x), cache, pos))
+            return x + self.drop(self.ff(self.ln2(x)))
+        x = self.ln1(x + self.drop(self.attn(x, cache, pos)))
+        return self.ln2(x + self.drop(self.ff(x)))
+
+
+def _feature_mlp(n_in: int, dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, dim), nn.GELU(), nn.Linear(dim, dim))
+
+
+class JetGPT(nn.Module):
+    """GPT backbone (about 6.57 M parameters at the paper size, vocabulary 8194).
+
+    With ``code_features = F > 0`` every token also carries what its code means: a fixed table
+    ``code_table`` (vocab, F) (see :func:`code_table`: the mean constituent features of the
+    code in the training jets and the code's latent vector) enters the input embedding through
+    an MLP (``feat_in``) and the output layer through another (``feat_out``), whose output is
+    added to the head's weight rows: ``logits = h . (W + feat_out(table))^T + b``. A code the
+    training jets rarely show still gets the embedding and the logit of its neighbours in
+    (pT, eta, phi), so the model learns where constituents lie rather than 8192 unrelated
+    symbols."""
+
+    def __init__(self, cfg: BackboneConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or BackboneConfig()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_blocks))
+        self.ln_f = nn.LayerNorm(cfg.dim) if cfg.pre_ln else nn.Identity()
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        if cfg.code_features:
+            self.register_buffer("code_table", torch.zeros(cfg.vocab_size, cfg.code_features))
+            self.feat_in = _feature_mlp(cfg.code_features, cfg.dim)
+            self.feat_out = _feature_mlp(cfg.code_features, cfg.dim)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        if self.cfg.code_features:
+            x = x + self.feat_in(self.code_table[tokens])
+        return x
+
+    def body(self, tokens: torch.Tensor, caches=None, pos: int = 0) -> torch.Tensor:
+        """tokens (B, T) -> hidden states (B, T, dim)."""
+        x = self.drop(self.embed_tokens(tokens))
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, None if caches is None else caches[i], pos)
+        return self.ln_f(x)
+
+    def output_weight(self) -> torch.Tensor:
+        """The (vocab, dim) weight of the next-token logits."""
+        if self.cfg.code_features:
+            return self.head.weight + self.feat_out(self.code_table)
+        return self.head.weight
+
+    def logits(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (..., dim) -> next-token logits (..., vocab); ``weight``: a
+        precomputed :meth:`output_weight` (the sampler computes it once)."""
+        if not self.cfg.code_features:
+            return self.head(h)
+        return F.linear(h, self.output_weight() if weight is None else weight, self.head.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) int64 in [0, vocab) -> logits (B, T, vocab) for the next token."""
+        return self.logits(self.body(tokens))
+
+    def loss(self, seqs: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over the real targets of ``seqs`` (B, L), -1 padded.
+
+        Padding is excluded from the loss: every real token after the start (codes and the stop
+        token) is a target, padding positions are not. The reference pads with token 0 and counts
+        those positions in its loss, a defect that rewards predicting padding after the stop.
+        """
+        inp = seqs[:, :-1].clamp_min(0)  # padding inputs only feed padding positions (causal)
+        tgt = seqs[:, 1:]
+        valid = tgt >= 0
+        # the head (dim x vocab: most of the FLOPs with thousands of codes) only on positions
+        # with a target: a batch is padded to its longest jet, about twice the mean length
+        logits = self.logits(self.body(inp)[valid])
+        return F.cross_entropy(logits, tgt[valid])
+
+    def new_caches(self, batch: int, max_len: int, device=None, dtype=None):
+        c = self.cfg
+        hd = c.dim // c.heads
+        p = next(self.parameters())
+        kw = {"device": device or p.device, "dtype": dtype or p.dtype}
+        return [(torch.empty(batch, c.heads, max_len, hd, **kw),
+                 torch.empty(batch, c.heads, max_len, hd, **kw)) for _ in range(c.n_blocks)]
+
+
+def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
+               latents: np.ndarray) -> np.ndarray:
+    """The code table of :class:`JetGPT` (``code_features = C + D``): one row per token, float32
+    (codebook_size + 2, C + D). The row of code k (token k + 1) holds the mean preprocessed
+    features (C of them) of the training constituents the tokenizer maps to code k, then the
+    code's latent vector (``latents`` (codebook_size, D)); a code no training constituent uses
+    gets the mean of all constituents. Each column is standardised over the codes; the start
+    and stop rows are 0.
+
+    ``codes`` (N, P) int, ``feats`` (N, P, C), ``mask`` (N, P) bool: encoded training jets."""
+    k = len(latents)
+    c = np.asarray(codes)[mask].astype(np.int64)
+    x = np.asarray(feats, np.float64)[mask]
+    counts = np.bincount(c, minlength=k).astype(np.float64)
+    sums = np.stack([np.bincount(c, weights=x[:, j], minlength=k) for j in range(x.shape[1])], 1)
+    mean = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None],
+                    x.mean(0) if len(x) else 0.0)
+    rows = np.concatenate([mean, np.asarray(latents, np.float64)], 1)
+    rows = (rows - rows.mean(0)) / np.where(rows.std(0) > 0, rows.std(0), 1.0)
+    table = np.zeros((k + 2, rows.shape[1]), np.float32)
+    table[1:k + 1] = rows
+    return table
+
+
+# --------------------------------------------------------------------------- sampling
+def draw_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0,
+                top_k: int | None = None) -> torch.Tensor:
+    """Sample one token per row of ``logits`` (B, V) by inverse CDF with uniforms ``u`` (B,).
+
+    temperature scales the logits; top_k keeps only the k most likely tokens; the start token is
+    excluded. Plain multinomial sampling is temperature 1, top_k None.
+    """
+    logits = logits.double() / max(float(temperature), 1e-8)
+    logits[:, START] = -math.inf
+    if top_k is not None and 0 < top_k < logits.shape[1]:
+        kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    cdf = torch.softmax(logits, dim=1).cumsum(1)
+    idx = torch.searchsorted(cdf, (u.double() * cdf[:, -1]).unsqueeze(1), right=True)
+    return idx.squeeze(1).clamp_max(logits.shape[1] - 1)
+
+
+def _batch_generators(seed: int, n: int, batch_size: int, device) -> list[torch.Generator]:
+    """One generator per batch, seeded from ``seed``: a batch's stream never depends on how many
+    steps an earlier batch took."""
+    base = torch.Generator().manual_seed(int(seed))
+    seeds = torch.randint(0, 2 ** 62, (max(1, math.ceil(n / batch_size)),), generator=base)
+    gens = []
+    for s in seeds.tolist():
+        g = torch.Generator(device=device)
+        g.manual_seed(s)
+        gens.append(g)
+    return gens
+
+
+def cut_at_stop(tokens: torch.Tensor, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generated tokens (B, T) (start excluded) -> (codes (B, T) = token - 1 with -1 from the first
+    stop on, mask (B, T)). A sequence without stop keeps all T tokens."""
+    is_stop = tokens == stop
+    before = torch.cumsum(is_stop.long(), dim=1) == 0
+    codes = torch.where(before, tokens - 1, torch.full_like(tokens, -1))
+    return codes, before
+
+
+@dataclass
+class SampleStats:
+    """What a sampling run did: steps taken and model FLOPs spent (matmuls, 2 per MAC)."""
+    steps: int = 0
+    flops: float = 0.0
+
+
+def _step_flops(cfg: BackboneConfig, rows: int, ctx: int, q_len: int = 1,
+                head_len: int | None = None) -> float:
+    """Matmul FLOPs of ``rows`` sequences each processing ``q_len`` new positions against ``ctx``
+    keys, the head applied to ``head_len`` positions (default q_len)."""
+    d, f = cfg.dim, cfg.ff_dim
+    per_tok = 2 * (3 * d * d + d * d + 2 * d * f)
+    attn = 2 * 2 * q_len * ctx * d  # q.k and p.v over ctx keys (per query, averaged by caller)
+    head = 2 * d * cfg.vocab_size * (q_len if head_len is None else head_len)
+    return rows * (cfg.n_blocks * (per_tok * q_len + attn) + head)
+
+
+@torch.no_grad()
+def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0,
+             top_k: int | None = None, seed: int = 0, batch_size: int = 512,
+             progress: bool = False, stats: SampleStats | None = None):
+    """Sample ``n`` token sequences with a key/value cache and early stop.
+
+    Returns ``(codes (n, max_new) int64, -1 on padding, mask (n, max_new) bool)``: codebook
+    indices (token - 1) of each jet up to its first stop token. Same seed and batch_size ->
+    same codes, equal to :func:`generate_reference`.
+    """
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    cfg = model.cfg
+    stop = cfg.stop_token
+    out = torch.full((n, max_new), -1, dtype=torch.long)
+    gens = _batch_generators(seed, n, batch_size, dev)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, unit="jet", desc="sampling")
+    try:
+        for bi, lo in enumerate(range(0, n, batch_size)):
+            b = min(batch_size, n - lo)
+            g = gens[bi]
+            caches = model.new_caches(b, max_new, dev)
+            rows = torch.arange(b, device=dev)  # original row of each active row
+            tok = torch.full((b, 1), START, dtype=torch.long, device=dev)
+            gen = torch.full((b, max_new), stop, dtype=torch.long, device=dev)
+            done = torch.zeros(b, dtype=torch.bool, device=dev)
+            weight = model.output_weight()
+            for t in range(max_new):
+                h = model.body(tok, caches, pos=t)
+                logits = model.logits(h[:, -1], weight)
+                u = torch.rand(b, generator=g, device=dev, dtype=torch.float64)[rows]
+                nxt = draw_tokens(logits, u, temperature, top_k)
+                gen[rows, t] = nxt
+                if stats is not None:
+                    stats.steps += 1
+                    stats.flops += _step_flops(cfg, len(rows), t + 1)
+                done |= nxt == stop
+                if bool(done.all()):
+                    break
+                if int((~done).sum()) < 0.75 * len(rows):  # drop finished rows from the work
+                    keep = torch.nonzero(~done).flatten()
+                    rows, nxt, done = rows[keep], nxt[keep], done[keep]
+                    caches = [(k[keep], v[keep]) for k, v in caches]
+                tok = nxt.unsqueeze(1)
+            codes, _ = cut_at_stop(gen, stop)
+            out[lo:lo + b] = codes.cpu()
+            if bar is not None:
+                bar.update(b)
+    finally:
+        model.train(was)
+        if bar is not None:
+            bar.close()
+    return out, out >= 0
+
+
+@torch.no_grad()
+def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0,
+                       top_k: int | None = None, seed: int = 0, batch_size: int = 512,
+                       stats: SampleStats | None = None):
+    """The reference sampler: the whole sequence recomputed every step (logits at every
+    position, the last one used), always ``max_new`` steps, then each jet cut at its first stop.
+    Same return value and random stream as :func:`generate`."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    stop = model.cfg.stop_token
+    out = torch.full((n, max_new), -1, dtype=torch.long)
+    gens = _batch_generators(seed, n, batch_size, dev)
+    try:
+        for bi, lo in enumerate(range(0, n, batch_size)):
+            b = min(batch_size, n - lo)
+            seq = torch.full((b, 1), START, dtype=torch.long, device=dev)
+            for t in range(max_new):
+                logits = model(seq)[:, -1]
+                u = torch.rand(b, generator=gens[bi], device=dev, dtype=torch.float64)
+                seq = torch.cat([seq, draw_tokens(logits, u, temperature, top_k)[:, None]], 1)
+                if stats is not None:
+                    stats.steps += 1
+                    # every position attends to (t + 2) / 2 keys on average under the mask
+                    stats.flops += _step_flops(model.cfg, b, (t + 2) / 2, q_len=t + 1)
+            codes, _ = cut_at_stop(seq[:, 1:], stop)
+            out[lo:lo + b] = codes.cpu()
+    finally:
+        model.train(was)
+    return out, out >= 0

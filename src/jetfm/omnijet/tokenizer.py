@@ -1,0 +1,229 @@
+"""The OmniJet-alpha tokenizer: a VQ-VAE over whole jets with NormFormer blocks.
+
+Linear(3 -> width) -> ``enc_blocks`` NormFormer blocks -> Linear(width -> latent) -> vector
+quantiser -> Linear(latent -> width) -> ``dec_blocks`` NormFormer blocks -> Linear(width -> 3).
+Encoder and decoder attend over all constituents of a jet (bidirectional, key-padding mask), so
+decoding needs the whole token sequence of a jet.
+
+Feature tensors are ``(B, P, 3)`` float32 in the preprocessed space of
+:class:`jetfm.physics.features.Preprocessing` (``ln pT/GeV - 1.8, 3 eta_rel, 3 phi_rel``) with a
+``(B, P)`` bool mask. ``encode(Jets)`` / ``decode(codes, mask)`` convert to and from
+:class:`jetfm.Jets`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jetfm.config import ConfigValueError, check_model_size, check_range
+from jetfm.jets import Jets
+from jetfm.omnijet.quantizer import QuantizerConfig, VectorQuantizer
+from jetfm.physics.features import Preprocessing
+
+
+@dataclass
+class TokenizerConfig:
+    input_dim: int = 3
+    width: int = 128
+    enc_blocks: int = 4
+    dec_blocks: int = 4
+    heads: int = 8
+    #: hidden width of the NormFormer MLP as a multiple of ``width``
+    mlp_ratio: float = 1.0
+    dropout: float = 0.1
+    #: weight of the vq loss: loss = MSE(reconstruction) + alpha * vq_loss
+    alpha: float = 10.0
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    def validate(self) -> None:
+        check_range(self, "input_dim", 3, 3)  # the three preprocessed features
+        check_range(self, "width", 1, 8192)
+        for key in ("enc_blocks", "dec_blocks"):
+            check_range(self, key, 0, 64)
+        check_range(self, "heads", 1, self.width)
+        if self.width % self.heads:
+            raise ConfigValueError("heads", f"{self.heads} heads do not divide the width "
+                                            f"{self.width}")
+        check_range(self, "mlp_ratio", 0.0, 64.0, lo_open=True)
+        check_range(self, "dropout", 0.0, 1.0, hi_open=True)
+        check_range(self, "alpha", 0.0)
+        check_model_size("width", self.n_parameters())
+
+    def n_parameters(self) -> int:
+        """Parameters of the blocks and the codebook (the bulk of the model; for size bounds)."""
+        w, hidden = self.width, max(1, int(round(self.width * self.mlp_ratio)))
+        block = 4 * w * w + 2 * w * hidden
+        return (self.enc_blocks + self.dec_blocks) * block + \
+            self.quantizer.codebook_size * self.quantizer.dim
+
+
+class NormFormerBlock(nn.Module):
+    """LN -> MHA -> LN -> + residual -> MLP(LN, Linear, SiLU, Dropout, Linear) -> + residual.
+
+    The MLP's last layer starts at zero, so a fresh block is the identity plus attention.
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 1.0, dropout: float = 0.1):
+        super().__init__()
+        hidden = max(1, int(round(width * mlp_ratio)))
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.SiLU(),
+                                 nn.Dropout(dropout), nn.Linear(hidden, width))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def _attention(self, h: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention with the weights of ``self.attn`` (nn.MultiheadAttention),
+        computed directly with a broadcast (B, 1, 1, P) key mask: nn.MultiheadAttention expands
+        the padding mask to (B, heads, P, P), which is many times slower on CPUs."""
+        a = self.attn
+        b, p, c = h.shape
+        qkv = F.linear(h, a.in_proj_weight, a.in_proj_bias)
+        q, k, v = qkv.view(b, p, 3, a.num_heads, c // a.num_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=~pad[:, None, None, :],
+                                           dropout_p=a.dropout if self.training else 0.0)
+        return a.out_proj(y.transpose(1, 2).reshape(b, p, c))
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """x (B, P, W), pad (B, P) True for keys to ignore -> (B, P, W)."""
+        h = self.norm1(x)
+        h = self._attention(h, pad)
+        x = x + self.norm2(h)
+        return x + self.mlp(x)
+
+
+def _key_padding(mask: torch.Tensor) -> torch.Tensor:
+    """Key-padding mask (B, P) for attention; a jet without constituents attends to its padding
+    (its outputs are zeroed anyway) instead of producing NaN."""
+    return ~mask & mask.any(1, keepdim=True)
+
+
+class VQVAETokenizer(nn.Module):
+    """NormFormer VQ-VAE tokenizer (about 0.83 M parameters at the paper size)."""
+
+    def __init__(self, cfg: TokenizerConfig | None = None,
+                 preprocessing: Preprocessing | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or TokenizerConfig()
+        self.preprocessing = preprocessing or Preprocessing()
+        w, q = cfg.width, cfg.quantizer
+        self.enc_in = nn.Linear(cfg.input_dim, w)
+        self.enc_blocks = nn.ModuleList(NormFormerBlock(w, cfg.heads, cfg.mlp_ratio, cfg.dropout)
+                                        for _ in range(cfg.enc_blocks))
+        self.enc_out = nn.Linear(w, q.dim)
+        self.quantizer = VectorQuantizer(q)
+        self.dec_in = nn.Linear(q.dim, w)
+        self.dec_blocks = nn.ModuleList(NormFormerBlock(w, cfg.heads, cfg.mlp_ratio, cfg.dropout)
+                                        for _ in range(cfg.dec_blocks))
+        self.dec_out = nn.Linear(w, cfg.input_dim)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.cfg.quantizer.codebook_size
+
+    # ---------------------------------------------------------------- tensors
+    def encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, P, 3) features -> (B, P, latent) continuous encoder outputs z_e."""
+        h = self.enc_in(x)
+        pad = _key_padding(mask)
+        for blk in self.enc_blocks:
+            h = blk(h, pad)
+        return self.enc_out(h) * mask.unsqueeze(-1)
+
+    def decoder(self, zq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, P, latent) quantised latents -> (B, P, 3) reconstructed features (0 on padding)."""
+        h = self.dec_in(zq)
+        pad = _key_padding(mask)
+        for blk in self.dec_blocks:
+            h = blk(h, pad)
+        return self.dec_out(h) * mask.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor):
+        """Returns ``(recon (B,P,3), codes (B,P) with -1 on padding, loss, parts)`` where
+        loss = MSE over real constituents + alpha * vq_loss and ``parts`` holds the pieces and
+        the quantiser statistics."""
+        z = self.encoder(x, mask)
+        zq, codes, vq_loss, stats = self.quantizer(z, mask)
+        recon = self.decoder(zq, mask)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        n = (m.sum() * x.shape[-1]).clamp_min(1)
+        rec_loss = (((recon - x) ** 2) * m).sum() / n
+        loss = rec_loss + self.cfg.alpha * vq_loss
+        return recon, codes, loss, {"rec_loss": rec_loss, "vq_loss": vq_loss, **stats}
+
+    @torch.no_grad()
+    def encode_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, P, 3), (B, P) -> codes (B, P) int64, -1 on padding."""
+        z = self.encoder(x, mask)
+        codes = torch.full(mask.shape, -1, dtype=torch.long, device=x.device)
+        codes[mask] = self.quantizer.quantize(z[mask])
+        return codes
+
+    @torch.no_grad()
+    def decode_codes(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """codes (B, P) int64 (ignored where mask is False) -> features (B, P, 3)."""
+        codes = torch.where(mask, codes, torch.full_like(codes, -1))
+        return self.decoder(self.quantizer.lookup(codes), mask)
+
+    # ------------------------------------------------------------------- jets
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, jets: Jets, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Jets -> (codes (N, n_max) int64 in [0, codebook_size) with -1 on padding,
+        mask (N, n_max) bool), after the OmniJet-alpha preprocessing (pT order, |rel| < 0.8)."""
+        feats, mask = self.preprocessing.forward(jets)
+        return self.encode_arrays(feats, mask, batch_size), mask
+
+    def encode_arrays(self, feats: np.ndarray, mask: np.ndarray,
+                      batch_size: int = 256) -> np.ndarray:
+        """Preprocessed features (N, P, 3) and mask (N, P) -> codes (N, P) int64."""
+        was = self.training
+        self.eval()
+        dev = self._device()
+        out = np.full(mask.shape, -1, np.int64)
+        try:
+            for lo in range(0, len(mask), batch_size):
+                m = mask[lo:lo + batch_size]
+                p = max(1, int(m.sum(1).max())) if len(m) else 1  # trim trailing padding
+                x = torch.as_tensor(feats[lo:lo + batch_size, :p], device=dev)
+                c = self.encode_features(x, torch.as_tensor(m[:, :p], device=dev))
+                out[lo:lo + batch_size, :p] = c.cpu().numpy()
+        finally:
+            self.train(was)
+        return out
+
+    def decode_arrays(self, codes: np.ndarray, mask: np.ndarray,
+                      batch_size: int = 256) -> np.ndarray:
+        """codes (N, P), mask (N, P) -> preprocessed features (N, P, 3) float32."""
+        was = self.training
+        self.eval()
+        dev = self._device()
+        codes = np.asarray(codes, np.int64)
+        mask = np.asarray(mask, bool)
+        if ((codes < 0) & mask).any() or (codes >= self.codebook_size).any():
+            raise ValueError(f"codes must lie in [0, {self.codebook_size}) where mask is True")
+        out = np.zeros(mask.shape + (self.cfg.input_dim,), np.float32)
+        try:
+            for lo in range(0, len(mask), batch_size):
+                m = mask[lo:lo + batch_size]
+                p = max(1, int(m.sum(1).max())) if len(m) else 1
+                f = self.decode_codes(torch.as_tensor(codes[lo:lo + batch_size, :p], device=dev),
+                                      torch.as_tensor(m[:, :p], device=dev))
+                out[lo:lo + batch_size, :p] = f.cpu().numpy()
+        finally:
+            self.train(was)
+        return out
+
+    def decode(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 256) -> Jets:
+        """codes (N, P) + mask (N, P) -> Jets with columns pt [GeV], eta_rel, phi_rel [rad] and
+        massless px, py, pz, E [GeV] of a jet whose axis is at eta = phi = 0."""
+        feats = self.decode_arrays(codes, mask, batch_size)
+        return self.preprocessing.inverse(feats, mask)
+

@@ -1,0 +1,108 @@
+"""The backbone's code table (code_features) and the reflected training copies (augment)."""
+import numpy as np
+import pytest
+import torch
+
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT, code_table, generate, \
+    generate_reference
+from jetfm.train.data import reflect
+
+
+def _encoded(n=40, p=12, k=16, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.arange(p)[None] < rng.integers(3, p + 1, n)[:, None]
+    feats = rng.normal(size=(n, p, 3)).astype(np.float32) * mask[..., None]
+    codes = np.where(mask, rng.integers(0, k - 2, (n, p)), -1)  # the last 2 codes unused
+    return codes, feats, mask, rng.normal(size=(k, 4))
+
+
+def test_code_table_rows_are_standardised_code_means():
+    codes, feats, mask, latents = _encoded()
+    k = len(latents)
+    t = code_table(codes, feats, mask, latents)
+    assert t.shape == (k + 2, 7) and t.dtype == np.float32
+    assert not t[0].any() and not t[-1].any()  # start and stop
+    rows = t[1:k + 1].astype(np.float64)
+    np.testing.assert_allclose(rows.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(rows.std(0), 1, atol=1e-5)
+    # undo the standardisation of the mean-feature columns with the raw per-code means
+    raw = np.array([feats[mask][codes[mask] == c].mean(0) if (codes[mask] == c).any()
+                    else feats[mask].mean(0) for c in range(k)])
+    z = (raw - raw.mean(0)) / raw.std(0)
+    np.testing.assert_allclose(rows[:, :3], z, rtol=1e-5, atol=1e-5)
+    lz = (latents - latents.mean(0)) / latents.std(0)
+    np.testing.assert_allclose(rows[:, 3:], lz, rtol=1e-5, atol=1e-5)
+
+
+def _model(code_features=7, vocab=18, seed=0):
+    torch.manual_seed(seed)
+    m = JetGPT(BackboneConfig(vocab_size=vocab, dim=16, n_blocks=2, heads=2, ff_dim=32,
+                              max_len=12, code_features=code_features))
+    if code_features:
+        m.code_table.copy_(torch.randn(vocab, code_features))
+    return m.eval()
+
+
+def test_code_features_change_embedding_and_logits_and_train():
+    m = _model()
+    seqs = torch.tensor([[0, 3, 5, 2, 17], [0, 4, 17, -1, -1]])
+    base = m(seqs.clamp_min(0))
+    # the table reaches both the inputs and the output layer
+    with torch.no_grad():
+        m.code_table[3] += 1.0
+    assert not torch.allclose(m(seqs.clamp_min(0)), base)
+    w = m.output_weight()
+    assert not torch.allclose(w, m.head.weight)
+    loss = m.loss(seqs)
+    loss.backward()
+    assert m.feat_in[0].weight.grad.abs().sum() > 0
+    assert m.feat_out[0].weight.grad.abs().sum() > 0
+    assert "code_table" in m.state_dict()  # saved with the weights
+
+
+def test_code_features_cached_sampler_equals_reference():
+    m = _model()
+    a = generate(m, 9, max_new=10, seed=3, batch_size=4)
+    b = generate_reference(m, 9, max_new=10, seed=3, batch_size=4)
+    assert torch.equal(a[0], b[0])
+
+
+def test_without_code_features_the_model_is_the_reference_one():
+    m = _model(code_features=0)
+    assert not hasattr(m, "feat_in") and "code_table" not in m.state_dict()
+    h = m.body(torch.tensor([[0, 2, 3]]))
+    assert torch.equal(m.logits(h), m.head(h))
+
+
+def test_reflect_keeps_observables_and_order():
+    from jetfm.evaluate.scan import experiment_observables
+    from jetfm.io import read_jets
+    from jetfm.physics.features import Preprocessing
+
+    from tests.conftest import AOJ_MINI
+
+    jets = read_jets(AOJ_MINI, stop=50)
+    prep = Preprocessing()
+    feats, mask = prep.forward(jets)
+    ref = experiment_observables(prep.inverse(feats, mask))
+    f8, m8 = reflect(feats, mask, 4)
+    assert f8.shape == (4 * len(feats),) + feats.shape[1:]
+    np.testing.assert_array_equal(f8[:len(feats)], feats)
+    np.testing.assert_array_equal(f8[..., 0], np.concatenate([feats[..., 0]] * 4))
+    for c in range(4):
+        part = slice(c * len(feats), (c + 1) * len(feats))
+        obs = experiment_observables(prep.inverse(f8[part], m8[part]))
+        for name in ("mass", "n_constituents", "tau21", "tau32", "d2"):
+            np.testing.assert_allclose(obs[name], ref[name], rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{name}, reflection {c}")
+    assert not np.array_equal(f8[len(feats):2 * len(feats)], feats)
+
+
+@pytest.mark.parametrize("bad", [0, 3, 8])
+def test_augment_takes_only_reflection_counts(bad):
+    from jetfm.config import ConfigValueError
+    from jetfm.omnijet.config import TrainConfig
+
+    with pytest.raises(ConfigValueError) as err:
+        TrainConfig(augment=bad).validate()
+    assert err.value.key == "augment" and "1, 2 or 4" in str(err.value)
