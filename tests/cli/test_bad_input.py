@@ -107,6 +107,8 @@ def edited_model(model, folder, edit_config=None, edit_weights=None):
     (["metrics", A, A, "--seed", "4294967296"], "argument --seed"),
     (["sample", "--model", "m", "-n", "0"], "argument -n"),
     (["sample", "--model", "m", "-n", "5", "--temperature", "inf"], "argument --temperature"),
+    (["sample", "--model", "m", "-n", "5", "--top-p", "0"], "argument --top-p"),
+    (["sample", "--model", "m", "-n", "5", "--top-p", "1.5"], "argument --top-p"),
     (["tokenizer", "train", "--data", A, "--devices", "0"], "argument --devices"),
     (["scan", "--pretrained", "m", "--target", A, "--seeds", "0"], "argument --seeds"),
     (["demo", "--seed", "-3"], "argument --seed"),

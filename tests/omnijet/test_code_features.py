@@ -106,3 +106,22 @@ def test_augment_takes_only_reflection_counts(bad):
     with pytest.raises(ConfigValueError) as err:
         TrainConfig(augment=bad).validate()
     assert err.value.key == "augment" and "1, 2 or 4" in str(err.value)
+
+
+def test_top_p_keeps_the_nucleus_and_both_samplers_agree():
+    from jetfm.omnijet.backbone import draw_tokens
+
+    logits = torch.log(torch.tensor([[1e-9, 0.5, 0.3, 0.15, 0.05]]))
+    seen = set()
+    for u in torch.linspace(0, 0.999, 200):
+        seen.add(int(draw_tokens(logits, u[None], top_p=0.8)))
+    assert seen == {1, 2}  # 0.5 + 0.3 reach 0.8: the rest is cut
+    seen = {int(draw_tokens(logits, u[None], top_p=0.81)) for u in torch.linspace(0, .999, 200)}
+    assert seen == {1, 2, 3}
+    assert {int(draw_tokens(logits, u[None], top_p=1e-6))
+            for u in torch.linspace(0, .999, 50)} == {1}  # the likeliest always stays
+    m = _model()
+    a = generate(m, 9, max_new=10, seed=5, batch_size=4, top_p=0.7)
+    b = generate_reference(m, 9, max_new=10, seed=5, batch_size=4, top_p=0.7)
+    assert torch.equal(a[0], b[0])
+    assert not torch.equal(a[0], generate(m, 9, max_new=10, seed=5, batch_size=4)[0])

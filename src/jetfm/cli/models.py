@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 
-from jetfm.cli.argtypes import integer, positive_float, positive_int, seed, workers
+from jetfm.cli.argtypes import integer, number, positive_float, positive_int, seed, workers
 
 
 def _training_args(p, data_help: str) -> None:
@@ -163,6 +163,8 @@ def register(sub) -> None:
                    help="default 1 (plain multinomial)")
     p.add_argument("--top-k", type=positive_int, default=None,
                    help="sample among the k likeliest tokens")
+    p.add_argument("--top-p", type=number(0.0, 1.0, lo_open=True), default=None,
+                   help="nucleus sampling: among the likeliest tokens holding this probability")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("info", help="what a model is: sizes, parameters, training data")
@@ -255,11 +257,13 @@ def cmd_sample(args) -> int:
     out = check_writable(args.output)
     refuse_overwrite(out, folders=[args.model], option="-o output")
     t0 = time.perf_counter()
-    jets = sample(args.model, args.n, args.seed, args.batch_size, args.temperature, args.top_k)
+    jets = sample(args.model, args.n, args.seed, args.batch_size, args.temperature, args.top_k,
+                  top_p=args.top_p)
     dt = time.perf_counter() - t0
     attrs = {"generator": jets.meta["generator"], "model": jets.meta["model"],
              "seed": args.seed, "batch_size": jets.meta["batch_size"],
-             "temperature": jets.meta["temperature"], "top_k": jets.meta["top_k"]}
+             "temperature": jets.meta["temperature"], "top_k": jets.meta["top_k"],
+             "top_p": jets.meta["top_p"]}
     # generated constituents carry no species: charge 0 and pdgId 0 ("unknown"); the track
     # columns get the writer's neutral defaults (-1)
     zeros = np.zeros(jets.mask.shape, np.float32)

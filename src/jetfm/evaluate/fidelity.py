@@ -117,3 +117,141 @@ def fidelity_lines(fid: Mapping[str, Mapping[str, float]]) -> list[str]:
                      f"{sd['ref_window']:.0%}, tokenized {sd.get('tok_window', np.nan):.0%}, "
                      f"generated {sd['gen_window']:.0%}")
     return lines
+
+
+# ------------------------------------------------------------------------- in a D-scan
+def reference_arrays(refs: Mapping[str, tuple], floor_jets: Jets, model) -> dict[str, np.ndarray]:
+    """What the D-scan stores for the fidelity check beside its reference observables: the
+    soft-drop masses of the raw and tokenized held-out jets (``fid_raw_msoftdrop``,
+    ``fid_tokenized_msoftdrop``) and the observables of ``floor_jets`` (training-pool jets, as
+    many as a cell generates) through the tokenizer and back (``floor_<observable>``)."""
+    from jetfm.evaluate.scan import reference_sets
+    from jetfm.physics.observables import softdrop_mass
+
+    out = {f"fid_{r}_msoftdrop": softdrop_mass(jets) for r, (jets, _) in refs.items()}
+    tok = reference_sets(floor_jets, model)["tokenized"][0]
+    out.update({f"floor_{k}": v for k, v in fidelity_observables(tok).items()})
+    return out
+
+
+def scan_fidelity(scan_dir: str, target: str, arm: str = "pretrained",
+                  d: int | None = None) -> dict | None:
+    """The fidelity of one arm of a D-scan at size ``d`` (default: the largest), its seeds'
+    generated jets pooled: ``{"D", "seeds", "fidelity", "targets", "observables"}``, or None
+    when the scan folder lacks the arrays (a scan of an older version)."""
+    import glob
+    import os
+
+    ref_file = os.path.join(scan_dir, "reference", f"{target}.npz")
+    if not os.path.exists(ref_file):
+        return None
+    z = np.load(ref_file)
+    if "fid_raw_msoftdrop" not in z.files:
+        return None
+    sets = {}
+    for name in ("raw", "tokenized", "floor"):
+        pre = "floor_" if name == "floor" else f"{name}_"
+        sets[name] = {k[len(pre):]: z[k] for k in z.files if k.startswith(pre)}
+    for name in ("raw", "tokenized"):
+        sets[name]["msoftdrop"] = z[f"fid_{name}_msoftdrop"]
+    cells = sorted(glob.glob(os.path.join(scan_dir, "cells", target, f"D*_seed*_{arm}.npz")))
+    sizes = sorted({int(os.path.basename(c)[1:].split("_")[0]) for c in cells})
+    if not sizes:
+        return None
+    d = sizes[-1] if d is None else d
+    parts = [np.load(c) for c in cells if os.path.basename(c).startswith(f"D{d}_seed")]
+    if not parts or any("msoftdrop" not in p.files for p in parts):
+        return None
+    gen = {k: np.concatenate([p[k] for p in parts]) for k in FIDELITY_OBSERVABLES}
+    fid = fidelity(sets["raw"], gen, sets["tokenized"], sets["floor"])
+    return {"D": d, "seeds": len(parts), "fidelity": fid, "targets": check_targets(fid),
+            "observables": {"reference": sets["raw"], "tokenized": sets["tokenized"],
+                            "generated": gen}}
+
+
+OBS_AXIS = {"msoftdrop": "soft-drop mass [GeV]", "mass": "jet mass [GeV]", "tau21": r"$\tau_{21}$",
+            "tau32": r"$\tau_{32}$", "d2": "$D_2$", "n_constituents": "constituents"}
+
+
+def figure_fidelity(target: str, res: Mapping, path: str) -> str:
+    """Histograms of the six observables: held-out reference jets, the same through the
+    tokenizer, and generated jets (temperature 1)."""
+    from jetfm.report.figures import pyplot, save_figure
+
+    plt = pyplot()
+    obs = res["observables"]
+    fig, axes = plt.subplots(1, len(FIDELITY_OBSERVABLES), figsize=(4.2 * 6, 3.8))
+    style = {"reference": dict(histtype="stepfilled", color="#bbbbbb", label="reference"),
+             "tokenized": dict(histtype="step", color="#5f5f5f", ls="--", lw=1.5,
+                               label="reference through the tokenizer"),
+             "generated": dict(histtype="step", color="#e42536", lw=2,
+                               label=f"generated (fine-tuned, D = {res['D']})")}
+    for ax, name in zip(axes, FIDELITY_OBSERVABLES):
+        ref = obs["reference"][name]
+        lo, hi = np.quantile(ref, [0.002, 0.998])
+        if name == "n_constituents":
+            bins = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.5, max(1, round((hi - lo) / 40)))
+        else:
+            span = hi - lo
+            bins = np.linspace(lo - 0.1 * span, hi + 0.1 * span, 41)
+        for key, st in style.items():
+            ax.hist(np.clip(obs[key][name], bins[0], bins[-1]), bins, density=True, **st)
+        if name == "msoftdrop":
+            for edge in TOP_WINDOW:
+                ax.axvline(edge, color="k", lw=0.8, ls=":")
+        ax.set_xlabel(OBS_AXIS[name], fontsize=12)
+    axes[0].set_ylabel("density", fontsize=12)
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"{target}: generated and held-out jets at temperature 1", fontsize=14)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=60)
+
+
+def fidelity_section(scan_dir: str, fig_dir: str, targets: list[str] | None = None):
+    """The fidelity check of a D-scan as a report section: per target, the fine-tuned arm at
+    the largest D against the held-out jets (verdict line, histograms, table); None when the
+    scan holds none of it."""
+    import os
+
+    from jetfm.report.document import Figure, Paragraph, Report, Table
+
+    targets = targets or sorted(os.listdir(os.path.join(scan_dir, "reference")))
+    rep = Report("Generation fidelity (temperature 1)")
+    for t in targets:
+        t = t.removesuffix(".npz")
+        res = scan_fidelity(scan_dir, t)
+        if res is None:
+            continue
+        tg = res["targets"]
+        met = [k for k, v in tg.items() if v["met"]]
+        missed = [f"{k} {v['value']:.3g} (limit {v['limit']:g})" for k, v in tg.items()
+                  if not v["met"]]
+        fid = res["fidelity"]
+        sd = fid.get("msoftdrop", {})
+        rep.verdict.append(
+            f"**{t}, fine-tuned arm at D = {res['D']}** ({res['seeds']} seeds pooled, "
+            f"temperature 1): jet-mass median {fid['mass']['gen_median']:.0f} GeV against "
+            f"{fid['mass']['ref_median']:.0f} GeV, tau32 median {fid['tau32']['gen_median']:.2f} "
+            f"against {fid['tau32']['ref_median']:.2f}, soft-drop mass in 150-190 GeV "
+            f"{sd.get('gen_window', float('nan')):.0%} against {sd.get('ref_window', 0):.0%} "
+            f"({sd.get('tok_window', float('nan')):.0%} through the tokenizer). Targets met: "
+            f"{len(met)} of {len(tg)}" + (f"; missed: {', '.join(missed)}." if missed else "."))
+        path = figure_fidelity(t, res, os.path.join(fig_dir, f"{t}_fidelity.png"))
+        rep.figures.append(Figure(path, f"{t}: the six observables of the fidelity check, "
+                                        "generated against held-out jets (dotted: 150-190 GeV)"))
+        rows = [[name, f"{r['ref_median']:.3g}", f"{r.get('tok_median', float('nan')):.3g}",
+                 f"{r['gen_median']:.3g}", f"{r['w1']:.3g}", f"{r['kl']:.3f}",
+                 f"{r.get('kl_floor', float('nan')):.3f}"] for name, r in fid.items()]
+        rep.details.append(Table(
+            f"{t}: medians, W1 and KL(reference || generated), fine-tuned arm at D = {res['D']}",
+            ["observable", "reference median", "tokenized median", "generated median", "W1",
+             "KL", "KL floor"], rows))
+    if not rep.verdict:
+        return None
+    rep.details.append(Paragraph(
+        "The KL floor is the KL between the reference and training jets of the same kind passed "
+        "through the tokenizer and back, as many as generated: what a generator that learned "
+        "its training jets perfectly would still show (the tokenizer's loss and the sample "
+        "sizes' noise). Targets: jet-mass median within 8 %, tau32 median within 0.08, KL of "
+        "mass, tau21, tau32, D2 and multiplicity at most twice the floor."))
+    return rep

@@ -287,8 +287,13 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
         os.makedirs(os.path.join(out, "reference"), exist_ok=True)
         ref_file = os.path.join(out, "reference", f"{target}.npz")
         if not os.path.exists(ref_file):
-            _write_npz(ref_file, {f"{r}_{k}": v for r, (_, obs) in refs.items()
-                                  for k, v in obs.items()})
+            from jetfm.evaluate.fidelity import reference_arrays
+
+            # the fidelity check's arrays too: soft-drop masses and the tokenizer floor
+            floor_jets = all_jets[pool[-min(len(pool), cfg.n_generated):]]
+            _write_npz(ref_file, {**{f"{r}_{k}": v for r, (_, obs) in refs.items()
+                                     for k, v in obs.items()},
+                                  **reference_arrays(refs, floor_jets, model)})
         cell_dir = os.path.join(out, "cells", target)
         os.makedirs(cell_dir, exist_ok=True)
         for d in sizes:
@@ -326,7 +331,10 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
                     for r in rows:
                         r.update(target=target, arm=arm, D=d, seed=s)
                     rows = [{k: r[k] for k in ROW_FIELDS} for r in rows]
-                    _write_npz(os.path.join(cell_dir, name + ".npz"), gen_obs)
+                    from jetfm.physics.observables import softdrop_mass
+
+                    _write_npz(os.path.join(cell_dir, name + ".npz"),
+                               {**gen_obs, "msoftdrop": softdrop_mass(gen)})
                     _write_json(res_file, {"rows": rows, "model": os.path.abspath(mdir),
                                            "seconds": {"train": t1 - t0, "sample": t2 - t1,
                                                        "evaluate": t3 - t2}})

@@ -227,17 +227,23 @@ def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
 
 # --------------------------------------------------------------------------- sampling
 def draw_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0,
-                top_k: int | None = None) -> torch.Tensor:
+                top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Sample one token per row of ``logits`` (B, V) by inverse CDF with uniforms ``u`` (B,).
 
-    temperature scales the logits; top_k keeps only the k most likely tokens; the start token is
-    excluded. Plain multinomial sampling is temperature 1, top_k None.
+    temperature scales the logits; top_k keeps only the k most likely tokens; top_p (nucleus
+    sampling) keeps the most likely tokens whose probabilities sum to at least top_p; the start
+    token is excluded. Plain multinomial sampling is temperature 1, top_k and top_p None.
     """
     logits = logits.double() / max(float(temperature), 1e-8)
     logits[:, START] = -math.inf
     if top_k is not None and 0 < top_k < logits.shape[1]:
         kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p is not None and top_p < 1.0:
+        probs, order = torch.softmax(logits, dim=1).sort(dim=1, descending=True)
+        # drop a token when the likelier ones already hold top_p (the likeliest always stays)
+        drop = (probs.cumsum(1) - probs) >= top_p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), -math.inf)
     cdf = torch.softmax(logits, dim=1).cumsum(1)
     idx = torch.searchsorted(cdf, (u.double() * cdf[:, -1]).unsqueeze(1), right=True)
     return idx.squeeze(1).clamp_max(logits.shape[1] - 1)
@@ -286,7 +292,8 @@ def _step_flops(cfg: BackboneConfig, rows: int, ctx: int, q_len: int = 1,
 @torch.no_grad()
 def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0,
              top_k: int | None = None, seed: int = 0, batch_size: int = 512,
-             progress: bool = False, stats: SampleStats | None = None):
+             progress: bool = False, stats: SampleStats | None = None,
+             top_p: float | None = None):
     """Sample ``n`` token sequences with a key/value cache and early stop.
 
     Returns ``(codes (n, max_new) int64, -1 on padding, mask (n, max_new) bool)``: codebook
@@ -318,7 +325,7 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
                 h = model.body(tok, caches, pos=t)
                 logits = model.logits(h[:, -1], weight)
                 u = torch.rand(b, generator=g, device=dev, dtype=torch.float64)[rows]
-                nxt = draw_tokens(logits, u, temperature, top_k)
+                nxt = draw_tokens(logits, u, temperature, top_k, top_p)
                 gen[rows, t] = nxt
                 if stats is not None:
                     stats.steps += 1
@@ -345,7 +352,7 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
 @torch.no_grad()
 def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0,
                        top_k: int | None = None, seed: int = 0, batch_size: int = 512,
-                       stats: SampleStats | None = None):
+                       stats: SampleStats | None = None, top_p: float | None = None):
     """The reference sampler: the whole sequence recomputed every step (logits at every
     position, the last one used), always ``max_new`` steps, then each jet cut at its first stop.
     Same return value and random stream as :func:`generate`."""
@@ -362,7 +369,8 @@ def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: f
             for t in range(max_new):
                 logits = model(seq)[:, -1]
                 u = torch.rand(b, generator=gens[bi], device=dev, dtype=torch.float64)
-                seq = torch.cat([seq, draw_tokens(logits, u, temperature, top_k)[:, None]], 1)
+                seq = torch.cat([seq, draw_tokens(logits, u, temperature, top_k, top_p)[:, None]],
+                                1)
                 if stats is not None:
                     stats.steps += 1
                     # every position attends to (t + 2) / 2 keys on average under the mask

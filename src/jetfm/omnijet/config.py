@@ -126,6 +126,8 @@ class SamplingConfig:
     batch_size: int = 512
     temperature: float = 1.0
     top_k: int | None = None
+    #: nucleus sampling: the likeliest tokens holding this probability (None: all)
+    top_p: float | None = None
     #: tokens generated after the start token (the reference: 128)
     max_new: int = 128
     #: generated jets with fewer constituents are dropped (as the reference does)
@@ -135,6 +137,7 @@ class SamplingConfig:
         check_range(self, "batch_size", 1, MAX_BATCH)
         check_range(self, "temperature", 0.0, lo_open=True)
         check_range(self, "top_k", 1, allow=(None,))
+        check_range(self, "top_p", 0.0, 1.0, lo_open=True, allow=(None,))
         check_range(self, "max_new", 1, MAX_CONSTITUENTS)
         check_range(self, "min_constituents", 1, MAX_CONSTITUENTS)
 

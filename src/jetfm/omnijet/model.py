@@ -190,7 +190,7 @@ def load_pretrained(folder: str) -> OmniJetModel:
 # ------------------------------------------------------------------------------ sampling
 def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | None = None,
                 temperature: float | None = None, top_k: int | None = None,
-                progress: bool = True) -> Jets:
+                progress: bool = True, top_p: float | None = None) -> Jets:
     """Generate ``n`` jets: cached sampling of token sequences, decoding through the tokenizer,
     jets with fewer than ``sampling.min_constituents`` constituents dropped (as the reference
     does) and replaced by further draws, so exactly ``n`` jets come back.
@@ -213,13 +213,14 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     bs = batch_size or sc.batch_size
     temp = sc.temperature if temperature is None else temperature
     k = sc.top_k if top_k is None else top_k
+    tp = sc.top_p if top_p is None else top_p
     got_c, got_m, have, rnd = [], [], 0, 0
     while have < n:
         want = n if rnd == 0 else max(64, math.ceil((n - have) * 1.2))
         # later rounds draw from seeds of their own, so round 0 equals a plain generate(seed)
         s = seed if rnd == 0 else int(np.random.default_rng((seed, rnd)).integers(2 ** 62))
         codes, mask = generate(model.backbone, want, sc.max_new, temp, k, s, bs,
-                               progress=progress)
+                               progress=progress, top_p=tp)
         keep = (mask.sum(1) >= sc.min_constituents).numpy()
         got_c.append(codes.numpy()[keep])
         got_m.append(mask.numpy()[keep])
@@ -237,7 +238,8 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     jets = jets.with_jet_fields(pt=kin["pt"], eta=kin["eta"], phi=kin["phi"], mass=kin["mass"])
     check_generated(jets, sc.min_constituents)
     jets.meta.update({"generator": "jetfm sample (OmniJet-alpha)", "seed": seed,
-                      "batch_size": bs, "temperature": temp, "top_k": -1 if k is None else k})
+                      "batch_size": bs, "temperature": temp, "top_k": -1 if k is None else k,
+                      "top_p": 1.0 if tp is None else tp})
     return jets
 
 
@@ -269,11 +271,11 @@ def check_generated(jets: Jets, min_constituents: int) -> None:
 
 def sample(model_dir: str, n: int, seed: int = 0, batch_size: int | None = None,
            temperature: float | None = None, top_k: int | None = None,
-           progress: bool = True) -> Jets:
+           progress: bool = True, top_p: float | None = None) -> Jets:
     """Load ``model_dir`` and generate ``n`` jets (see :func:`sample_jets`)."""
     model = load_pretrained(model_dir)
     try:
-        jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress)
+        jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress, top_p)
     except InputError as err:
         raise InputError(err.message, model_dir) from err
     jets.meta["model"] = os.path.abspath(model_dir)

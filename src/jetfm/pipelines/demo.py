@@ -43,6 +43,9 @@ class DemoConfig:
     #: JetClass-like jets to simulate per target (reference + training pool)
     n_target: int = 6_000
     targets: list[str] = field(default_factory=lambda: ["top", "qcd"])
+    #: the targets of the generation D-scan (None: every target); the classification scan
+    #: takes top against QCD whatever this holds
+    scan_targets: list[str] | None = None
     #: OmniJet-alpha preset (``quick``, ``small``, ``paper``) and dotted overrides, used for the
     #: tokenizer, the pre-training and both arms of the scan
     model_preset: str = "small"
@@ -85,6 +88,9 @@ def load_demo_config(preset: str = "default", overrides: tuple[str, ...] = ()) -
     for t in cfg.targets:
         if t not in ("top", "qcd"):
             raise InputError(f"demo targets are 'top' and 'qcd', got '{t}'")
+    for t in cfg.scan_targets or []:
+        if t not in cfg.targets:
+            raise InputError(f"scan target '{t}' is not one of the demo's targets {cfg.targets}")
     check_scan_config(cfg.scan)  # the model preset with its overrides, before anything runs
     return cfg
 
@@ -213,9 +219,11 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
                                preset=cfg.model_preset, overrides=cfg.model_overrides,
                                seed=seed, progress=progress))
     scan_dir = os.path.join(out, "scan")
+    scan_targets = cfg.scan_targets or list(cfg.targets)
     scan_cached = os.path.exists(os.path.join(scan_dir, "results.json"))
     stage("D-scan (fine-tuned vs from scratch)", scan_cached,
-          lambda: run_scan(os.path.join(pre_dir, "model"), target_files, scan_dir, cfg.scan,
+          lambda: run_scan(os.path.join(pre_dir, "model"),
+                           {t: target_files[t] for t in scan_targets}, scan_dir, cfg.scan,
                            progress=progress))
     classify_dir = os.path.join(out, "classify")
     do_classify = cfg.classify and {"top", "qcd"} <= set(target_files)
@@ -235,7 +243,7 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
     stage("Figure 2", os.path.exists(figures["figure2"]),
           lambda: plots.figure2([aoj], figures["figure2"], cfg.figure_jets,
                                 title="AOJ-like pre-training jets"))
-    scan_figs = {f"{t}_{kind}": os.path.join(fig_dir, f"{t}_{kind}.png") for t in cfg.targets
+    scan_figs = {f"{t}_{kind}": os.path.join(fig_dir, f"{t}_{kind}.png") for t in scan_targets
                  for kind in ("histograms", "kl_vs_D", "w1_vs_D")}
     stage("Figures 3 and 4", scan_cached and all(os.path.exists(f) for f in scan_figs.values()),
           lambda: plots.scan_figures(scan_dir, fig_dir))
@@ -256,7 +264,12 @@ def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool)
              + f"; sum {sum(wall.values()):.0f} s wall, {cpu:.0f} s CPU (this process and its "
              f"workers). This invocation: {time.perf_counter() - t_start:.0f} s wall, "
              f"{_cpu_seconds() - cpu_start:.0f} s CPU."]
-    sections = [classify_report(classify_dir, fig_dir)] if do_classify else []
+    from jetfm.evaluate.fidelity import fidelity_section
+
+    fid = fidelity_section(scan_dir, fig_dir, scan_targets)
+    sections = [fid] if fid is not None else []
+    if do_classify:
+        sections.append(classify_report(classify_dir, fig_dir))
     _, html_path = build_report(scan_dir, out, figures, data, models, notes=notes,
                                 command=f"jetfm demo --preset {preset} --seed {seed} --out {out}",
                                 sections=sections)

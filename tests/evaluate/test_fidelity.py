@@ -1,0 +1,89 @@
+"""The generation-fidelity check and its benchmark's quick chain."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jetfm.evaluate.fidelity import (FIDELITY_OBSERVABLES, TOP_WINDOW, check_targets, fidelity,
+                                     fidelity_observables, window_fraction)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _obs(rng, n, mass=172.0, tau32=0.45):
+    return {"msoftdrop": rng.normal(mass - 5, 15, n), "mass": rng.normal(mass, 15, n),
+            "tau21": rng.normal(0.5, 0.1, n), "tau32": rng.normal(tau32, 0.1, n),
+            "d2": rng.normal(1.5, 0.3, n), "n_constituents": rng.poisson(54, n).astype(float)}
+
+
+def test_fidelity_medians_window_and_floor():
+    rng = np.random.default_rng(1)
+    ref, gen, floor = _obs(rng, 4000), _obs(rng, 3000, mass=140), _obs(rng, 3000)
+    fid = fidelity(ref, gen, ref, floor)
+    assert list(fid) == list(FIDELITY_OBSERVABLES)
+    assert fid["mass"]["ref_median"] == pytest.approx(np.median(ref["mass"]))
+    assert fid["mass"]["gen_median"] == pytest.approx(np.median(gen["mass"]))
+    sd = fid["msoftdrop"]
+    inside = (ref["msoftdrop"] >= TOP_WINDOW[0]) & (ref["msoftdrop"] < TOP_WINDOW[1])
+    assert sd["ref_window"] == pytest.approx(inside.mean())
+    assert sd["gen_window"] < sd["ref_window"]
+    # the shifted mass is far above its floor, an unshifted observable near it
+    assert fid["mass"]["kl"] > 5 * fid["mass"]["kl_floor"]
+    assert fid["tau21"]["kl"] < 3 * fid["tau21"]["kl_floor"]
+
+
+def test_check_targets_limits():
+    rng = np.random.default_rng(2)
+    ref, floor = _obs(rng, 4000), _obs(rng, 3000)
+    good = check_targets(fidelity(ref, _obs(rng, 3000), ref, floor))
+    assert good["mass median"]["met"] and good["tau32 median"]["met"]
+    fid = fidelity(ref, _obs(rng, 3000, mass=150, tau32=0.6), ref, floor)
+    bad = check_targets(fid)
+    assert not bad["mass median"]["met"]
+    assert bad["mass median"]["value"] == pytest.approx(
+        abs(fid["mass"]["gen_median"] / fid["mass"]["ref_median"] - 1))
+    assert bad["tau32 median"]["value"] > 0.08 and not bad["tau32 median"]["met"]
+    assert not bad["KL tau32 / floor"]["met"]
+    assert set(good) == {"mass median", "tau32 median"} | {
+        f"KL {n} / floor" for n in ("mass", "tau21", "tau32", "d2", "n_constituents")}
+
+
+def test_window_fraction_edges():
+    assert window_fraction(np.array([149.9, 150.0, 189.9, 190.0])) == 0.5
+    assert np.isnan(window_fraction(np.array([])))
+
+
+def test_fidelity_observables_of_real_jets():
+    from jetfm.io import read_jets
+    from jetfm.physics.observables import softdrop_mass
+
+    from tests.conftest import REAL
+
+    jets = read_jets(REAL / "jetclass2_sophon_example" / "JetClassII_example.root")[:60]
+    obs = fidelity_observables(jets)
+    assert set(FIDELITY_OBSERVABLES) <= set(obs)
+    np.testing.assert_array_equal(obs["msoftdrop"], softdrop_mass(jets))
+    assert (obs["msoftdrop"] <= obs["mass"] + 1e-9).all()
+
+
+def test_benchmark_quick_chain(tmp_path):
+    """benchmarks/fidelity.py --quick: simulate, tokenizer, pre-train, fine-tune, sample and
+    compare, end to end; the last line is one JSON object naming each target."""
+    out = tmp_path / "fid"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--quick",
+                        "--out", str(out), "--json", str(tmp_path / "r.json")],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"quick"}
+    assert set(summary["quick"]["T=1"]) >= {"mass median", "tau32 median"}
+    res = json.loads((tmp_path / "r.json").read_text())
+    fid = res[0]["samplers"]["T=1"]["fidelity"]
+    assert set(fid) == set(FIDELITY_OBSERVABLES)
+    assert all(np.isfinite(fid[o]["kl_floor"]) for o in fid)
+    assert "the tokenizer" in r.stdout and "targets:" in r.stdout
