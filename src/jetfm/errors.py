@@ -64,10 +64,11 @@ def check_output_dir(path: str | os.PathLike, option: str) -> str:
     return p
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`jetfm.io.output.atomic_output`), so
-    a crash never leaves a half-written file under the final name."""
-    from jetfm.io.output import atomic_output
+def __getattr__(name: str):
+    # ``write_text_atomic`` lives in jetfm.io.output (which imports this module); the old name
+    # here still resolves, for code that imports it from jetfm.errors
+    if name == "write_text_atomic":
+        from jetfm.io.output import write_text_atomic
 
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+        return write_text_atomic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

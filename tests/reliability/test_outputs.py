@@ -8,14 +8,16 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import h5py
 import numpy as np
 import pytest
 
 from jetfm.cli import main
-from jetfm.errors import InputError, write_text_atomic
-from jetfm.io.output import OutputLock, atomic_output, refuse_overwrite
+from jetfm.errors import InputError
+from jetfm.io.output import (OutputLock, atomic_output, refuse_overwrite, save_npz_atomic,
+                             write_text_atomic)
 from tests.conftest import AOJ_MINI
 
 
@@ -43,6 +45,40 @@ def test_atomic_output_renames_on_success_and_removes_on_failure(tmp_path):
             raise RuntimeError("crash")
     # the old file is untouched; no working or lock file is left
     assert out.read_text() == "first" and os.listdir(out.parent) == ["a.txt"]
+
+
+def test_folder_output_is_published_whole_or_removed(tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()  # an empty folder is replaced
+    with atomic_output(out, tmp=str(tmp_path / ".export.partial"), folder=True) as tmp:
+        os.makedirs(os.path.join(tmp, "a"))
+        open(os.path.join(tmp, "a", "f.txt"), "w").write("x")
+        assert not (out / "a").exists()
+    assert (out / "a" / "f.txt").read_text() == "x"
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "other", folder=True) as tmp:
+            os.makedirs(os.path.join(tmp, "b"))
+            raise RuntimeError("crash")
+    assert sorted(os.listdir(tmp_path)) == ["export"]
+    # a folder where a file writer expected its working file is never removed
+    (tmp_path / "f.txt.partial").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_text_atomic(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt.partial").is_dir()
+
+
+def test_text_and_npz_writers(tmp_path):
+    assert write_text_atomic(tmp_path / "m.json", "{}", fsync=True) == str(tmp_path / "m.json")
+    arrays = {"a": np.arange(5.0), "b": np.array("meta")}
+    for compressed in (True, False):
+        path = save_npz_atomic(tmp_path / f"z{compressed}.npz", arrays, compressed=compressed)
+        with np.load(path) as z:
+            np.testing.assert_array_equal(z["a"], arrays["a"])
+            assert str(z["b"]) == "meta"
+        with zipfile.ZipFile(path) as zf:
+            kinds = {i.compress_type for i in zf.infolist()}
+        assert kinds == ({zipfile.ZIP_DEFLATED} if compressed else {zipfile.ZIP_STORED})
+    assert sorted(os.listdir(tmp_path)) == ["m.json", "zFalse.npz", "zTrue.npz"]
 
 
 _HOLDER = textwrap.dedent("""

@@ -89,10 +89,9 @@ def cmd_scan(args) -> int:
 def cmd_fit(args) -> int:
     import json
 
-    from jetfm.errors import write_text_atomic
     from jetfm.evaluate.fits import fit_results
     from jetfm.evaluate.scan import load_results
-    from jetfm.io.output import refuse_overwrite
+    from jetfm.io.output import refuse_overwrite, write_text_atomic
 
     if args.output:
         src = args.results

@@ -8,8 +8,8 @@ import os
 
 from jetfm.codae.model import CoDAE, CoDAEConfig
 from jetfm.codae.runtime import load_onnx
-from jetfm.errors import InputError, write_text_atomic
-from jetfm.io.output import atomic_output
+from jetfm.errors import InputError
+from jetfm.io.output import atomic_output, write_text_atomic
 
 
 def save_pretrained(model: CoDAE, folder: str, info: dict | None = None) -> str:

@@ -35,6 +35,7 @@ from jetfm.codae.data import model_inputs, read_for_input
 from jetfm.codae.model import CoDAE
 from jetfm.codae.runtime import session
 from jetfm.errors import InputError
+from jetfm.io.output import atomic_output, write_text_atomic
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 FORMAT = "onnx"
@@ -92,18 +93,24 @@ def export_graph(module: nn.Module, path: str, outputs: list[str], example: torc
 
 
 def quantise(path: str, precision: str, calibration: np.ndarray | None) -> None:
-    """Replace the fp32 graph at ``path`` by its ``precision`` version."""
-    tmp = path + ".q.partial"
-    if precision == "fp16":
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+    """Replace the fp32 graph at ``path`` by its ``precision`` version (no lock: the export
+    folder's writer holds one)."""
+    with atomic_output(path, lock=False) as tmp:
+        if precision == "fp16":
+            import onnx
+            from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        onnx.save(convert_float_to_float16(onnx.load(path), keep_io_types=True), tmp)
-    else:
-        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+            onnx.save(convert_float_to_float16(onnx.load(path), keep_io_types=True), tmp)
+        else:
+            _quantise_int8(path, tmp, precision, calibration)
 
-        pre = path + ".pre.partial"
+
+def _quantise_int8(path: str, tmp: str, precision: str, calibration: np.ndarray | None) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = path + ".pre.partial"  # the preprocessed graph, the quantiser's input
+    try:
         quant_pre_process(path, pre, skip_symbolic_shape=True)
         if precision == "int8-dynamic":
             quantize_dynamic(pre, tmp, weight_type=QuantType.QInt8)
@@ -111,8 +118,9 @@ def quantise(path: str, precision: str, calibration: np.ndarray | None) -> None:
             quantize_static(pre, tmp, _Calibration(calibration), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8)
-        os.remove(pre)
-    os.replace(tmp, path)
+    finally:
+        if os.path.exists(pre):
+            os.remove(pre)
 
 
 class _Calibration:
@@ -160,8 +168,8 @@ def export_model(model: CoDAE, meta: dict, folder: str, precision: str = "fp32",
     out = {**meta, "format": FORMAT, "precision": precision, "opset": OPSET,
            "files": {k: f"{k}.onnx" for k in graphs},
            "check_max_rel_diff": diffs, "check_events": int(len(check))}
-    with open(os.path.join(folder, "config.json"), "w") as fh:
-        json.dump(out, fh, indent=2)
+    write_text_atomic(os.path.join(folder, "config.json"), json.dumps(out, indent=2),
+                      lock=False)
     return out
 
 
@@ -184,15 +192,11 @@ def export_run(run: str, out: str, precision: str = "fp32", calibration=None) ->
         kind = meta.get("input", "track_occupancy")
         ev = read_for_input(calibration, kind, processes=["qcd"])
         calib = model_inputs(ev, kind, meta.get("energy_scale", 1000.0))[:CALIBRATION_EVENTS]
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    parent, name = os.path.split(os.path.abspath(out))
+    # a hidden working folder beside ``out``, published whole (replacing an empty ``out``)
+    with atomic_output(out, tmp=os.path.join(parent, f".{name}.partial"), folder=True) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted export left
         res = {kind: export_model(model, meta, os.path.join(tmp, kind), precision,
                                   check=None if calib is None else calib[:8], calibration=calib)
                for kind, (model, meta) in models.items()}
-        os.replace(tmp, out)  # replaces an empty folder too
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return res

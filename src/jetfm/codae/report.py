@@ -9,8 +9,8 @@ import os
 import numpy as np
 
 from jetfm.codae.metrics import roc_curve
-from jetfm.errors import write_text_atomic
 from jetfm.io.images import LABEL_NAMES, LABELS
+from jetfm.io.output import write_text_atomic
 from jetfm.report import Figure, Heading, Paragraph, Report, Table, pyplot, save_figure
 
 #: scores drawn in the ROC figure, when present

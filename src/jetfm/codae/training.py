@@ -31,7 +31,8 @@ from jetfm.codae.metrics import ssim
 from jetfm.codae.model import CoDAE, n_parameters
 from jetfm.codae.scoring import z_m, z_m_reference
 from jetfm.config import save_config
-from jetfm.errors import InputError, write_text_atomic
+from jetfm.errors import InputError
+from jetfm.io.output import atomic_output, write_text_atomic
 from jetfm.seeding import derive_seed as _derive_seed
 
 #: a child seed for each (model, epoch), so resuming at any epoch replays the same numbers:
@@ -130,13 +131,12 @@ def train_one(kind: str, cfg: AnomalyConfig, x_train: np.ndarray, x_valid: np.nd
                                             "energy_scale": cfg.data.energy_scale,
                                             "epoch": epoch + 1, "valid_ssim": v_ssim,
                                             "seed": seed})
-        with open(os.path.join(folder, "history.json"), "w") as fh:
-            json.dump({"model": kind, "epochs": history}, fh, indent=2)
-        tmp = last + ".partial"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "epoch": epoch + 1, "best_ssim": best, "steps": steps,
-                    "seconds": spent + time.perf_counter() - t0}, tmp)
-        os.replace(tmp, last)
+        write_text_atomic(os.path.join(folder, "history.json"),
+                          json.dumps({"model": kind, "epochs": history}, indent=2))
+        with atomic_output(last) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "epoch": epoch + 1, "best_ssim": best, "steps": steps,
+                        "seconds": spent + time.perf_counter() - t0}, tmp)
     if kind == "codae" and os.path.isfile(os.path.join(folder, "config.json")):
         _store_z_m_reference(folder, x_train, tc.eval_batch_size)
     return {"model": kind, "parameters": n_parameters(model), "steps": steps,
@@ -170,6 +170,5 @@ def train(cfg: AnomalyConfig, out: str, seed: int, progress: bool = True,
     for kind in cfg.models:
         summary["models"][kind] = train_one(kind, cfg, x[tr], x[va], os.path.join(out, kind),
                                             seed, progress, resume)
-    with open(os.path.join(out, "train_summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2)
+    write_text_atomic(os.path.join(out, "train_summary.json"), json.dumps(summary, indent=2))
     return summary

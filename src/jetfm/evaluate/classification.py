@@ -187,7 +187,7 @@ def evaluate_classifier(model_dir: str, out: str, data: Sequence[str] = (),
     import os
 
     from jetfm.evaluate.plots import figure_roc
-    from jetfm.io.output import atomic_output
+    from jetfm.io.output import write_text_atomic
     from jetfm.omnijet.classification import predict_proba, require_classifier
     from jetfm.omnijet.model import load_pretrained
     from jetfm.report import Figure, Paragraph, Report, Table
@@ -206,9 +206,7 @@ def evaluate_classifier(model_dir: str, out: str, data: Sequence[str] = (),
     roc_png = figure_roc({f"{m['signal']} vs {m['background']} (AUC {m['auc']:.3f})":
                           (tpr, fpr)}, os.path.join(out, "roc.png"),
                          title=os.path.basename(os.path.abspath(model_dir)))
-    with atomic_output(os.path.join(out, "metrics.json")) as tmp:
-        with open(tmp, "w") as fh:
-            json.dump(m, fh, indent=1)
+    write_text_atomic(os.path.join(out, "metrics.json"), json.dumps(m, indent=1))
     rows = [["accuracy", f"{m['accuracy']:.4f}", ""],
             ["ROC AUC", f"{m['auc']:.4f}", f"{m.get('auc_err', float('nan')):.4f}"]]
     rejections = []

@@ -241,7 +241,7 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
 
 
 def _write_json(path: str, obj) -> None:
-    from jetfm.errors import write_text_atomic
+    from jetfm.io.output import write_text_atomic
 
     write_text_atomic(path, json.dumps(obj, indent=1, default=float))
 

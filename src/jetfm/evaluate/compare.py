@@ -15,7 +15,8 @@ import os
 
 import numpy as np
 
-from jetfm.errors import InputError, write_text_atomic
+from jetfm.errors import InputError
+from jetfm.io.output import write_text_atomic
 from jetfm.jets import Jets
 
 #: constituent and jet quantities drawn, with axis label, binning and log-scale choices

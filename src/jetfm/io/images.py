@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
-from jetfm.io.output import atomic_output
+from jetfm.io.output import save_npz_atomic
 
 #: label codes of the released data
 LABELS = {"qcd": 0, "suep": 1, "svj": 2}
@@ -263,13 +263,3 @@ def write_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray
         arrays["n_tracks"] = np.asarray(n_tracks, np.float32).reshape(n, 1)
     arrays["meta"] = np.array(json.dumps({"mass_unit": "GeV", **(meta or {})}))
     return save_npz_atomic(p, arrays)
-
-
-def save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> str:
-    """``np.savez_compressed`` through :func:`jetfm.io.output.atomic_output`: never a
-    half-written file."""
-    p = os.fspath(path)
-    # a file object: np.savez would append .npz to a name
-    with atomic_output(p) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    return p

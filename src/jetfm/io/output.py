@@ -1,11 +1,13 @@
 """Safe outputs: atomic single-file writes, exclusive locks, run folders that remember their
 settings, and the check that an output never overwrites an input.
 
-:func:`atomic_output` serves every single-file writer (text, npz, HDF5, ROOT, Parquet/CSV, PNG,
-safetensors)::
+:func:`atomic_output` serves every writer of a file (text, JSON, YAML, npz, HDF5, ROOT,
+Parquet/CSV, PNG, safetensors, ONNX, checkpoints) or of a folder published whole::
 
     with atomic_output("obs.parquet") as tmp:   # obs.parquet.partial, next to the target
         df.to_parquet(tmp)                        # renamed onto obs.parquet only on success
+
+:func:`write_text_atomic` and :func:`save_npz_atomic` are the two writers used most, built on it.
 
 While the block runs, an exclusive lock (``fcntl.flock`` on ``TARGET.lock``, which records the
 writer's pid) is held, so a second writer of the same target stops at once with one line naming
@@ -132,15 +134,15 @@ def _holder(fd: int) -> str:
 
 
 class AtomicOutput:
-    """The temporary file behind :func:`atomic_output`; usable as a context manager or by hand
-    (:meth:`acquire`, then :meth:`commit` or :meth:`discard`) by writers that live longer than
-    one block, such as :class:`jetfm.io.aoj.AOJWriter`."""
+    """The temporary file (or folder) behind :func:`atomic_output`; usable as a context manager
+    or by hand (:meth:`acquire`, then :meth:`commit` or :meth:`discard`) by writers that live
+    longer than one block, such as :class:`jetfm.io.aoj.AOJWriter`."""
 
     def __init__(self, path: str | os.PathLike, suffix: str = "", tmp: str | None = None,
-                 keep_partial: bool = False, lock: bool = True):
+                 keep_partial: bool = False, lock: bool = True, folder: bool = False):
         self.path = os.fspath(path)
         self.tmp = tmp or self.path + ".partial" + suffix
-        self.keep_partial = keep_partial
+        self.keep_partial, self.folder = keep_partial, folder
         self._lock = OutputLock(self.path + LOCK_SUFFIX, self.path) if lock else None
         self._open = False
 
@@ -162,10 +164,13 @@ class AtomicOutput:
         return self.path
 
     def discard(self) -> None:
-        """Remove the temporary file (unless ``keep_partial``) and release the lock."""
+        """Remove the temporary file or folder (unless ``keep_partial``) and release the lock."""
         try:
-            if not self.keep_partial and os.path.exists(self.tmp):
-                os.remove(self.tmp)
+            if not self.keep_partial:
+                if self.folder and os.path.isdir(self.tmp) and not os.path.islink(self.tmp):
+                    shutil.rmtree(self.tmp)
+                elif os.path.lexists(self.tmp):
+                    os.remove(self.tmp)
         finally:
             self._release()
 
@@ -185,13 +190,44 @@ class AtomicOutput:
 
 
 def atomic_output(path: str | os.PathLike, suffix: str = "", tmp: str | None = None,
-                  keep_partial: bool = False, lock: bool = True) -> AtomicOutput:
+                  keep_partial: bool = False, lock: bool = True,
+                  folder: bool = False) -> AtomicOutput:
     """A context manager yielding a temporary path next to ``path`` (``path.partial`` +
     ``suffix``, e.g. ``".png"`` for writers that tell the format from the name; ``tmp``: another
     name). On success the file is renamed onto ``path``; on an error it is removed (kept with
-    ``keep_partial``, for a writer that resumes it). ``lock``: hold ``path.lock`` meanwhile, so
-    a second writer of ``path`` stops at once with InputError."""
-    return AtomicOutput(path, suffix, tmp, keep_partial, lock)
+    ``keep_partial``, for a writer that resumes it). ``folder``: the writer makes a folder at the
+    temporary path, published the same way (it may replace an empty folder) and removed whole
+    on an error.
+    ``lock``: hold ``path.lock`` meanwhile, so a second writer of ``path`` stops at once with
+    InputError; ``lock=False`` for files inside a folder whose writer holds a lock already."""
+    return AtomicOutput(path, suffix, tmp, keep_partial, lock, folder)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, fsync: bool = False,
+                      lock: bool = True) -> str:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`, so a crash never leaves
+    a half-written file under the final name; ``fsync``: flush it to the disk before the rename
+    (for a record that must survive a power cut, such as a build manifest). Returns the path."""
+    with atomic_output(path, lock=lock) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    return os.fspath(path)
+
+
+def save_npz_atomic(path: str | os.PathLike, arrays: dict, *, compressed: bool = True,
+                    lock: bool = True) -> str:
+    """``np.savez_compressed`` (``np.savez`` with ``compressed=False``) through
+    :func:`atomic_output`: never a half-written file. Returns the path."""
+    import numpy as np
+
+    p = os.fspath(path)
+    save = np.savez_compressed if compressed else np.savez
+    # a file object: np.savez would append .npz to a name
+    with atomic_output(p, lock=lock) as tmp, open(tmp, "wb") as fh:
+        save(fh, **arrays)
+    return p
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -286,8 +322,6 @@ def run_folder(out: str | os.PathLike, settings: dict | None = None, overwrite: 
 
 def _check_settings(out: str, settings: dict, overwrite: bool, fresh: Iterable[str],
                     started: Callable[[str], bool] | None) -> None:
-    from jetfm.errors import write_text_atomic
-
     path = os.path.join(out, RUN_RECORD)
     settings = json.loads(json.dumps(settings))  # as it will read back
     old = None

@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
-from jetfm.errors import InputError, write_text_atomic
+from jetfm.errors import InputError
+from jetfm.io.output import write_text_atomic
 
 
 @dataclass(frozen=True)

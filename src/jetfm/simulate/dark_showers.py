@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
-from jetfm.io.images import LABELS, save_npz_atomic, write_images
+from jetfm.io.images import LABELS, write_images
+from jetfm.io.output import save_npz_atomic
 from jetfm.physics.images import ETA_MAX, event_images, pooled_shape
 from jetfm.simulate.pythia import MINBIAS, EventGenerator, ProcessSettings, derive_seed
 

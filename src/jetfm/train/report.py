@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from jetfm.errors import write_text_atomic
+from jetfm.io.output import write_text_atomic
 from jetfm.report import Figure, Heading, Paragraph, Report, Table, pyplot, save_figure
 
 JET_OBSERVABLES = ("mass", "tau21", "tau32")

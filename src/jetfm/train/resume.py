@@ -44,7 +44,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from jetfm.errors import write_text_atomic
+from jetfm.io.output import atomic_output, write_text_atomic
 
 
 def step_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
@@ -120,19 +120,16 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to ``NAME.partial`` beside it and renames it onto ``NAME``: a kill
-    never leaves a torn checkpoint under the name a resume reads. (Lightning's own writer
-    renames from a temporary file in ``$TMPDIR``: a copy, not a rename, when that is on
-    another file system.)"""
+    """Writes a checkpoint through :func:`jetfm.io.output.atomic_output` (``NAME.partial``
+    beside it, renamed onto ``NAME``): a kill never leaves a torn checkpoint under the name a
+    resume reads. (Lightning's own writer renames from a temporary file in ``$TMPDIR``: a copy,
+    not a rename, when that is on another file system.)"""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = path + ".partial"
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def checkpoint_step(path: str) -> int:
