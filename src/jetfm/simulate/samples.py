@@ -7,7 +7,7 @@ and k: not on the number of workers, on which worker ran it, or on whether the r
 ``tests/simulate``). Workers (processes) each initialise Pythia once and generate chunks; the main
 process writes them in order. A crash leaves the complete chunks (AOJ: in ``OUT.partial``, with the
 number of complete chunks in its attributes; JetClass: ``.npz`` files in the sidecar folder
-``OUT.chunks/``) and a rerun with the same arguments continues from there.
+``OUT.chunks/``; :mod:`jetfm.io.staging`) and a rerun with the same arguments continues from there.
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import contextlib
 import json
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from jetfm.errors import InputError, check_writable
+from jetfm.io.staging import ResumableAOJ, StagedJetClass
 from jetfm.jets import Jets
 from jetfm.simulate.detector import (CMS_LIKE, DELPHES_LIKE, DetectorParams, PuppiParams,
                                      detector_response, puppi_weights)
@@ -420,13 +420,15 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
 
 
 def _run(spec, kind, n_jets, seed, out, workers, chunk_jets, progress,
-         open_sink: Callable, desc: str) -> str:
+         sink_class: type[ResumableAOJ] | type[StagedJetClass], desc: str) -> str:
+    """Generate the chunks not written yet into ``sink_class`` (:mod:`jetfm.io.staging`)."""
     if isinstance(chunk_jets, bool) or not isinstance(chunk_jets, (int, np.integer)) \
             or chunk_jets < 1:
         raise InputError(f"jets per chunk must be an integer >= 1, got {chunk_jets!r}")
     attrs = provenance(spec, kind, n_jets, seed, chunk_jets)
     sizes = chunk_sizes(n_jets, chunk_jets)
-    sink, done = open_sink(attrs, sizes)
+    sink = sink_class(out, attrs, _resume_key(attrs), sizes)
+    done = sink.done
     bar = _progress(n_jets, sum(sizes[:done]), progress, desc)
     try:
         for k, jets in iter_chunks(spec, n_jets, seed, workers, chunk_jets, done):
@@ -438,147 +440,6 @@ def _run(spec, kind, n_jets, seed, out, workers, chunk_jets, progress,
         raise
     bar.close()
     return sink.close()
-
-
-class _AOJSink:
-    def __init__(self, out: str, attrs: dict, sizes: list[int]):
-        from jetfm.io.aoj import AOJWriter
-        from jetfm.io.output import atomic_output
-
-        # the lock on OUT comes first: only then is OUT.partial ours to resume or replace
-        output = atomic_output(out, keep_partial=True)
-        output.acquire()
-        try:
-            self.done, self.events = _prepare_aoj_resume(out, attrs, sizes)
-            self.writer = AOJWriter(out, attrs={**attrs, "resume_key": _resume_key(attrs),
-                                                "completed_chunks": self.done,
-                                                "events_generated": sum(self.events),
-                                                "events_per_chunk": json.dumps(self.events)},
-                                    resume=self.done > 0, output=output)
-        except BaseException:
-            output.discard()
-            raise
-
-    def add(self, k: int, jets: Jets) -> None:
-        self.writer.append(jets)
-        self.events.append(int(jets.meta.get("events_generated", 0)))
-        self.writer.set_attrs(completed_chunks=k + 1, events_generated=sum(self.events),
-                              events_per_chunk=json.dumps(self.events))
-
-    def abort(self) -> None:
-        self.writer.abort()
-
-    def close(self) -> str:
-        return self.writer.close()
-
-
-def _prepare_aoj_resume(out: str, attrs: dict, sizes: list[int]) -> tuple[int, list[int]]:
-    """(complete chunks, events generated for each) in ``out.partial`` from an earlier run with
-    the same arguments (rows of an incomplete chunk are cut off); (0, []), and the file removed,
-    if it does not match. Called with the lock on ``out`` held, so no running writer's file is
-    ever taken for another sample's."""
-    import h5py
-
-    tmp = out + ".partial"
-    if not os.path.exists(tmp):
-        return 0, []
-    try:
-        with h5py.File(tmp, "r+") as f:
-            if f.attrs.get("resume_key") != _resume_key(attrs):
-                raise ValueError("different sample")
-            done = int(f.attrs.get("completed_chunks", 0))
-            rows = sum(sizes[:done])
-            if f["PFCands"].shape[0] < rows:
-                raise ValueError("fewer rows than complete chunks")
-            for name in ("PFCands", "jet_kinematics", "jet_tagging", "event_info"):
-                f[name].resize(rows, axis=0)
-            return done, json.loads(f.attrs.get("events_per_chunk", "[]"))[:done]
-    except Exception:
-        os.remove(tmp)
-        return 0, []
-
-
-class _JetClassSink:
-    """Complete chunks as .npz files in ``OUT.chunks/``; the ROOT file is written at the end."""
-
-    def __init__(self, out: str, attrs: dict, sizes: list[int]):
-        from jetfm.io.output import atomic_output
-
-        self.out, self.attrs = out, attrs
-        # held until close or abort: the chunk folder belongs to one run at a time
-        self.output = atomic_output(out, suffix=".root")
-        self.output.acquire()
-        try:
-            self._open_chunks(sizes)
-        except BaseException:
-            self.output.discard()
-            raise
-
-    def _open_chunks(self, sizes: list[int]) -> None:
-        self.dir = self.out + ".chunks"
-        attrs = self.attrs
-        key = _resume_key(attrs)
-        key_file = os.path.join(self.dir, "sample.json")
-        self.done = 0
-        if os.path.isdir(self.dir):
-            try:
-                with open(key_file) as fh:
-                    same = json.load(fh)["resume_key"] == key
-            except (OSError, ValueError, KeyError):
-                same = False
-            if not same:
-                shutil.rmtree(self.dir)
-        if not os.path.isdir(self.dir):
-            os.makedirs(self.dir)
-            with open(key_file, "w") as fh:
-                json.dump({"resume_key": key}, fh)
-        while os.path.exists(self._path(self.done)) and self.done < len(sizes):
-            self.done += 1
-
-    def _path(self, k: int) -> str:
-        return os.path.join(self.dir, f"chunk_{k:05d}.npz")
-
-    def add(self, k: int, jets: Jets) -> None:
-        tmp = self._path(k) + ".tmp.npz"
-        np.savez(tmp, constituents=jets.constituents, mask=jets.mask, jet=jets.jet,
-                 constituent_names=np.array(jets.constituent_names),
-                 jet_names=np.array(jets.jet_names), event_info=jets.event_info)
-        os.replace(tmp, self._path(k))
-
-    def abort(self) -> None:
-        self.output.discard()  # the complete chunks stay in OUT.chunks/ for a resume
-
-    def close(self) -> str:
-        try:
-            return self._close()
-        except BaseException:
-            self.output.discard()
-            raise
-
-    def _close(self) -> str:
-        from jetfm.io.jetclass import write_jetclass
-
-        parts = []
-        for k in range(self.done_total()):
-            with np.load(self._path(k)) as z:
-                parts.append(Jets(z["constituents"], z["mask"], z["jet"],
-                                  tuple(z["constituent_names"]), tuple(z["jet_names"]),
-                                  z["event_info"]))
-        jets = Jets.concat(parts)
-        import uproot
-
-        staging = self.output.tmp
-        write_jetclass(staging, jets)
-        with uproot.update(staging) as f:
-            f["provenance"] = json.dumps(self.attrs)
-        shutil.rmtree(self.dir)
-        return self.output.commit()
-
-    def done_total(self) -> int:
-        n = 0
-        while os.path.exists(self._path(n)):
-            n += 1
-        return n
 
 
 def _check_out(out, suffixes: tuple[str, ...], what: str) -> str:
@@ -603,12 +464,8 @@ def simulate_aoj_like(n_jets: int, seed: int, out: str | os.PathLike, workers: i
     out = _check_out(out, (".h5", ".hdf5"), "AOJ HDF5")
     spec = spec or aoj_like_spec(float(pileup))
 
-    def open_sink(attrs, sizes):
-        s = _AOJSink(out, attrs, sizes)
-        return s, s.done
-
     return _run(spec, "aoj-like", int(n_jets), int(seed), out, workers, chunk_jets, progress,
-                open_sink, "aoj-like")
+                ResumableAOJ, "aoj-like")
 
 
 def simulate_jetclass_like(process: str, n_jets: int, seed: int, out: str | os.PathLike,
@@ -620,9 +477,5 @@ def simulate_jetclass_like(process: str, n_jets: int, seed: int, out: str | os.P
     workers = _check_common(n_jets, seed, workers)
     out = _check_out(out, (".root",), "JetClass ROOT")
 
-    def open_sink(attrs, sizes):
-        s = _JetClassSink(out, attrs, sizes)
-        return s, s.done
-
     return _run(spec, "jetclass-like", int(n_jets), int(seed), out, workers, chunk_jets,
-                progress, open_sink, f"jetclass-like {process}")
+                progress, StagedJetClass, f"jetclass-like {process}")
