@@ -94,6 +94,22 @@ def write_tokens(path: str | os.PathLike, seqs: np.ndarray, codebook_size: int,
     return out
 
 
+def read_token_rows(path: str | os.PathLike, lo: int, hi: int, seq_len: int = 0) -> np.ndarray:
+    """Sequences ``lo..hi`` of a token file -> (hi - lo, max(L, seq_len)) int64, -1 padded (for
+    reads of a few rows at a time: no check of the file's attributes or values)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            arr = f["tokens"][lo:hi].astype(np.int64)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise InputError(f"cannot read tokens {lo}..{hi}: corrupted or truncated data ({err})",
+                         path) from err
+    if arr.shape[1] < seq_len:
+        arr = np.pad(arr, ((0, 0), (0, seq_len - arr.shape[1])), constant_values=-1)
+    return arr
+
+
 def read_tokens(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     """Read a token file -> (sequences (N, L) int64, attributes)."""
     import h5py

@@ -50,72 +50,23 @@ skips exactly those batches, so a resumed run sees the same data as an uninterru
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from jetfm.errors import InputError, require_file
+from jetfm.errors import InputError
 from jetfm.io.aoj import ReadOptions, expand_paths, read_aoj
+# ``_probe``: also the name jetfm.train.data imports
+from jetfm.io.sources import probe_source as _probe
+from jetfm.io.tokens import read_token_rows
 from jetfm.physics.features import Preprocessing
 
 REMAINDER_MODES = ("drop", "pad", "exact")
 #: the constituent columns the OmniJet-alpha features need (E gives the mask)
 FEATURE_COLUMNS = ("px", "py", "pz", "E")
-TOKENS_FORMAT = "jetfm-tokens"  # the ``format`` attribute of jetfm token files (io/tokens.py)
-
-
-# ------------------------------------------------------------------------------ sources
-@dataclass(frozen=True)
-class _File:
-    path: str
-    kind: str          # "aoj" or "tokens"
-    n: int             # jets in the file
-    chunk_rows: int    # HDF5 chunk length along jets (1 if contiguous)
-    seq_len: int = 0   # token files: padded sequence length L
-
-
-def _probe(path: str) -> _File:
-    """Kind, length and chunking of one file (reads only the header)."""
-    import h5py
-
-    require_file(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError("not a readable HDF5 file (an AOJ .h5 or a jetfm token file)", path) from err
-    with f:
-        if f.attrs.get("format") == TOKENS_FORMAT:
-            if not isinstance(f.get("tokens"), h5py.Dataset) or f["tokens"].ndim != 2:
-                raise InputError("token file without a 2-d 'tokens' dataset", path)
-            ds = f["tokens"]
-            return _File(path, "tokens", ds.shape[0], (ds.chunks or (1,))[0], ds.shape[1])
-        if not isinstance(f.get("PFCands"), h5py.Dataset):
-            raise InputError("neither an AspenOpenJets file (no 'PFCands' dataset) nor a jetfm "
-                             "token file", path)
-        ds = f["PFCands"]
-        n, chunk_rows = ds.shape[0], (ds.chunks or (1,))[0]
-    from jetfm.io.aoj import aoj_length
-
-    aoj_length(path)  # full layout check, with its clear error messages
-    return _File(path, "aoj", n, chunk_rows)
-
-
-def _read_tokens(path: str, lo: int, hi: int, seq_len: int) -> np.ndarray:
-    """Rows ``lo..hi`` of a token file -> (hi - lo, seq_len) int64, -1 padded."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            arr = f["tokens"][lo:hi].astype(np.int64)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise InputError(f"cannot read tokens {lo}..{hi}: corrupted or truncated data ({err})",
-                         path) from err
-    if arr.shape[1] < seq_len:
-        arr = np.pad(arr, ((0, 0), (0, seq_len - arr.shape[1])), constant_values=-1)
-    return arr
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -176,10 +127,10 @@ def _split(a: int, b: int, k: int, i: int) -> tuple[int, int]:
     return a + i * m // k, a + (i + 1) * m // k
 
 
-class StreamingJets(IterableDataset):
-    """An iterable dataset over AOJ or jetfm token files, streamed in chunks (module docstring).
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a :class:`StreamingJets` reads, orders and shards its jets.
 
-    paths: files, globs, or a ``.txt`` list of files (all AOJ, or all token files).
     chunk_size: jets per read (rounded up to whole HDF5 chunks of the files).
     buffer_size: jets held by each worker's shuffle buffer (0: no buffer, block order only).
     shuffle: shuffle the block order and use the buffer; False streams in file order.
@@ -194,44 +145,64 @@ class StreamingJets(IterableDataset):
         default: all of ``start..stop``. A jet's ``index`` stays its global index.
     preprocessing, read_options: how AOJ jets become model inputs.
     """
+    chunk_size: int = 4096
+    buffer_size: int = 16384
+    shuffle: bool = True
+    seed: int = 0
+    rank: int | None = None
+    world_size: int | None = None
+    remainder: str = "drop"
+    batch_size: int | None = None
+    start: int = 0
+    stop: int | None = None
+    ranges: Sequence[tuple[int, int]] | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    read_options: ReadOptions = ReadOptions(trim=True)
 
-    def __init__(self, paths, *, chunk_size: int = 4096, buffer_size: int = 16384,
-                 shuffle: bool = True, seed: int = 0, rank: int | None = None,
-                 world_size: int | None = None, remainder: str = "drop",
-                 batch_size: int | None = None, start: int = 0, stop: int | None = None,
-                 ranges: Sequence[tuple[int, int]] | None = None,
-                 preprocessing: Preprocessing = Preprocessing(),
-                 read_options: ReadOptions = ReadOptions(trim=True)):
+    def __post_init__(self) -> None:
+        if self.remainder not in REMAINDER_MODES:
+            raise ValueError(f"remainder must be one of {REMAINDER_MODES}, "
+                             f"got {self.remainder!r}")
+        if self.chunk_size < 1 or self.buffer_size < 0 or (
+                self.batch_size is not None and self.batch_size < 1):
+            raise ValueError("chunk_size and batch_size must be positive, buffer_size >= 0")
+
+
+class StreamingJets(IterableDataset):
+    """An iterable dataset over AOJ or jetfm token files, streamed in chunks (module docstring).
+
+    paths: files, globs, or a ``.txt`` list of files (all AOJ, or all token files).
+    options: a :class:`StreamOptions`; keywords (its field names) replace single fields of it,
+    so ``StreamingJets(paths, seed=1, batch_size=64)`` works as well.
+    """
+
+    def __init__(self, paths, options: StreamOptions | None = None, **settings):
         super().__init__()
+        opt = self.options = replace(options or StreamOptions(), **settings)
         files = [_probe(p) for p in expand_paths(paths)]
         if not files:
             raise InputError("no input files given")
-        kinds = {f.kind for f in files}
-        if len(kinds) > 1:
+        if len({f.kind for f in files}) > 1:
             raise InputError("cannot mix AOJ and token files in one dataset", files[0].path)
-        if remainder not in REMAINDER_MODES:
-            raise ValueError(f"remainder must be one of {REMAINDER_MODES}, got {remainder!r}")
-        if chunk_size < 1 or buffer_size < 0 or (batch_size is not None and batch_size < 1):
-            raise ValueError("chunk_size and batch_size must be positive, buffer_size >= 0")
         self.files = files
         self.kind = files[0].kind
         self.seq_len = max(f.seq_len for f in files)
         self.chunk_size, self.buffer_size, self.shuffle, self.seed = (
-            chunk_size, buffer_size, shuffle, seed)
-        self._rank, self._world = rank, world_size
-        self.remainder, self.batch_size = remainder, batch_size
-        self.preprocessing, self.read_options = preprocessing, read_options
+            opt.chunk_size, opt.buffer_size, opt.shuffle, opt.seed)
+        self.remainder, self.batch_size = opt.remainder, opt.batch_size
+        self.preprocessing, self.read_options = opt.preprocessing, opt.read_options
         total = sum(f.n for f in files)
-        self.start, self.stop = start, total if stop is None else min(stop, total)
+        self.start, self.stop = opt.start, total if opt.stop is None else min(opt.stop, total)
         if not 0 <= self.start < self.stop:
-            raise InputError(f"empty jet range {start}..{stop} of {total} jets", files[0].path)
-        rs = [(self.start, self.stop)] if ranges is None else [
-            (max(int(a), self.start), min(int(b), self.stop)) for a, b in ranges]
+            raise InputError(f"empty jet range {opt.start}..{opt.stop} of {total} jets",
+                             files[0].path)
+        rs = [(self.start, self.stop)] if opt.ranges is None else [
+            (max(int(a), self.start), min(int(b), self.stop)) for a, b in opt.ranges]
         self.ranges = [(a, b) for a, b in rs if a < b]
         if any(b0 > a1 for (_, b0), (a1, _) in zip(self.ranges[:-1], self.ranges[1:])):
             raise ValueError("ranges must be sorted and must not overlap")
         if not self.ranges:
-            raise InputError(f"no jets in the ranges given within {start}..{self.stop}",
+            raise InputError(f"no jets in the ranges given within {opt.start}..{self.stop}",
                              files[0].path)
         self.blocks = self._make_blocks()  # (n_blocks, 4): file, lo, hi, global offset of lo
         self.epoch = 0
@@ -273,8 +244,8 @@ class StreamingJets(IterableDataset):
 
     def shard(self) -> tuple[int, int]:
         """(rank, world_size) of this process."""
-        if self._world is not None:
-            return (self._rank or 0), self._world
+        if self.options.world_size is not None:
+            return (self.options.rank or 0), self.options.world_size
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
@@ -322,7 +293,7 @@ class StreamingJets(IterableDataset):
         f = self.files[file]
         index = np.arange(offset, offset + hi - lo, dtype=np.int64)
         if f.kind == "tokens":
-            return {"tokens": _read_tokens(f.path, lo, hi, self.seq_len), "index": index}
+            return {"tokens": read_token_rows(f.path, lo, hi, self.seq_len), "index": index}
         jets = read_aoj(f.path, lo, hi, columns=FEATURE_COLUMNS, options=self.read_options,
                         chunk_size=hi - lo)
         x, mask = self.preprocessing.forward(jets)
@@ -556,5 +527,5 @@ def streaming_loader(paths, *, batch_size: int, num_workers: int = 0, seed: int 
     return StreamingLoader(ds, num_workers=num_workers, pin_memory=pin_memory)
 
 
-__all__ = ["StreamingJets", "StreamingLoader", "ResumableLoader", "SetEpoch", "streaming_loader",
+__all__ = ["StreamingJets", "StreamOptions", "StreamingLoader", "ResumableLoader", "SetEpoch", "streaming_loader",
            "shard_range", "holdout_ranges", "REMAINDER_MODES"]
