@@ -122,19 +122,19 @@ def compression_table(paths: list[str], tmp: str) -> dict:
     gzip 1 + shuffle: CPU-s to write, MB, CPU-s to read back, in this one process."""
     import h5py
 
-    from jetfm.production import builder
     from jetfm.io.aoj import DATASETS, AOJWriter, GZIP_LEVEL
+    from jetfm.production import tasks
 
     rows = {k: np.concatenate([h5py.File(p, "r")[k][:] for p in paths]) for k in DATASETS}
     out = {}
     for label, level, shuffle in (("AOJ gzip 4", GZIP_LEVEL, False),
-                                  ("build-aoj gzip 1 + shuffle", builder.GZIP_LEVEL,
-                                   builder.SHUFFLE)):
+                                  ("build-aoj gzip 1 + shuffle", tasks.GZIP_LEVEL,
+                                   tasks.SHUFFLE)):
         path = os.path.join(tmp, "compression.h5")
         c0 = time.process_time()
         with AOJWriter(path, gzip_level=level, shuffle=shuffle) as w:
-            for a in range(0, len(rows["PFCands"]), builder.WRITE_SLICE):
-                w.append_rows({k: v[a:a + builder.WRITE_SLICE] for k, v in rows.items()})
+            for a in range(0, len(rows["PFCands"]), tasks.WRITE_SLICE):
+                w.append_rows({k: v[a:a + tasks.WRITE_SLICE] for k, v in rows.items()})
         c1 = time.process_time()
         with h5py.File(path, "r") as f:
             f["PFCands"][:]

@@ -80,7 +80,8 @@ def _list(text: str, default):
 
 
 def _build(args) -> int:
-    from jetfm.production.builder import BUILD_FILES, build_aoj, output_pattern
+    from jetfm.production.builder import build_aoj
+    from jetfm.production.manifest import BUILD_FILES, output_pattern
     from jetfm.production.selection import AOJ_MET_FILTERS, AOJ_TRIGGERS, Selection
     from jetfm.io.aoj import expand_paths
     from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
@@ -118,7 +119,7 @@ def _build(args) -> int:
 
 
 def _split(args) -> int:
-    from jetfm.production.builder import output_files
+    from jetfm.production.manifest import output_files
     from jetfm.io.aoj import aoj_length
     from jetfm.production.split import parse_fractions, series_pattern, split_aoj
     from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder

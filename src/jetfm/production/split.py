@@ -16,8 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from jetfm.errors import InputError, write_text_atomic
+from jetfm.errors import InputError
 from jetfm.io.aoj import AOJWriter
+from jetfm.io.output import write_text_atomic
 from jetfm.jets import Jets
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -75,7 +76,7 @@ class OutputSeries:
     outputs (gzip 1 with shuffle)."""
 
     def __init__(self, out_dir: str, name: str, jets_per_file: int, attrs: dict | None = None):
-        from jetfm.production.builder import GZIP_LEVEL, SHUFFLE
+        from jetfm.production.tasks import GZIP_LEVEL, SHUFFLE
 
         self.out_dir, self.name, self.jets_per_file = out_dir, name, jets_per_file
         self.attrs, self.compression = attrs or {}, {"gzip_level": GZIP_LEVEL, "shuffle": SHUFFLE}
