@@ -35,9 +35,13 @@ def test_demo_produces_report_with_verdict_and_gammas(demo_dir):
     for t in ("top", "qcd"):
         assert f"## Target: {t}" in md
         assert (demo_dir / "figures" / f"{t}_kl_vs_D.png").exists()
+        assert (demo_dir / "figures" / f"{t}_fidelity.png").exists()
+        # the fidelity check of the fine-tuned arm at the largest D, in the verdict
+        assert f"**{t}, fine-tuned arm at D = " in md.split("## Figures")[0]
+    assert "KL floor" in md
     html = (demo_dir / "report.html").read_text()
-    # figures 1, 2, 3 per target, and the classification scan's
-    assert html.count("data:image/png;base64,") == 9
+    # figures 1, 2, 3 per target, the fidelity check per target and the classification scan's
+    assert html.count("data:image/png;base64,") == 11
     res = json.loads((demo_dir / "scan" / "results.json").read_text())
     cfg = res["config"]
     n_cells = len(res["targets"]) * len(cfg["sizes"]) * cfg["seeds"] * 2
