@@ -150,7 +150,10 @@ class JetGPT(nn.Module):
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)
         if self.cfg.code_features:
-            x = x + self.feat_in(self.code_table[tokens])
+            if tokens.numel() > len(self.code_table):  # the MLP once per code, not per token
+                x = x + self.feat_in(self.code_table)[tokens]
+            else:
+                x = x + self.feat_in(self.code_table[tokens])
         return x
 
     def body(self, tokens: torch.Tensor, caches=None, pos: int = 0) -> torch.Tensor:
