@@ -33,13 +33,24 @@ Training settings come from the preset's sections: ``tokenizer_training`` (train
 for finetune, the backbone architecture) always come from the model loaded, so the pre-trained and
 the from-scratch arm share one frozen tokenizer. Loading and sampling a trained model:
 :mod:`jetfm.omnijet.model`.
+
+Each of them gathers its data arguments into one :class:`jetfm.train.spec.DataSpec` and its run
+arguments into one :class:`jetfm.train.spec.RunSpec`, and calls its counterpart that takes
+those and returns a :class:`jetfm.train.spec.TrainResult` (the model directory and the trained
+:class:`OmniJetModel`, for callers that go on with the model in memory)::
+
+    run_tokenizer(data: DataSpec, run: RunSpec) -> TrainResult
+    run_pretrain(tokenizer_dir, data, run) -> TrainResult
+    run_finetune(from_dir, data, run, freeze_backbone=False) -> TrainResult
+    run_from_scratch(tokenizer_dir, data, run) -> TrainResult
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import shutil
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,8 +61,10 @@ from jetfm.io.tokens import codes_to_sequences
 from jetfm.jets import Jets
 from jetfm.omnijet.config import OmniJetConfig, TrainConfig, load_omnijet_config
 from jetfm.omnijet.model import OmniJetModel, load_pretrained
+from jetfm.train.spec import DataSpec, Loaders, RunSpec, TrainResult, with_min_steps
 
-__all__ = ["train_tokenizer", "pretrain", "finetune", "train_from_scratch"]
+__all__ = ["train_tokenizer", "pretrain", "finetune", "train_from_scratch", "run_tokenizer",
+           "run_pretrain", "run_finetune", "run_from_scratch"]
 
 
 def _save_once(model: OmniJetModel, out: str, fit_info: dict) -> str:
@@ -61,6 +74,17 @@ def _save_once(model: OmniJetModel, out: str, fit_info: dict) -> str:
     return model.save_pretrained(folder) if fit_info.get("global_rank", 0) == 0 else folder
 
 
+def _finish(model: OmniJetModel, out: str, fit_info: dict) -> TrainResult:
+    """Export the model (:func:`_save_once`), then bring it into the state
+    :func:`load_pretrained` gives back (float32 on the CPU, evaluation mode), so sampling it in
+    memory draws the same jets as sampling the exported directory."""
+    folder = _save_once(model, out, fit_info)
+    for mod in (model.tokenizer, model.backbone, model.classifier):
+        if mod is not None:
+            mod.to("cpu", torch.float32).eval()
+    return TrainResult(folder, model)
+
+
 def _start_run(out: str, cfg: OmniJetConfig, resume: bool) -> None:
     if not resume and os.path.isdir(os.path.join(out, "checkpoints")):
         shutil.rmtree(os.path.join(out, "checkpoints"))
@@ -68,29 +92,32 @@ def _start_run(out: str, cfg: OmniJetConfig, resume: bool) -> None:
     save_config(cfg, out)
 
 
-def _features(data, jets: Jets | None, prep, max_jets: int | None, progress: bool):
+def _features(spec: DataSpec, prep, progress: bool):
+    """The preprocessed features ``(feats, mask, provenance)`` of the spec's in-memory jets, or
+    read from its files (at most ``max_jets`` in both cases)."""
     from jetfm.train.data import jets_features, load_features
 
-    if jets is not None:
-        return jets_features(jets if max_jets is None else jets[:max_jets], prep)
-    return load_features(data, prep, max_jets, progress=progress)
+    if spec.jets is not None:
+        jets = spec.jets if spec.max_jets is None else spec.jets[:spec.max_jets]
+        return jets_features(jets, prep)
+    return load_features(spec.data, prep, spec.max_jets, progress=progress)
 
 
-def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: int,
-             max_jets: int | None, progress: bool, streaming: bool | None, val_data,
-             memory_budget_gb: float | None, buffer_size: int | None, tokenizer=None):
+def _loaders(stage: str, spec: DataSpec, prep, tc: TrainConfig, seed: int, progress: bool,
+             tokenizer=None) -> Loaders:
     """The training and validation loaders of one stage, in memory or streamed (see
     :func:`jetfm.train.data.use_streaming`). ``stage``: ``"tokenizer"`` or ``"backbone"``
     (then ``tokenizer`` encodes the in-memory jets; streamed AOJ jets are encoded per batch by
-    the module). Returns ``(train_dl, val_dl, split, provenance, kind)`` with ``kind`` None
-    in memory, else ``"aoj"`` or ``"tokens"``."""
+    the module)."""
     from jetfm.train.data import (FeatureDataset, SequenceDataset, expand_data, hdf5_files,
                                   make_loaders, reflect, split_indices, streaming_loaders,
                                   use_streaming)
 
-    if use_streaming(data, jets, streaming, max_jets, prep.n_max, stage, memory_budget_gb):
-        paths = expand_data(data) + (expand_data(val_data) if val_data is not None else [])
-        tokens = [f.path for f in hdf5_files(paths) if f.kind == "tokens"]
+    if use_streaming(spec.data, spec.jets, spec.streaming, spec.max_jets, prep.n_max, stage,
+                     spec.memory_budget_gb):
+        paths = expand_data(spec.data) + (expand_data(spec.val_data)
+                                          if spec.val_data is not None else [])
+        tokens = [f.path for f in hdf5_files(paths) or [] if f.kind == "tokens"]
         if tokens and stage == "tokenizer":
             raise InputError("the tokenizer trains on jets (AOJ files), not on token files",
                              tokens[0])
@@ -99,18 +126,19 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
             raise InputError(f"augment = {tc.augment} (reflected copies of the training jets) "
                              "needs the jets in memory; streamed training takes augment = 1")
         train_dl, val_dl, split, prov = streaming_loaders(
-            data, prep, tc.batch_size, tc.val_fraction, seed, tc.num_workers, max_jets,
-            val_data, buffer_size,
+            spec.data, prep, tc.batch_size, tc.val_fraction, seed, tc.num_workers,
+            spec.max_jets, spec.val_data, spec.buffer_size,
             pin_memory=tc.accelerator != "cpu" and torch.cuda.is_available())
-        return train_dl, val_dl, split, prov, prov["kind"]
-    feats, mask, prov = _features(data, jets, prep, max_jets, progress)
+        return Loaders(train_dl, val_dl, split, prov, prov["kind"])
+    feats, mask, prov = _features(spec, prep, progress)
     val = None
-    if val_data is not None:
-        vf, vm, vprov = _features(val_data, None, prep, None, progress)
+    if spec.val_data is not None:
+        vf, vm, vprov = _features(DataSpec(spec.val_data), prep, progress)
         val = (vf, vm)
         prov["validation_files"] = vprov["files"]
+    cls: type = FeatureDataset
     if stage == "tokenizer":
-        arrays, cls = (feats, mask), FeatureDataset
+        arrays = (feats, mask)
     else:
         cls, k = SequenceDataset, tokenizer.codebook_size
 
@@ -129,7 +157,7 @@ def _loaders(stage: str, data, jets: Jets | None, prep, tc: TrainConfig, seed: i
             val = seqs(*val)
     train_dl, val_dl, split = make_loaders(cls, arrays, tc.val_fraction, tc.batch_size, seed,
                                            tc.num_workers, val_arrays=val)
-    return train_dl, val_dl, split, prov, None
+    return Loaders(train_dl, val_dl, split, prov)
 
 
 def _check_token_files(paths: list[str], codebook_size: int) -> None:
@@ -151,6 +179,31 @@ def _stage_info(prov: dict, split: dict, fit_info: dict, seed: int, preset: str,
             "training": dataclasses.asdict(tc), **extra}
 
 
+def _run_info(loaders: Loaders, fit_info: dict, run: RunSpec, tc: TrainConfig,
+              **extra) -> dict:
+    """The provenance of one stage (:func:`_stage_info`); ``min_steps`` when it was asked for."""
+    if run.min_steps > 0:
+        extra["min_steps"] = run.min_steps
+    return _stage_info(loaders.provenance, loaders.split, fit_info, run.seed, run.preset,
+                       run.overrides, run.out, tc, **extra)
+
+
+def _with_min_steps(cfg: OmniJetConfig, section: str, data: DataSpec,
+                    run: RunSpec) -> OmniJetConfig:
+    """``cfg`` with the training section ``section`` taking at least ``run.min_steps`` steps."""
+    if run.min_steps <= 0:
+        return cfg
+    tc: Any = with_min_steps(getattr(cfg, section), data.n_jets(), run.min_steps)
+    return dataclasses.replace(cfg, **{section: tc})
+
+
+def _data_spec(data, jets, max_jets, streaming, val_data, memory_budget_gb,
+               buffer_size) -> DataSpec:
+    return DataSpec(data=data, jets=jets, max_jets=max_jets, val_data=val_data,
+                    streaming=streaming, memory_budget_gb=memory_budget_gb,
+                    buffer_size=buffer_size)
+
+
 def train_tokenizer(data: Sequence[str], out: str, preset: str = "small",
                     overrides: Sequence[str] = (), seed: int = 0, max_jets: int | None = None,
                     resume: bool = True, jets: Jets | None = None, progress: bool = True,
@@ -164,22 +217,27 @@ def train_tokenizer(data: Sequence[str], out: str, preset: str = "small",
     streams when the in-memory footprint would exceed ``memory_budget_gb`` (default: a quarter
     of the machine's memory; :func:`jetfm.train.data.use_streaming`). ``val_data``: files to
     validate on instead of a held-out part of ``data``."""
+    spec = _data_spec(data, jets, max_jets, streaming, val_data, memory_budget_gb, buffer_size)
+    return run_tokenizer(spec, RunSpec(out, preset, overrides, seed, resume, progress)).model_dir
+
+
+def run_tokenizer(data: DataSpec, run: RunSpec) -> TrainResult:
+    """:func:`train_tokenizer` on a DataSpec and a RunSpec; returns the model too."""
     from jetfm.train.modules import TokenizerModule, fit
 
-    cfg = load_omnijet_config(preset, overrides)
-    _start_run(out, cfg, resume)
+    cfg = _with_min_steps(load_omnijet_config(run.preset, run.overrides),
+                          "tokenizer_training", data, run)
+    _start_run(run.out, cfg, run.resume)
     prep = cfg.preprocessing.build()
     tc = cfg.tokenizer_training
-    train_dl, val_dl, split, prov, kind = _loaders(
-        "tokenizer", data, jets, prep, tc, seed, max_jets, progress, streaming, val_data,
-        memory_budget_gb, buffer_size)
-    torch.manual_seed(seed)
+    loaders = _loaders("tokenizer", data, prep, tc, run.seed, run.progress)
+    torch.manual_seed(run.seed)
     module = TokenizerModule(cfg.tokenizer, prep, tc)
-    info = fit(module, train_dl, val_dl, out, seed, resume, progress=progress,
-               callbacks=_stream_callbacks(kind))
-    model = OmniJetModel(cfg, tokenizer=module.model, provenance={
-        "tokenizer": _stage_info(prov, split, info, seed, preset, overrides, out, tc)})
-    return _save_once(model, out, info)
+    info = fit(module, loaders.train, loaders.val, run.out, run.seed, run.resume,
+               progress=run.progress, callbacks=_stream_callbacks(loaders.kind))
+    model = OmniJetModel(cfg, tokenizer=module.model,
+                         provenance={"tokenizer": _run_info(loaders, info, run, tc)})
+    return _finish(model, run.out, info)
 
 
 def _stream_callbacks(kind: str | None) -> list:
@@ -189,55 +247,62 @@ def _stream_callbacks(kind: str | None) -> list:
     return [] if kind is None else [SetEpoch()]
 
 
-def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, tc: TrainConfig,
-                    data, out: str, preset: str, overrides: Sequence[str], seed: int,
-                    max_jets: int | None, jets: Jets | None, resume: bool, progress: bool,
-                    init_state: dict | None = None, freeze_backbone: bool = False,
-                    extra: dict | None = None, stream: dict | None = None) -> str:
+#: the training section of the config each backbone stage trains with
+BACKBONE_SECTIONS = {"pretrain": "pretraining", "finetune": "finetuning",
+                     "scratch": "finetuning"}
+
+
+def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, data: DataSpec,
+                    run: RunSpec, init_state: dict | None = None, freeze_backbone: bool = False,
+                    extra: dict | None = None) -> TrainResult:
+    """Train the backbone of stage ``stage`` (:data:`BACKBONE_SECTIONS`) on the frozen tokenizer
+    of ``base``: from ``init_state`` (fine-tuning) or fresh."""
     from jetfm.train.modules import BackboneModule, fit
 
-    _start_run(out, cfg, resume)
+    section = BACKBONE_SECTIONS[stage]
+    cfg = _with_min_steps(cfg, section, data, run)
+    tc = getattr(cfg, section)
+    _start_run(run.out, cfg, run.resume)
     tok = base.tokenizer
-    train_dl, val_dl, split, prov, kind = _loaders(
-        "backbone", data, jets, base.preprocessing, tc, seed, max_jets, progress,
-        tokenizer=tok, **(stream or {"streaming": False, "val_data": None,
-                                     "memory_budget_gb": None, "buffer_size": None}))
-    torch.manual_seed(seed)
+    loaders = _loaders("backbone", data, base.preprocessing, tc, run.seed, run.progress,
+                       tokenizer=tok)
+    torch.manual_seed(run.seed)
     # streamed AOJ jets are tokenized per batch by the frozen tokenizer, on the training device
     module = BackboneModule(cfg.backbone, tc, freeze_backbone,
-                            tokenizer=tok if kind == "aoj" else None)
+                            tokenizer=tok if loaders.kind == "aoj" else None)
     if init_state is not None:
         module.model.load_state_dict(init_state)
     elif cfg.backbone.code_features:
-        table = _code_table(tok, data, jets, base.preprocessing, max_jets)
+        table = _code_table(tok, data, base.preprocessing)
         if table.shape[1] != cfg.backbone.code_features:
             raise InputError(f"backbone.code_features must be {table.shape[1]} for this "
                              f"tokenizer (constituent features + latent size), got "
                              f"{cfg.backbone.code_features}")
         module.model.code_table.copy_(torch.from_numpy(table))
-    info = fit(module, train_dl, val_dl, out, seed, resume, progress=progress,
-               callbacks=_stream_callbacks(kind))
-    prov_all = {k: v for k, v in base.provenance.items()}
-    prov_all[stage] = _stage_info(prov, split, info, seed, preset, overrides, out, tc,
-                                  freeze_backbone=freeze_backbone, **(extra or {}))
+    info = fit(module, loaders.train, loaders.val, run.out, run.seed, run.resume,
+               progress=run.progress, callbacks=_stream_callbacks(loaders.kind))
+    prov_all = dict(base.provenance)
+    prov_all[stage] = _run_info(loaders, info, run, tc, freeze_backbone=freeze_backbone,
+                                **(extra or {}))
     model = OmniJetModel(cfg, tokenizer=tok, backbone=module.model.eval(), provenance=prov_all)
-    return _save_once(model, out, info)
+    return _finish(model, run.out, info)
 
 
 #: training jets the code table of a fresh backbone is computed from (at most)
 CODE_TABLE_JETS = 20_000
 
 
-def _code_table(tok, data, jets: Jets | None, prep, max_jets: int | None) -> np.ndarray:
+def _code_table(tok, data: DataSpec, prep) -> np.ndarray:
     """The code table (:func:`jetfm.omnijet.backbone.code_table`) from the first training jets."""
     from jetfm.omnijet.backbone import code_table
     from jetfm.train.data import expand_data, hdf5_files
 
-    if jets is None and any(f.kind == "tokens" for f in hdf5_files(expand_data(data)) or []):
+    if data.jets is None and any(f.kind == "tokens"
+                                 for f in hdf5_files(expand_data(data.data)) or []):
         raise InputError("a backbone with code features (backbone.code_features > 0) is first "
                          "trained on jets (AOJ or JetClass files), not on token files")
-    n = CODE_TABLE_JETS if max_jets is None else min(max_jets, CODE_TABLE_JETS)
-    feats, mask, _ = _features(data, jets, prep, n, progress=False)
+    n = CODE_TABLE_JETS if data.max_jets is None else min(data.max_jets, CODE_TABLE_JETS)
+    feats, mask, _ = _features(dataclasses.replace(data, max_jets=n), prep, progress=False)
     codes = tok.encode_arrays(feats, mask)
     with torch.no_grad():
         latents = tok.quantizer.effective_codebook().detach().cpu().numpy()
@@ -247,7 +312,7 @@ def _code_table(tok, data, jets: Jets | None, prep, max_jets: int | None) -> np.
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],
                        backbone_from_base: bool = False) -> OmniJetConfig:
     cfg = load_omnijet_config(preset, overrides)
-    repl = {"tokenizer": base.config.tokenizer, "preprocessing": base.config.preprocessing}
+    repl: dict[str, Any] = {"tokenizer": base.config.tokenizer, "preprocessing": base.config.preprocessing}
     if backbone_from_base:
         repl["backbone"] = base.config.backbone
     return dataclasses.replace(cfg, **repl).resolved()
@@ -265,17 +330,17 @@ def pretrain(data: Sequence[str], out: str, tokenizer_dir: str, preset: str = "s
     tokenizer (always streamed). Streaming (``streaming``, ``val_data``, ``memory_budget_gb``,
     ``buffer_size``) as in :func:`train_tokenizer`; streamed AOJ jets are tokenized on the fly,
     per batch, on the training device."""
+    spec = _data_spec(data, jets, max_jets, streaming, val_data, memory_budget_gb, buffer_size)
+    run = RunSpec(out, preset, overrides, seed, resume, progress)
+    return run_pretrain(tokenizer_dir, spec, run).model_dir
+
+
+def run_pretrain(tokenizer_dir: str, data: DataSpec, run: RunSpec) -> TrainResult:
+    """:func:`pretrain` on a DataSpec and a RunSpec; returns the model too."""
     base = load_pretrained(tokenizer_dir)
-    cfg = _with_tokenizer_of(base, preset, overrides)
-    return _train_backbone(base, cfg, "pretrain", cfg.pretraining, data, out, preset, overrides,
-                           seed, max_jets, jets, resume, progress,
-                           extra={"tokenizer_dir": os.path.abspath(tokenizer_dir)},
-                           stream=_stream_kw(streaming, val_data, memory_budget_gb, buffer_size))
-
-
-def _stream_kw(streaming, val_data, memory_budget_gb, buffer_size) -> dict:
-    return {"streaming": streaming, "val_data": val_data, "memory_budget_gb": memory_budget_gb,
-            "buffer_size": buffer_size}
+    cfg = _with_tokenizer_of(base, run.preset, run.overrides)
+    return _train_backbone(base, cfg, "pretrain", data, run,
+                           extra={"tokenizer_dir": os.path.abspath(tokenizer_dir)})
 
 
 def finetune(from_dir: str, data: Sequence[str], out: str, preset: str = "small",
@@ -287,15 +352,21 @@ def finetune(from_dir: str, data: Sequence[str], out: str, preset: str = "small"
     """Fine-tune a pre-trained model: every weight of its backbone and head is loaded and every
     layer trained (``freeze_backbone``: only the head), with the ``finetuning`` settings; the
     tokenizer stays frozen. Returns the model directory. Streaming as in :func:`pretrain`."""
+    spec = _data_spec(data, jets, max_jets, streaming, val_data, memory_budget_gb, buffer_size)
+    run = RunSpec(out, preset, overrides, seed, resume, progress)
+    return run_finetune(from_dir, spec, run, freeze_backbone).model_dir
+
+
+def run_finetune(from_dir: str, data: DataSpec, run: RunSpec,
+                 freeze_backbone: bool = False) -> TrainResult:
+    """:func:`finetune` on a DataSpec and a RunSpec; returns the model too."""
     base = load_pretrained(from_dir)
     if base.backbone is None:
         raise InputError("model has no backbone to fine-tune (a tokenizer only?)", from_dir)
-    cfg = _with_tokenizer_of(base, preset, overrides, backbone_from_base=True)
-    return _train_backbone(base, cfg, "finetune", cfg.finetuning, data, out, preset, overrides,
-                           seed, max_jets, jets, resume, progress,
+    cfg = _with_tokenizer_of(base, run.preset, run.overrides, backbone_from_base=True)
+    return _train_backbone(base, cfg, "finetune", data, run,
                            init_state=base.backbone.state_dict(), freeze_backbone=freeze_backbone,
-                           extra={"from_dir": os.path.abspath(from_dir)},
-                           stream=_stream_kw(streaming, val_data, memory_budget_gb, buffer_size))
+                           extra={"from_dir": os.path.abspath(from_dir)})
 
 
 def train_from_scratch(tokenizer_dir: str, data: Sequence[str], out: str, preset: str = "small",
@@ -308,11 +379,16 @@ def train_from_scratch(tokenizer_dir: str, data: Sequence[str], out: str, preset
     """The from-scratch arm of a fine-tuning comparison: a fresh backbone (preset sizes) trained
     with the ``finetuning`` settings on the same frozen tokenizer (``tokenizer_dir`` may also
     be a pre-trained model: only its tokenizer is used). Returns the model directory."""
+    spec = _data_spec(data, jets, max_jets, streaming, val_data, memory_budget_gb, buffer_size)
+    run = RunSpec(out, preset, overrides, seed, resume, progress)
+    return run_from_scratch(tokenizer_dir, spec, run).model_dir
+
+
+def run_from_scratch(tokenizer_dir: str, data: DataSpec, run: RunSpec) -> TrainResult:
+    """:func:`train_from_scratch` on a DataSpec and a RunSpec; returns the model too."""
     base = load_pretrained(tokenizer_dir)
     base = OmniJetModel(base.config, tokenizer=base.tokenizer,
                         provenance={"tokenizer": base.provenance.get("tokenizer", {})})
-    cfg = _with_tokenizer_of(base, preset, overrides)
-    return _train_backbone(base, cfg, "scratch", cfg.finetuning, data, out, preset, overrides,
-                           seed, max_jets, jets, resume, progress,
-                           extra={"tokenizer_dir": os.path.abspath(tokenizer_dir)},
-                           stream=_stream_kw(streaming, val_data, memory_budget_gb, buffer_size))
+    cfg = _with_tokenizer_of(base, run.preset, run.overrides)
+    return _train_backbone(base, cfg, "scratch", data, run,
+                           extra={"tokenizer_dir": os.path.abspath(tokenizer_dir)})
