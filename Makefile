@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   installs into .venv, then runs the main job on the built-in data
-#   make test   installs into .venv, then runs the test suite
+#   make test   installs into .venv, lints and type-checks, then runs the test suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 REFERENCE_PACKAGES := energyflow==1.4.0 wasserstein==1.1.0 jetnet==0.2.5
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo lint test test-all bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,15 +27,20 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/jetfm demo
 
-test: install
+# lint (ruff) and type-check the public API (mypy, the files in pyproject.toml) first
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # the slow end-to-end tests at full size as well
-test-all: install
+test-all: lint
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

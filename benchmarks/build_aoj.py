@@ -9,7 +9,8 @@ PFNano tree costs seconds (about 1800 branch descriptions), which would dominate
 tiny files but not real files of 10^4-10^5 events. Each configuration gets a fresh
 LocalCluster (processes, one thread each) and cold file caches; cluster start-up and the
 workers' first imports are not timed. The workers read, select and write the outputs; the
-per-worker CPU rate counts all of it (the bare read is only the reading). The machine is shared with other busy work: note the load average printed.
+per-worker CPU rate counts all of it (the bare read is only the reading). The machine is shared
+with other busy work: note the load average printed.
 
     .venv/bin/python benchmarks/build_aoj.py [--quick]
 """
@@ -27,11 +28,11 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
 from _common import emit  # noqa: E402
+
+from jetfm.io import nanoaod  # noqa: E402
 from jetfm.production.builder import build_aoj  # noqa: E402
 from jetfm.production.selection import Selection, event_branches  # noqa: E402
-from jetfm.io import nanoaod  # noqa: E402
 from tests.conftest import PFNANO_INDEX, PFNANO_INLINE  # noqa: E402
 
 
@@ -122,7 +123,7 @@ def compression_table(paths: list[str], tmp: str) -> dict:
     gzip 1 + shuffle: CPU-s to write, MB, CPU-s to read back, in this one process."""
     import h5py
 
-    from jetfm.io.aoj import DATASETS, AOJWriter, GZIP_LEVEL
+    from jetfm.io.aoj import DATASETS, GZIP_LEVEL, AOJWriter
     from jetfm.production import tasks
 
     rows = {k: np.concatenate([h5py.File(p, "r")[k][:] for p in paths]) for k in DATASETS}
@@ -182,7 +183,7 @@ def main() -> None:
                   f"{len(res.outputs)} output files, {out_mb(res):.0f} MB; the workers got "
                   f"{res.task_cpu_seconds / wall:.2f} cores on average")
         comp = compression_table(runs[1][1].outputs, tmp)
-    (w1, r1, d1, mb1), (w2, r2, d2, _) = runs[1], runs[2]
+    (w1, r1, _, mb1), (w2, r2, d2, _) = runs[1], runs[2]
     speedup = w1 / w2
     cpu_rate, cpu_bare_rate = r1.events / r1.task_cpu_seconds, ev_bare / cpu_bare
     print(f"speed-up 1 -> 2 workers: {speedup:.2f}x (goal >= 1.8x; the machine is shared: "
@@ -210,7 +211,8 @@ def main() -> None:
          driver_cpu_seconds_2w=round(d2, 2), output_mb=round(mb1, 1),
          compression={k: [round(x, 2) for x in v] for k, v in comp.items()},
          output_files=len(r1.outputs),
-         load_average=round(os.getloadavg()[0], 2), quick=args.quick, scale=scale, chunk_events=chunk)
+         load_average=round(os.getloadavg()[0], 2), quick=args.quick, scale=scale,
+         chunk_events=chunk)
 
 
 if __name__ == "__main__":

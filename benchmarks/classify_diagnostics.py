@@ -26,8 +26,12 @@ from jetfm.evaluate.classify_scan import draw_labelled
 from jetfm.evaluate.scan import split_target
 from jetfm.io import read_jets
 from jetfm.io.tokens import codes_to_sequences
-from jetfm.omnijet.classification import (LabelledData, pad_sequences, predict_proba,
-                                          train_classifier)
+from jetfm.omnijet.classification import (
+    LabelledData,
+    pad_sequences,
+    predict_proba,
+    train_classifier,
+)
 from jetfm.omnijet.model import load_pretrained
 
 

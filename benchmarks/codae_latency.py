@@ -31,10 +31,8 @@ import tempfile
 import time
 
 import numpy as np  # noqa: E402
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from _common import emit  # noqa: E402
 
 from jetfm.codae.model import CoDAE, CoDAEConfig, n_parameters  # noqa: E402
@@ -86,8 +84,14 @@ def optimise(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
 
 def onnx_variants(model: CoDAE, folder: str, calib: torch.Tensor) -> dict[str, dict[str, str]]:
     """Export the Z_m encoder and the full score graph once in fp32, then each precision."""
-    from jetfm.codae.export import (PRECISIONS, FullGraph, ZmGraph, export_graph,
-                                    output_names, quantise)
+    from jetfm.codae.export import (
+        PRECISIONS,
+        FullGraph,
+        ZmGraph,
+        export_graph,
+        output_names,
+        quantise,
+    )
 
     out: dict[str, dict[str, str]] = {}
     with torch.inference_mode(False):

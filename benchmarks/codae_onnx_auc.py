@@ -17,7 +17,6 @@ import sys
 import tempfile
 
 import torch
-
 from _common import emit  # noqa: E402
 
 from jetfm.codae.export import PRECISIONS, export_run  # noqa: E402

@@ -21,7 +21,6 @@ import sys
 import time
 
 import torch
-
 from _common import emit  # noqa: E402
 
 from jetfm.codae.config import AnomalyConfig, model_config  # noqa: E402

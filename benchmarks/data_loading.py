@@ -118,8 +118,7 @@ def training_share(paths: list[Path], steps: int, workers: list[int], buffer: in
     from jetfm.io.tokens import codes_to_sequences, write_tokens
     from jetfm.omnijet.config import load_omnijet_config
     from jetfm.omnijet.tokenizer import VQVAETokenizer
-    from jetfm.train.data import (SequenceDataset, load_features, make_loaders,
-                                  streaming_loaders)
+    from jetfm.train.data import SequenceDataset, load_features, make_loaders, streaming_loaders
     from jetfm.train.modules import BackboneModule
 
     cfg = load_omnijet_config("small")

@@ -313,7 +313,7 @@ def main() -> int:
           f"{sa['identical']}")
 
     if not cpu_check and not args.no_record:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         record([f"## GPU path on {name} ({stamp}, `benchmarks/gpu.py"
                 f"{' --quick' if args.quick else ''}{' --compile' if args.compile else ''}`)",
                 "",
@@ -329,7 +329,7 @@ def main() -> int:
                 f"| data share of step, streamed AOJ tokenized per batch ({workers} workers) | "
                 f"{aoj['share']:.1%} | step {aoj['step_s'] * 1e3:.1f} ms (real jets) | "
                 f"wait {aoj['waited_s'] * 1e3:.1f} ms, tokenize {aoj['tokenize_s'] * 1e3:.1f} ms |",
-                f"", f"torch {torch.__version__}, CUDA {torch.version.cuda}."])
+                "", f"torch {torch.__version__}, CUDA {torch.version.cuda}."])
         print(f"appended to {RESULTS}")
     emit("gpu_training_tokens_per_s", tr["tokens_per_s"], "tokens/s", peak / 1e12, mfu,
          device=name, baseline_unit="TFLOP/s bf16 matmul peak", ratio_meaning="MFU",

@@ -25,8 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 
-from jetfm.omnijet.backbone import (BackboneConfig, JetGPT, SampleStats, generate,  # noqa: E402
-                                    generate_reference)
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT, SampleStats, generate, generate_reference  # noqa: E402
 
 
 def matmul_peak(n: int = 768, repeats: int = 40) -> float:

@@ -22,13 +22,11 @@ The last line printed is one JSON object.
 """
 from __future__ import annotations
 
-import os
-import sys
-
-
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os
 import resource  # noqa: E402
+import sys
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -95,10 +93,9 @@ def main() -> int:
     n = args.jets or (300 if args.quick else 2000)
     chunk = max(50, n // 4)
 
-    import h5py
-
     import awkward  # noqa: F401  (imports are not generation cost: load them first)
     import fastjet  # noqa: F401
+    import h5py
     import scipy.stats  # noqa: F401
 
     from jetfm.simulate import simulate_aoj_like

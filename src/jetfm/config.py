@@ -11,7 +11,8 @@ import json
 import math
 import os
 import typing
-from typing import Any, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import yaml
 

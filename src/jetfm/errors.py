@@ -7,7 +7,8 @@ import os
 class InputError(Exception):
     """Bad input: a missing, corrupted or malformed file, or an invalid argument.
 
-    ``str(err)`` is one line: ``"<path>: <problem>"`` (or just the problem when no file is involved).
+    ``str(err)`` is one line: ``"<path>: <problem>"`` (or just the problem when no file is
+    involved).
     """
 
     def __init__(self, message: str, path: str | os.PathLike | None = None):
@@ -40,7 +41,8 @@ def _nearest_existing(folder: str) -> str:
 
 
 def check_writable(path: str | os.PathLike) -> str:
-    """Raise InputError unless a file can be created at ``path`` (its folder exists or can be made)."""
+    """Raise InputError unless a file can be created at ``path`` (its folder exists or can be
+    made)."""
     p = os.fspath(path)
     probe = _nearest_existing(os.path.dirname(os.path.abspath(p)))
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK):

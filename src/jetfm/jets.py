@@ -19,8 +19,9 @@ the sentinel -1; the readers and writers translate). Only columns listed in
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class Jets:
         if self.event_info is not None and self.event_info.shape != (c.shape[0], 3):
             raise InputError(f"event_info must be (N, 3), got {self.event_info.shape}")
 
-    def validate(self, source: str | None = None) -> "Jets":
+    def validate(self, source: str | None = None) -> Jets:
         """Raise :class:`InputError` on non-finite values or padding that is not zero.
 
         NaN is allowed only in :data:`NULLABLE_COLUMNS`; infinities nowhere.
@@ -128,7 +129,8 @@ class Jets:
         try:
             return self.constituents[..., self._cidx[name]]
         except KeyError:
-            raise KeyError(f"no constituent column '{name}'; have {self.constituent_names}") from None
+            raise KeyError(f"no constituent column '{name}'; "
+                           f"have {self.constituent_names}") from None
 
     def j(self, name: str) -> np.ndarray:
         """Jet field ``name`` as an (N,) view."""
@@ -141,7 +143,7 @@ class Jets:
     field = j
 
     def select_columns(self, constituents: Sequence[str] | None = None,
-                       jet: Sequence[str] | None = None) -> "Jets":
+                       jet: Sequence[str] | None = None) -> Jets:
         """A copy with only the named columns, in the order given."""
         cn = tuple(constituents) if constituents is not None else self.constituent_names
         jn = tuple(jet) if jet is not None else self.jet_names
@@ -152,7 +154,7 @@ class Jets:
                     np.zeros((len(self), 0), np.float32),
                     cn, jn, self.event_info, dict(self.meta))
 
-    def with_constituent_columns(self, **cols: np.ndarray) -> "Jets":
+    def with_constituent_columns(self, **cols: np.ndarray) -> Jets:
         """A copy with columns added or replaced; values on padding are set to zero."""
         names = list(self.constituent_names)
         arrs = [self.constituents[..., i] for i in range(len(names))]
@@ -163,10 +165,10 @@ class Jets:
             else:
                 names.append(name)
                 arrs.append(val)
-        return Jets(np.stack(arrs, axis=-1), self.mask.copy(), self.jet.copy(), names,
+        return Jets(np.stack(arrs, axis=-1), self.mask.copy(), self.jet.copy(), tuple(names),
                     self.jet_names, self.event_info, dict(self.meta))
 
-    def with_jet_fields(self, **cols: np.ndarray) -> "Jets":
+    def with_jet_fields(self, **cols: np.ndarray) -> Jets:
         """A copy with jet fields added or replaced."""
         names = list(self.jet_names)
         arrs = [self.jet[:, i] for i in range(len(names))]
@@ -179,10 +181,10 @@ class Jets:
                 arrs.append(val)
         jet = np.stack(arrs, axis=-1) if arrs else np.zeros((len(self), 0), np.float32)
         return Jets(self.constituents.copy(), self.mask.copy(), jet, self.constituent_names,
-                    names, self.event_info, dict(self.meta))
+                    tuple(names), self.event_info, dict(self.meta))
 
     # --------------------------------------------------------------- slicing
-    def __getitem__(self, idx: Any) -> "Jets":
+    def __getitem__(self, idx: Any) -> Jets:
         """Select jets: an int, a slice, an index array or a boolean mask over jets."""
         if isinstance(idx, (int, np.integer)):
             idx = slice(int(idx), int(idx) + 1 if int(idx) != -1 else None)
@@ -190,12 +192,12 @@ class Jets:
                     self.constituent_names, self.jet_names,
                     None if self.event_info is None else self.event_info[idx], dict(self.meta))
 
-    def truncate(self, n_max: int) -> "Jets":
+    def truncate(self, n_max: int) -> Jets:
         """Keep at most ``n_max`` constituents per jet (the leading ones in storage order)."""
         return Jets(self.constituents[:, :n_max], self.mask[:, :n_max], self.jet,
                     self.constituent_names, self.jet_names, self.event_info, dict(self.meta))
 
-    def pad_to(self, n_max: int) -> "Jets":
+    def pad_to(self, n_max: int) -> Jets:
         """Zero-pad (or truncate) the constituent axis to exactly ``n_max``."""
         if n_max <= self.n_max:
             return self.truncate(n_max)
@@ -206,7 +208,7 @@ class Jets:
         return Jets(c, m, self.jet, self.constituent_names, self.jet_names, self.event_info,
                     dict(self.meta))
 
-    def sort_by(self, key: np.ndarray, descending: bool = True) -> "Jets":
+    def sort_by(self, key: np.ndarray, descending: bool = True) -> Jets:
         """Re-order the constituents of each jet by ``key`` (N, P); padding stays last."""
         k = np.where(self.mask, key, -np.inf if descending else np.inf)
         order = np.argsort(-k if descending else k, axis=1, kind="stable")
@@ -216,7 +218,7 @@ class Jets:
                     dict(self.meta))
 
     @staticmethod
-    def concat(parts: Iterable["Jets"]) -> "Jets":
+    def concat(parts: Iterable[Jets]) -> Jets:
         """Concatenate along jets; constituent axes are padded to the largest P."""
         parts = list(parts)
         if not parts:
@@ -254,7 +256,7 @@ class Jets:
 
     @classmethod
     def from_awkward(cls, arr, n_max: int | None = None,
-                     constituents_field: str = "constituents") -> "Jets":
+                     constituents_field: str = "constituents") -> Jets:
         """Inverse of :meth:`to_awkward`. Jets with more than ``n_max`` constituents keep the
         first ``n_max``."""
         import awkward as ak

@@ -27,7 +27,8 @@ def test_quiet_lightning_routes_records_and_warnings_and_restores(tmp_path, capf
     log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     with quiet_lightning(tmp_path) as path:
         log.info("GPU available: False, used: False")
-        warnings.warn("`Trainer(val_check_interval=1.0)` was configured", UserWarning)
+        warnings.warn("`Trainer(val_check_interval=1.0)` was configured", UserWarning,
+                      stacklevel=1)
         log.error("checkpoint directory is not writable")
     out, err = capfd.readouterr()
     assert "GPU available" not in out + err and "val_check_interval" not in out + err

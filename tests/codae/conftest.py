@@ -36,6 +36,7 @@ def real_subsets(tmp_path_factory):
     qcd = _subset(SUP / "train" / "qcd_gensim_110_6.npz", d / "qcd_gensim_110_6.npz", 96)
     bkg = _subset(SUP / "valid" / "qcd_gensim_110_2.npz", d / "qcd_gensim_110_2.npz", 40)
     sig = [_subset(SUP / "valid" / name, d / name, 20) for name in
-           ("suep_gensim_h700_phi2_dp0p7_dt2_103_6.npz", "suep_gensim_h1000_phi2_dp0p7_dt2_103_1.npz",
+           ("suep_gensim_h700_phi2_dp0p7_dt2_103_6.npz",
+            "suep_gensim_h1000_phi2_dp0p7_dt2_103_1.npz",
             "svj_2100_91191_4.npz", "svj_4100_34155_4.npz")]
     return qcd, bkg, sig

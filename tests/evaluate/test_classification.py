@@ -4,8 +4,14 @@ import pytest
 from scipy import stats
 
 from jetfm.errors import InputError
-from jetfm.evaluate.classification import (binary_metrics, classification_metrics, hlf_baseline,
-                                           pick_signal_background, rejection_at, signal_score)
+from jetfm.evaluate.classification import (
+    binary_metrics,
+    classification_metrics,
+    hlf_baseline,
+    pick_signal_background,
+    rejection_at,
+    signal_score,
+)
 
 
 def _gauss(n=4000, shift=1.5, seed=0):

@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jetfm.evaluate.fidelity import (FIDELITY_OBSERVABLES, TOP_WINDOW, check_targets, fidelity,
-                                     fidelity_observables, window_fraction)
+from jetfm.evaluate.fidelity import (
+    FIDELITY_OBSERVABLES,
+    TOP_WINDOW,
+    check_targets,
+    fidelity,
+    fidelity_observables,
+    window_fraction,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +66,6 @@ def test_window_fraction_edges():
 def test_fidelity_observables_of_real_jets():
     from jetfm.io import read_jets
     from jetfm.physics.observables import softdrop_mass
-
     from tests.conftest import REAL
 
     jets = read_jets(REAL / "jetclass2_sophon_example" / "JetClassII_example.root")[:60]

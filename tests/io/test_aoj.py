@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from jetfm import InputError
-from jetfm.io.aoj import (AOJWriter, PFCANDS_COLUMNS, ReadOptions, aoj_length, iter_aoj,
-                          read_aoj, write_aoj)
+from jetfm.io.aoj import (
+    PFCANDS_COLUMNS,
+    AOJWriter,
+    ReadOptions,
+    aoj_length,
+    iter_aoj,
+    read_aoj,
+    write_aoj,
+)
 from tests.conftest import AOJ_MINI, PFNANO_INDEX, PFNANO_INLINE
 
 
@@ -37,7 +44,6 @@ def test_resorts_unsorted_files(tmp_path):
     rng = np.random.default_rng(0)
     shuffled = data["PFCands"].copy()
     for i in range(len(shuffled)):
-        n = int((shuffled[i, :, 3] > 0).sum())
         perm = rng.permutation(150)  # padding interleaved too
         shuffled[i] = shuffled[i][perm]
     out = tmp_path / "shuffled.h5"
@@ -274,7 +280,7 @@ def test_chunks_never_written_read_as_padding(tmp_path):
     out = tmp_path / "gap.h5"
     write_aoj(out, jets)
     with h5py.File(out, "a") as f:
-        for name, ds in f.items():
+        for ds in f.values():
             ds.resize(2000, axis=0)  # 1488 more rows: the chunk of rows 1536.. is never written
     back = read_aoj(out, start=10, stop=2000, chunk_size=700)
     assert len(back) == 1990 and not back.mask[10:].any()

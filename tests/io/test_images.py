@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from jetfm.errors import InputError
-from jetfm.io.images import (CHANNELS_1, CHANNELS_3, parse_image_name, read_image_file,
-                             read_images, write_images)
+from jetfm.io.images import (
+    CHANNELS_1,
+    CHANNELS_3,
+    parse_image_name,
+    read_image_file,
+    read_images,
+    write_images,
+)
 from tests.conftest import DARK_IMAGES
 
 NTRK = DARK_IMAGES / "n_tracks" / "train"

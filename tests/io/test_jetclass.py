@@ -77,9 +77,8 @@ def test_bad_input(tmp_path):
 
 
 def test_parquet_matches_root():
-    from tests.conftest import JETCLASS2_PARQUET
-
     from jetfm.io import count_jets, read_jets
+    from tests.conftest import JETCLASS2_PARQUET
 
     a, b = read_jetclass(JETCLASS2_ROOT), read_jets(JETCLASS2_PARQUET)
     assert count_jets(JETCLASS2_PARQUET) == 100

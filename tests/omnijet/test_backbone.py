@@ -1,11 +1,9 @@
 """GPT backbone: architecture, padding-free loss, and the cached sampler against the reference."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from jetfm.omnijet.backbone import (BackboneConfig, JetGPT, SampleStats, generate,
-                                    generate_reference)
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT, SampleStats, generate, generate_reference
 
 
 def _gpt(vocab=10, **kw):

@@ -2,8 +2,13 @@
 import pytest
 import torch
 
-from jetfm.omnijet.quantizer import (QuantizerConfig, VectorQuantizer, _argmin_rows, kmeans_pp,
-                                     nearest_code)
+from jetfm.omnijet.quantizer import (
+    QuantizerConfig,
+    VectorQuantizer,
+    _argmin_rows,
+    kmeans_pp,
+    nearest_code,
+)
 
 
 def _vq(**kw):
@@ -79,7 +84,7 @@ def test_dead_code_replacement_after_replace_freq_steps():
         vq.codebook[1:] = 100.0  # far away: only code 0 is ever used
     vq.train()
     z = torch.randn(64, 2) * 0.01
-    for step in range(2):
+    for _ in range(2):
         _, _, _, st = vq(z)
         assert st["replaced"] == 0
     _, _, _, st = vq(z)  # third step without use: 15 dead codes replaced by encoder outputs

@@ -3,8 +3,15 @@ import numpy as np
 from jetfm.io.aoj import read_aoj
 from jetfm.io.jetclass import read_jetclass
 from jetfm.jets import Jets
-from jetfm.physics.features import (Preprocessing, SPECIES, constituent_axis, relative_to_jet,
-                                    species_counts, species_from_pdgid, wrap_phi)
+from jetfm.physics.features import (
+    SPECIES,
+    Preprocessing,
+    constituent_axis,
+    relative_to_jet,
+    species_counts,
+    species_from_pdgid,
+    wrap_phi,
+)
 from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
 
 

@@ -16,12 +16,12 @@ import h5py
 import numpy as np
 import pytest
 
-from jetfm.production.builder import build_aoj
-from jetfm.production.selection import Selection, apply_selection, event_branches
 from jetfm.cli import main
 from jetfm.errors import InputError
 from jetfm.io.aoj import DATASETS, read_aoj
 from jetfm.io.nanoaod import _events_tree, chunk_to_jets, inspect_pfnano, read_pfnano
+from jetfm.production.builder import build_aoj
+from jetfm.production.selection import Selection, apply_selection, event_branches
 from tests.conftest import PFNANO_INDEX, PFNANO_INLINE
 
 JETS_PER_FILE = 60

@@ -8,12 +8,18 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from jetfm.production.lumimask import LumiMask
-from jetfm.production.selection import (AOJ_MET_FILTERS, AOJ_TRIGGERS, CutFlow, Selection,
-                                   apply_selection, event_branches)
 from jetfm.cli import main
 from jetfm.errors import InputError
 from jetfm.io.nanoaod import _events_tree, chunk_to_jets, inspect_pfnano, read_pfnano
+from jetfm.production.lumimask import LumiMask
+from jetfm.production.selection import (
+    AOJ_MET_FILTERS,
+    AOJ_TRIGGERS,
+    CutFlow,
+    Selection,
+    apply_selection,
+    event_branches,
+)
 from tests.conftest import NANOAOD_PLAIN, PFNANO_INDEX, PFNANO_INLINE
 
 FILES = {"index": PFNANO_INDEX, "inline": PFNANO_INLINE}

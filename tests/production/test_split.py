@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jetfm.production.split import assign, event_hash, parse_fractions, split_aoj
 from jetfm.errors import InputError
 from jetfm.io.aoj import ReadOptions, read_aoj, write_aoj
+from jetfm.production.split import assign, event_hash, parse_fractions, split_aoj
 from tests.conftest import AOJ_MINI
 
 

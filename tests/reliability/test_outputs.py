@@ -16,8 +16,13 @@ import pytest
 
 from jetfm.cli import main
 from jetfm.errors import InputError
-from jetfm.io.output import (OutputLock, atomic_output, refuse_overwrite, save_npz_atomic,
-                             write_text_atomic)
+from jetfm.io.output import (
+    OutputLock,
+    atomic_output,
+    refuse_overwrite,
+    save_npz_atomic,
+    write_text_atomic,
+)
 from tests.conftest import AOJ_MINI
 
 

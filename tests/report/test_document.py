@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from jetfm.errors import InputError
-from jetfm.report import (Code, Figure, Heading, Paragraph, Report, Table, pyplot,
-                          save_figure)
+from jetfm.report import Code, Figure, Heading, Paragraph, Report, Table, pyplot, save_figure
 from tests.report.checks import assert_reads_verdict_figures_tables
 
 

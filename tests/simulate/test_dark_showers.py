@@ -7,8 +7,12 @@ import pytest
 from jetfm.cli import main
 from jetfm.errors import InputError
 from jetfm.io.images import read_image_file
-from jetfm.simulate.dark_showers import (DEPOSIT_KEYS, process_settings, read_deposits,
-                                         simulate_dark_showers)
+from jetfm.simulate.dark_showers import (
+    DEPOSIT_KEYS,
+    process_settings,
+    read_deposits,
+    simulate_dark_showers,
+)
 
 
 def test_svj_events_to_images_cli(tmp_path, capsys):

@@ -2,9 +2,16 @@
 import numpy as np
 import pytest
 
-from jetfm.simulate.detector import (CMS_LIKE, DELPHES_LIKE, IDEAL, PuppiParams,
-                                     cms_like_candidates, delphes_like_candidates,
-                                     detector_response, puppi_weights)
+from jetfm.simulate.detector import (
+    CMS_LIKE,
+    DELPHES_LIKE,
+    IDEAL,
+    PuppiParams,
+    cms_like_candidates,
+    delphes_like_candidates,
+    detector_response,
+    puppi_weights,
+)
 
 
 def particles(rows, event=None, pu=None):

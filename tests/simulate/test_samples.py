@@ -14,8 +14,13 @@ from jetfm.io import read_jets
 from jetfm.io.aoj import read_attrs
 from jetfm.physics.features import species_counts
 from jetfm.physics.observables import jet_kinematics
-from jetfm.simulate import (IDEAL, aoj_like_spec, generate_jets, simulate_aoj_like,
-                            simulate_jetclass_like)
+from jetfm.simulate import (
+    IDEAL,
+    aoj_like_spec,
+    generate_jets,
+    simulate_aoj_like,
+    simulate_jetclass_like,
+)
 from jetfm.simulate import samples as samples_mod
 from jetfm.simulate.pythia import AOJ_QCD
 from tests.conftest import AOJ_MINI, full_size
@@ -183,7 +188,8 @@ def test_jetclass_like_resumes_from_its_chunk_folder(tmp_path, monkeypatch):
 
     with uproot.open(out) as f:
         prov = json.loads(str(f["provenance"]))
-    assert prov["process"] == "zjets_nunu" and prov["seed"] == 7 and prov["detector"] == "delphes_like"
+    assert prov["process"] == "zjets_nunu" and prov["seed"] == 7
+    assert prov["detector"] == "delphes_like"
 
 
 def test_pileup_overlay_with_puppi_weights(tmp_path):

@@ -218,9 +218,8 @@ def test_streaming_on_two_processes_and_resume_after_a_kill(tokenizer, tmp_path)
     lost), the held-out validation jets never appear, and the step redone after the resume has
     the same batch on each process. Full size (--run-slow): also an uninterrupted run, whose
     batches and final weights the resumed run reproduces exactly."""
-    from tests.conftest import full_size
-
     from jetfm.omnijet.model import load_pretrained
+    from tests.conftest import full_size
 
     run = tmp_path / "run"
     proc = _run(run, tokenizer, "--devices", 2, "--batch", 8, "--streaming", "--kill-at", KILL,
@@ -281,10 +280,10 @@ def test_quantiser_stays_fp32_under_bf16_autocast(monkeypatch):
 
 
 def test_precision_auto_and_cli_flags(tmp_path, capsys):
+    import torch
+
     from jetfm.cli import main
     from jetfm.train.modules import resolve_precision
-
-    import torch
 
     want = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() \
         else "32-true"

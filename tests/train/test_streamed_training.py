@@ -3,7 +3,6 @@ instead of loading it, hold out a fixed validation part that never enters traini
 per batch for the backbone (or read token files), resume mid-epoch with the same batches, and
 keep memory bounded by the shuffle buffer."""
 import json
-import os
 import tracemalloc
 
 import numpy as np
@@ -16,8 +15,13 @@ from jetfm.errors import InputError
 from jetfm.io.aoj import read_aoj, write_aoj
 from jetfm.omnijet.model import load_pretrained
 from jetfm.train import api
-from jetfm.train.data import (in_memory_bytes, load_features, memory_budget, streaming_loaders,
-                              use_streaming)
+from jetfm.train.data import (
+    in_memory_bytes,
+    load_features,
+    memory_budget,
+    streaming_loaders,
+    use_streaming,
+)
 from jetfm.train.streaming import holdout_ranges
 from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
 
@@ -225,8 +229,8 @@ def test_token_files_and_separate_validation_files(tokenizer, tmp_path, capsys, 
     write_aoj(tmp_path / "a.h5", jets[:80])
     write_aoj(tmp_path / "b.h5", jets[80:])
     for name in ("a", "b"):
-        assert main(["tokenize", str(tmp_path / f"{name}.h5"), "-o", str(tmp_path / f"{name}.tok.h5"),
-                     "--model", tokenizer]) == 0
+        assert main(["tokenize", str(tmp_path / f"{name}.h5"),
+                     "-o", str(tmp_path / f"{name}.tok.h5"), "--model", tokenizer]) == 0
     # tokenize reads in chunks: the same sequences as one chunk
     from jetfm.cli import models as cli_models
     from jetfm.io.tokens import read_tokens

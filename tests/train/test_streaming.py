@@ -9,8 +9,13 @@ from torch.utils.data import DataLoader
 from jetfm import InputError
 from jetfm.io.aoj import read_aoj, write_aoj
 from jetfm.physics.features import Preprocessing
-from jetfm.train.streaming import (StreamingJets, StreamingLoader, _worker_skip, shard_range,
-                                   streaming_loader)
+from jetfm.train.streaming import (
+    StreamingJets,
+    StreamingLoader,
+    _worker_skip,
+    shard_range,
+    streaming_loader,
+)
 from tests.conftest import AOJ_MINI
 
 SIZES = (37, 100, 23)  # 160 jets: divisible by 1 and 2, not by 3
@@ -105,7 +110,7 @@ def test_deterministic_for_a_seed_and_epochs_differ(aoj_files):
 def test_features_match_preprocessing(aoj_files):
     pre = Preprocessing()
     ref = {}
-    for k, p in enumerate(aoj_files):
+    for p in aoj_files:
         jets = read_aoj(p)
         x, m = pre.forward(jets)
         for i in range(len(jets)):

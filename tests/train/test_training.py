@@ -43,7 +43,8 @@ def test_save_load_round_trip_and_info(trained, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "2016H_job0_mini.h5" in text and "pretrain" in text and "parameters" in text
     meta = json.load(open(tmp_path / "copy" / "config.json"))
-    assert meta["provenance"]["pretrain"]["n_train"] + meta["provenance"]["pretrain"]["n_val"] == 100
+    pretrain = meta["provenance"]["pretrain"]
+    assert pretrain["n_train"] + pretrain["n_val"] == 100
     assert meta["config"]["preprocessing"]["pt_shift"] == 1.8
 
 

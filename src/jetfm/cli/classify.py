@@ -8,8 +8,6 @@ import os
 
 from jetfm.cli.argtypes import nonneg_int, positive_int, seed
 
-from jetfm.cli.argtypes import nonneg_int, positive_int, seed
-
 
 def _labels_args(p, required_data: bool = False) -> None:
     p.add_argument("--data", nargs="+", default=[], required=required_data, metavar="FILE",

@@ -25,7 +25,8 @@ def cmd_demo(args) -> int:
     from jetfm.errors import check_output_dir
     from jetfm.pipelines.demo import run_demo
 
-    out = args.out or os.path.join("runs", f"demo_{os.path.splitext(os.path.basename(args.preset))[0]}")
+    preset = os.path.splitext(os.path.basename(args.preset))[0]
+    out = args.out or os.path.join("runs", f"demo_{preset}")
     check_output_dir(out, "--out")
     report = run_demo(out=out, preset=args.preset, seed=args.seed,
                       overrides=tuple(args.overrides), progress=not args.no_progress,

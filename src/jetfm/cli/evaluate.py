@@ -60,8 +60,14 @@ def cmd_scan(args) -> int:
     import dataclasses
 
     from jetfm.errors import check_output_dir
-    from jetfm.evaluate.scan import (SCAN_ENTRIES, ScanConfig, check_scan_config, parse_sizes,
-                                     parse_targets, run_scan)
+    from jetfm.evaluate.scan import (
+        SCAN_ENTRIES,
+        ScanConfig,
+        check_scan_config,
+        parse_sizes,
+        parse_targets,
+        run_scan,
+    )
     from jetfm.io.output import RUN_LOCK, RUN_RECORD, refuse_overwrite, run_folder
 
     check_output_dir(args.out, "--out")

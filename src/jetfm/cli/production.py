@@ -80,11 +80,11 @@ def _list(text: str, default):
 
 
 def _build(args) -> int:
+    from jetfm.io.aoj import expand_paths
+    from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
     from jetfm.production.builder import build_aoj
     from jetfm.production.manifest import BUILD_FILES, output_pattern
     from jetfm.production.selection import AOJ_MET_FILTERS, AOJ_TRIGGERS, Selection
-    from jetfm.io.aoj import expand_paths
-    from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
 
     check_output_dir(args.out, "--out")
     sel = Selection(lumi_json=os.path.abspath(args.lumi_json) if args.lumi_json else None,
@@ -113,16 +113,16 @@ def _build(args) -> int:
               f"{res.seconds:.1f} s with {res.n_workers} worker(s)")
         print(f"outputs: {len(res.outputs)} file(s) in {res.out_dir} "
               "(manifest.json, cutflow.json, cutflow.md)")
-    for path, err in res.failed.items():
+    for err in res.failed.values():
         print(f"jetfm: warning: skipped {err}", file=sys.stderr)
     return 0
 
 
 def _split(args) -> int:
-    from jetfm.production.manifest import output_files
     from jetfm.io.aoj import aoj_length
-    from jetfm.production.split import parse_fractions, series_pattern, split_aoj
     from jetfm.io.output import RUN_LOCK, refuse_overwrite, run_folder
+    from jetfm.production.manifest import output_files
+    from jetfm.production.split import parse_fractions, series_pattern, split_aoj
 
     names = tuple(n.strip() for n in args.names.split(",") if n.strip())
     fractions = parse_fractions(args.fractions, len(names))

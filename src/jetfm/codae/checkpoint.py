@@ -29,7 +29,8 @@ def from_pretrained(folder: str) -> tuple[CoDAE, dict]:
     """Load a model written by :func:`save_pretrained` -> (model in eval mode, config.json dict)."""
     from safetensors.torch import load_file
 
-    cfg_path, w_path = os.path.join(folder, "config.json"), os.path.join(folder, "model.safetensors")
+    cfg_path = os.path.join(folder, "config.json")
+    w_path = os.path.join(folder, "model.safetensors")
     for p in (cfg_path, w_path):
         if not os.path.isfile(p):
             raise InputError("not a CoDAE checkpoint folder (missing "

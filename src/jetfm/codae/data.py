@@ -2,7 +2,8 @@
 
 Inputs (``DataConfig.input``):
 
-- ``track_occupancy`` (the paper's default): ``images[..., tracks] > 0`` -> (N, 1, 72, 58) in {0, 1};
+- ``track_occupancy`` (the paper's default): ``images[..., tracks] > 0`` -> (N, 1, 72, 58) in
+  {0, 1};
   needs 3-channel files.
 - ``occupancy``: any energy in the pixel (channel sum > 0). The released ``supervised/`` files
   hold only the channel sum, so this is the binary input that works on every released file.

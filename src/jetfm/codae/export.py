@@ -146,7 +146,8 @@ def export_model(model: CoDAE, meta: dict, folder: str, precision: str = "fp32",
     cfg = model.cfg
     if check is None:
         g = torch.Generator().manual_seed(0)
-        check = (torch.rand(8, cfg.in_channels, *cfg.image_shape, generator=g) < 0.07).float().numpy()
+        check = (torch.rand(8, cfg.in_channels, *cfg.image_shape, generator=g) < 0.07)
+        check = check.float().numpy()
     example = torch.from_numpy(np.ascontiguousarray(check[:2]))
     os.makedirs(folder, exist_ok=True)
     graphs = {"full": (FullGraph(model), output_names(cfg.conditional))}

@@ -1,5 +1,5 @@
-"""CoDAE: the conditional dual auto-encoder for dark-shower anomaly detection (SCIENCE.md section 5),
-and the plain convolutional auto-encoder it is compared with.
+"""CoDAE: the conditional dual auto-encoder for dark-shower anomaly detection (SCIENCE.md
+section 5), and the plain convolutional auto-encoder it is compared with.
 
 Shapes (paper configuration, one channel of binary track occupancy):
 
@@ -95,7 +95,7 @@ class CoDAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CoDAEConfig":
+    def from_dict(cls, d: dict) -> CoDAEConfig:
         """A config from a dict, every value checked (:func:`jetfm.config.from_dict`); raises
         InputError naming the key."""
         from jetfm.config import from_dict

@@ -20,7 +20,7 @@ MAIN_SCORES = ("z_m_dist", "z_m0", "z_m1", "bce", "dice", "ae_bce", "n_hits", "n
 def plot_roc(path: str, bkg: dict, sig: dict, sig_labels: np.ndarray, metrics: dict) -> None:
     """One panel per signal: background FPR (log) against signal efficiency, main scores."""
     plt = pyplot(hep_style=False)
-    procs = [LABEL_NAMES[int(l)] for l in sorted(set(sig_labels.tolist()))]
+    procs = [LABEL_NAMES[int(lab)] for lab in sorted(set(sig_labels.tolist()))]
     fig, axes = plt.subplots(1, len(procs), figsize=(5.2 * len(procs), 4.4), squeeze=False)
     for ax, proc in zip(axes[0], procs):
         sel = sig_labels == LABELS[proc]

@@ -43,7 +43,7 @@ class OnnxCoDAE:
             raise InputError(f"cannot load the ONNX model ({err.__class__.__name__}: "
                              f"{str(err).splitlines()[0][:200]})", folder) from err
 
-    def eval(self) -> "OnnxCoDAE":
+    def eval(self) -> OnnxCoDAE:
         return self
 
     def z_m(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ from jetfm.codae.model import CoDAE
 from jetfm.errors import InputError
 from jetfm.io.images import LABEL_NAMES
 
+
 @torch.inference_mode()
 def z_m(model: CoDAE, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """Z_m (N, 2) of inputs x (N, C, 72, 58): the small encoder only."""
@@ -87,7 +88,8 @@ def codae_scores(model: CoDAE, x: np.ndarray, reference: dict | None = None,
             d = zm - np.asarray(reference["mean"])
             inv = np.linalg.inv(np.asarray(reference["cov"]))
             out["z_m_dist"] = np.sqrt(np.einsum("ni,ij,nj->n", d, inv, d))
-    out.update(reconstruction_scores(model, x, batch, prefix="" if model.cfg.conditional else "ae_"))
+    prefix = "" if model.cfg.conditional else "ae_"
+    out.update(reconstruction_scores(model, x, batch, prefix=prefix))
     return out
 
 
@@ -157,8 +159,8 @@ def evaluate(run: str | list[str], background, signal, out: str | None = None,
                               "precision": m.get("precision", "fp32")}
                           for k, (_, m) in models.items()},
                "n_background": len(bev),
-               "n_signal": {LABEL_NAMES[int(l)]: int((sev.labels == l).sum())
-                            for l in sorted(set(sev.labels.tolist()))},
+               "n_signal": {LABEL_NAMES[int(lab)]: int((sev.labels == lab).sum())
+                            for lab in sorted(set(sev.labels.tolist()))},
                "background_files": bev.sources, "signal_files": sev.sources, "notes": notes,
                "scores": evaluate_scores(bs, ss, sev.labels, sev.masses)}
     if out is not None:

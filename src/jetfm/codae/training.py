@@ -64,13 +64,13 @@ def train_step(model: CoDAE, opt: torch.optim.Optimizer, xb: torch.Tensor, clip_
 def validate(model: CoDAE, x: torch.Tensor, batch: int = 256) -> tuple[float, float]:
     """(mean SSIM, mean loss) of the reconstructions of x (N, C, H, W)."""
     model.eval()
-    s, l = 0.0, 0.0
+    s, loss = 0.0, 0.0
     for i in range(0, len(x), batch):
         xb = x[i:i + batch]
         logits = model(xb)
         s += float(ssim(torch.sigmoid(logits), xb).sum())
-        l += float(loss_fn(logits, xb)) * len(xb)
-    return s / len(x), l / len(x)
+        loss += float(loss_fn(logits, xb)) * len(xb)
+    return s / len(x), loss / len(x)
 
 
 def _progress(total, desc, enabled):
@@ -95,7 +95,8 @@ def train_one(kind: str, cfg: AnomalyConfig, x_train: np.ndarray, x_valid: np.nd
         state = torch.load(last, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        start_epoch, best, steps = int(state["epoch"]), float(state["best_ssim"]), int(state["steps"])
+        start_epoch, best = int(state["epoch"]), float(state["best_ssim"])
+        steps = int(state["steps"])
         spent = float(state.get("seconds", 0.0))  # training time before the resume
         with open(os.path.join(folder, "history.json")) as fh:
             history = json.load(fh)["epochs"][:start_epoch]

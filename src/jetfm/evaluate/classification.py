@@ -15,7 +15,7 @@ reported as the number of background jets, marked as a lower bound (``rejection_
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

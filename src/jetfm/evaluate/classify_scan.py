@@ -18,10 +18,11 @@ The test jets of a class file are the held-out reference of the generation scan 
 seed and ``n_reference = n_test`` (:func:`jetfm.evaluate.scan.split_target`).
 
 Result rows are the generation scan's long rows (``target`` = ``"<signal>_vs_<background>"``,
-``arm`` (or ``hlf_bdt``, ``hlf_bdt_tokenized``), ``reference`` = ``"test"``, ``observable`` = ``"tagger"``, ``metric``,
-``D``, ``seed``, ``value``, ``error``) with metrics ``auc``, ``rejection_30``, ``rejection_50``,
-``accuracy`` and, for the power-law fits ``metric = a D^-gamma``, ``auc_deficit`` (1 - AUC) and
-``inv_rejection_30`` (eps_B at eps_S = 0.3).
+``arm`` (or ``hlf_bdt``, ``hlf_bdt_tokenized``), ``reference`` = ``"test"``,
+``observable`` = ``"tagger"``, ``metric``, ``D``, ``seed``, ``value``, ``error``) with metrics
+``auc``, ``rejection_30``, ``rejection_50``, ``accuracy`` and, for the power-law fits
+``metric = a D^-gamma``, ``auc_deficit`` (1 - AUC) and ``inv_rejection_30`` (eps_B at
+eps_S = 0.3).
 
 Layout of the output folder: ``config.yaml``, ``cells/D<D>_seed<s>_<arm>.json`` (one per cell,
 written last, so a finished cell is skipped on a rerun), ``models/`` (training runs, deleted after
@@ -36,8 +37,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -102,15 +103,6 @@ def draw_labelled(pools: Sequence[np.ndarray], d: int, scan_seed: int, seed: int
     return out
 
 
-def _epochs_override(cfg: ClassifyScanConfig, d: int) -> list[str]:
-    """Raise classification.max_epochs so that a small D still gets ``min_steps`` steps."""
-    from jetfm.evaluate.scan import min_steps_override
-    from jetfm.omnijet.classification import MIN_STEPS_PER_EPOCH
-
-    return min_steps_override(cfg.preset, cfg.overrides, "classification", d, cfg.min_steps,
-                              MIN_STEPS_PER_EPOCH)
-
-
 def _cell_rows(metrics: dict, arm: str, d: int, seed: int, target: str) -> list[dict]:
     vals = {m: metrics[m] for m in METRICS}
     # 1 where no background jet of the test set passed: the rejection is only a lower bound
@@ -139,17 +131,19 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
     """
     from tqdm.auto import tqdm
 
-    from jetfm.config import save_config
+    from jetfm.config import save_config, validate
     from jetfm.evaluate.classification import hlf_baseline, hlf_features
     from jetfm.evaluate.scan import split_target
-    from jetfm.seeding import derive_seed
     from jetfm.io import read_jets
     from jetfm.io.tokens import codes_to_sequences
-    from jetfm.omnijet.classification import (LabelledData, pad_sequences, predict_proba,
-                                              train_classifier)
+    from jetfm.omnijet.classification import (
+        LabelledData,
+        pad_sequences,
+        predict_proba,
+        train_classifier,
+    )
     from jetfm.omnijet.model import load_pretrained
-
-    from jetfm.config import validate
+    from jetfm.seeding import derive_seed
 
     cfg = cfg or ClassifyScanConfig()
     validate(cfg, "classification.")  # also a config built in code, not loaded
@@ -170,7 +164,7 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
     save_config(cfg, out)
     # every class: all jets tokenized once, the held-out test part, the training pool
     seqs, hlf, hlf_tok, test_idx, pools = [], [], [], [], []
-    for ci, name in enumerate(names):
+    for name in names:
         path = classes[name]
         jets = read_jets(path)
         per_class = max(sizes) // len(names) + 1
@@ -220,9 +214,9 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
             data = LabelledData(np.concatenate([q[p] for q, p in zip(seqs, picks)]), labels,
                                 names, {"n_jets": int(len(labels)), "D": d, "seed": s})
             run_dir = os.path.join(out, "models", f"D{d}_seed{s}_{arm}")
-            m = train_classifier(model, data, run_dir, arm, cfg.preset,
-                                 list(cfg.overrides) + _epochs_override(cfg, d),
-                                 seed=derive_seed(cfg.seed, d, s), progress=False)
+            m = train_classifier(model, data, run_dir, arm, cfg.preset, list(cfg.overrides),
+                                 seed=derive_seed(cfg.seed, d, s), progress=False,
+                                 min_steps=cfg.min_steps)
             proba = predict_proba(m, test_seqs)
             st = m.provenance["classification"]
             info = {"epochs": st["epochs"], "steps": st["steps"],

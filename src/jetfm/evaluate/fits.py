@@ -14,8 +14,8 @@ observable, metric, D, seed, value``; :func:`aggregate` makes the seed summaries
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -22,8 +22,8 @@ are read from :class:`~jetfm.Jets` by column name, so a mask column can never be
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import linalg, stats

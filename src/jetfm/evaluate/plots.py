@@ -15,7 +15,7 @@ Every function writes one PNG and returns its path. Units: GeV, radians.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -84,11 +84,10 @@ def _grid(n: int, ncols: int = 4):
 
 def figure1(samples: Mapping[str, str], path: str, max_jets: int | None = 20_000) -> str:
     """Overlay the files in ``samples`` (``{label: file}``, AOJ or JetClass) per quantity."""
-    from jetfm.evaluate.compare import (QUANTITIES, SPECIES_SHOWN, compare_quantities,
-                                        species_means)
-    from jetfm.io import detect_format, read_jets
-
     import mplhep as hep
+
+    from jetfm.evaluate.compare import QUANTITIES, SPECIES_SHOWN, compare_quantities, species_means
+    from jetfm.io import detect_format, read_jets
 
     plt = pyplot()
     data = {}

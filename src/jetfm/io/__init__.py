@@ -23,7 +23,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "jetclass"
     if len(head) == 0:
         raise InputError("file is empty", p)
-    raise InputError("unknown file format: expected an AOJ .h5 (HDF5) or JetClass .root or .parquet file", p)
+    raise InputError("unknown file format: expected an AOJ .h5 (HDF5) or JetClass .root or "
+                     ".parquet file", p)
 
 
 def read_jets(path: str | os.PathLike, start: int = 0, stop: int | None = None, **kw):

@@ -29,8 +29,8 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -88,14 +88,14 @@ class EventImages:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def select(self, idx) -> "EventImages":
+    def select(self, idx) -> EventImages:
         """A subset by boolean mask or integer indices."""
         return EventImages(self.images[idx], self.labels[idx], self.masses[idx],
                            None if self.n_tracks is None else self.n_tracks[idx], self.channels,
                            self.files[idx] if len(self.files) else self.files, list(self.sources))
 
     @staticmethod
-    def concat(parts: Sequence["EventImages"]) -> "EventImages":
+    def concat(parts: Sequence[EventImages]) -> EventImages:
         """Concatenate; channels must agree; n_tracks is kept only if every part has it."""
         if not parts:
             raise InputError("no image files to read")
@@ -103,7 +103,8 @@ class EventImages:
         if len(ch) > 1:
             raise InputError(f"image files mix channel layouts {sorted(ch)}: read them separately "
                              "or reduce them to one channel first")
-        sources, files = [], []
+        sources: list[str] = []
+        files = []
         for p in parts:
             files.append(p.files + len(sources))
             sources.extend(p.sources)
@@ -115,7 +116,7 @@ class EventImages:
                            np.concatenate([p.masses for p in parts]), nt, parts[0].channels,
                            np.concatenate(files).astype(np.int32), sources)
 
-    def summed(self) -> "EventImages":
+    def summed(self) -> EventImages:
         """The one-channel (channel-summed ET) view, the layout of the released supervised files."""
         if self.channels == CHANNELS_1:
             return self
@@ -158,9 +159,10 @@ def read_image_file(path: str | os.PathLike) -> EventImages:
         if n_tracks.shape not in ((n,), (n, 1)):
             raise _bad(p, f"'n_tracks' has shape {n_tracks.shape}, expected ({n}, 1)")
         n_tracks = n_tracks.reshape(n).astype(np.float32)
-    for key, arr in (("images", images), ("labels", labels), ("masses", masses),
-                     ("n_tracks", n_tracks)):
-        if arr is not None and not np.isfinite(arr).all():
+    arrays: dict[str, np.ndarray | None] = {"images": images, "labels": labels,
+                                            "masses": masses, "n_tracks": n_tracks}
+    for key, value in arrays.items():
+        if value is not None and not np.isfinite(value).all():
             raise _bad(p, f"'{key}' holds NaN or infinite values")
     if (images < 0).any():
         raise _bad(p, "'images' holds negative energies")

@@ -17,15 +17,14 @@ Conventions applied on reading (and undone on writing):
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
 from jetfm.io.output import atomic_output
 from jetfm.jets import Jets
-from jetfm.physics.features import (FLAG_COLUMNS, pdgid_from_flags, relative_to_jet,
-                                    species_flags)
+from jetfm.physics.features import FLAG_COLUMNS, pdgid_from_flags, relative_to_jet, species_flags
 
 TREE = "tree"
 #: JetClass branch -> jetfm column

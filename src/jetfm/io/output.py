@@ -24,7 +24,7 @@ import os
 import shutil
 import socket
 import sys
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from jetfm.errors import InputError
 
@@ -37,7 +37,7 @@ RUN_RECORD = "run.json"
 try:
     import fcntl
 except ImportError:  # not POSIX: outputs are still atomic, but not locked
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 
 class OutputLock:
@@ -55,7 +55,7 @@ class OutputLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         if self._fd is not None or fcntl is None:
             return self
         while True:
@@ -102,7 +102,7 @@ class OutputLock:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

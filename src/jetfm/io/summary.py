@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,8 @@ def summarise(path: str | os.PathLike, max_jets: int | None = None) -> dict:
         nmax = max(nmax, int(counts.max()))
         nsum += int(counts.sum())
         if "pt" in jets.jet_names:
-            ptmin, ptmax = min(ptmin, float(jets.j("pt").min())), max(ptmax, float(jets.j("pt").max()))
+            pt = jets.j("pt")
+            ptmin, ptmax = min(ptmin, float(pt.min())), max(ptmax, float(pt.max()))
         s = species(jets)[jets.mask]
         sp += np.bincount(s.astype(np.int64) + 1, minlength=len(SPECIES) + 1)
         if fmt == "aoj":
@@ -41,7 +43,7 @@ def summarise(path: str | os.PathLike, max_jets: int | None = None) -> dict:
             ids, cnt = np.unique(jets.j("label").astype(np.int64), return_counts=True)
             for i, c in zip(ids, cnt):
                 labels[int(i)] = labels.get(int(i), 0) + int(c)
-    info = {
+    info: dict[str, Any] = {
         "path": path, "format": fmt, "n_jets": n,
         "constituents_min": nmin or 0, "constituents_mean": nsum / n if n else 0.0,
         "constituents_max": nmax,

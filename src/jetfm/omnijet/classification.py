@@ -35,11 +35,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+
 from jetfm.errors import InputError
 from jetfm.train.data import SequenceDataset
 
@@ -254,18 +255,39 @@ def classifier_config(base, preset: str, overrides: Sequence[str]):
                                classification=pc.classification).resolved()
 
 
+def labelled_code_table(tok, seqs: np.ndarray) -> np.ndarray:
+    """The code table (:func:`jetfm.omnijet.backbone.code_table`) of a from-scratch classifier
+    from its own training sequences: labelled jets arrive as tokens, so each code's mean
+    features are those of the constituents the tokenizer decodes them to (a backbone trained
+    on jets takes them from the jets' own constituents)."""
+    from jetfm.io.tokens import sequences_to_codes
+    from jetfm.omnijet.backbone import code_table
+
+    codes, mask = sequences_to_codes(seqs, tok.codebook_size)
+    p = max(1, int(mask.sum(1).max()))
+    codes, mask = codes[:, :p], mask[:, :p]
+    feats = tok.decode_arrays(codes, mask)
+    with torch.no_grad():
+        latents = tok.quantizer.effective_codebook().detach().cpu().numpy()
+    return code_table(codes, feats, mask, latents)
+
+
 def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained",
                      preset: str = "small", overrides: Sequence[str] = (), seed: int = 0,
-                     resume: bool = True, progress: bool = True, extra: dict | None = None):
+                     resume: bool = True, progress: bool = True, extra: dict | None = None,
+                     min_steps: int = 0):
     """Train one arm on labelled sequences; returns the :class:`OmniJetModel` (tokenizer and
     classifier) written to ``out/model``. ``base``: the model whose tokenizer (and, for the
     ``pretrained`` and ``frozen`` arms, backbone) is used. Early stopping on a fixed held-out
-    ``classification.val_fraction`` of the jets; resumes from ``out/checkpoints``."""
+    ``classification.val_fraction`` of the jets; resumes from ``out/checkpoints``.
+    ``min_steps`` > 0 raises ``classification.max_epochs`` so that training takes at least that
+    many optimiser steps (:func:`jetfm.train.spec.with_min_steps`)."""
     from jetfm.omnijet.classifier import JetClassifier
     from jetfm.omnijet.model import OmniJetModel
     from jetfm.train.api import _save_once, _stage_info, _start_run
     from jetfm.train.data import make_loaders, split_indices
     from jetfm.train.modules import fit
+    from jetfm.train.spec import with_min_steps
 
     if arm not in ARMS:
         raise InputError(f"unknown arm '{arm}' ({', '.join(ARMS)})")
@@ -273,7 +295,8 @@ def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained"
         raise InputError("the model has no pre-trained backbone (a tokenizer only?): train "
                          "from scratch, or give a pre-trained model")
     cfg = classifier_config(base, preset, overrides)
-    tc = cfg.classification
+    tc = with_min_steps(cfg.classification, len(data), min_steps, MIN_STEPS_PER_EPOCH)
+    cfg = dataclasses.replace(cfg, classification=tc)
     _start_run(out, cfg, resume)
     tr, va = split_indices(len(data), tc.val_fraction)
     reps = max(1, math.ceil(MIN_STEPS_PER_EPOCH * tc.batch_size / len(tr)))
@@ -286,11 +309,16 @@ def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained"
     clf = JetClassifier(cfg.backbone, cfg.classifier, len(data.names))
     if arm != "scratch":
         clf.load_backbone(base.backbone.state_dict())
+    elif cfg.backbone.code_features:
+        clf.body.code_table.copy_(torch.from_numpy(
+            labelled_code_table(base.tokenizer, data.seqs[tr])))
     module = _module(clf, tc, arm)
     info = fit(module, train_dl, val_dl, out, seed, resume, progress=progress)
     prov = {"tokenizer": base.provenance.get("tokenizer", {})}
     if arm != "scratch":
         prov.update({k: v for k, v in base.provenance.items() if k != "tokenizer"})
+    if min_steps > 0:
+        extra = {**(extra or {}), "min_steps": min_steps}
     prov["classification"] = _stage_info(data.provenance, split, info, seed, preset, overrides,
                                          out, tc, arm=arm, **(extra or {}))
     model = OmniJetModel(cfg, tokenizer=base.tokenizer, classifier=clf.eval(),

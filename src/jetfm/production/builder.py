@@ -32,15 +32,22 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from jetfm import __version__
 from jetfm.errors import InputError
 from jetfm.io.aoj import expand_paths
 from jetfm.production.lumimask import LumiMask
-from jetfm.production.manifest import (BUILD_FILES, MANIFEST, MANIFEST_FORMAT, Manifest,
-                                       output_files, output_pattern, write_cutflow)
+from jetfm.production.manifest import (
+    BUILD_FILES,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    Manifest,
+    output_files,
+    output_pattern,
+    write_cutflow,
+)
 from jetfm.production.runners import DaskRunner, InlineRunner
 from jetfm.production.selection import CutFlow, Selection
 from jetfm.production.tasks import ChunkResult, OutputSpec, Task, inspect_task, run_task

@@ -40,7 +40,7 @@ class LumiMask:
         self._ends = np.asarray(ends, np.uint64)
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "LumiMask":
+    def from_json(cls, path: str | os.PathLike) -> LumiMask:
         """Load a CMS certified-luminosity JSON file; InputError on anything malformed."""
         p = require_file(path)
         try:

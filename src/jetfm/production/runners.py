@@ -4,7 +4,7 @@ cluster. Both take ``submit(tag, fn, *args, near=None)`` and yield ``(tag, resul
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class InlineRunner:

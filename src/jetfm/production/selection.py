@@ -20,14 +20,14 @@ and the events with at least one such jet.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import numpy as np
 
-from jetfm.production.lumimask import LumiMask
 from jetfm.errors import InputError
 from jetfm.io.nanoaod import PFNanoChunk
+from jetfm.production.lumimask import LumiMask
 
 #: 2016 JetHT primary-dataset paths of eras G and H (single jet, AK8 jet/HT with and without
 #: trimmed mass, HT, dijet average): the trigger families AOJ ORed
@@ -123,7 +123,7 @@ class CutFlow:
                       "inputs_without_any_trigger": 0, **(notes or {})}
         self.inputs = inputs
 
-    def __iadd__(self, other: "CutFlow") -> "CutFlow":
+    def __iadd__(self, other: CutFlow) -> CutFlow:
         for s in STEPS:
             self.events[s] += other.events[s]
             self.jets[s] += other.jets[s]
@@ -135,7 +135,7 @@ class CutFlow:
         return self
 
     @classmethod
-    def total(cls, flows: Iterable["CutFlow"]) -> "CutFlow":
+    def total(cls, flows: Iterable[CutFlow]) -> CutFlow:
         out = cls()
         for f in flows:
             out += f
@@ -146,7 +146,7 @@ class CutFlow:
                 "inputs": self.inputs}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CutFlow":
+    def from_dict(cls, d: dict) -> CutFlow:
         notes = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d["notes"].items()}
         return cls(d["events"], d["jets"], notes, d.get("inputs", 0))
 

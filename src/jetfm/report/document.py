@@ -18,8 +18,8 @@ import html
 import mimetypes
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence, Union
 
 from jetfm.errors import InputError
 from jetfm.io.output import write_text_atomic
@@ -63,7 +63,7 @@ class Table:
         return "\n".join(lines + ["| " + " | ".join(map(_md_cell, r)) + " |" for r in self.rows])
 
 
-Block = Union[Heading, Paragraph, Code, Table]
+Block = Heading | Paragraph | Code | Table
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     details: list[Block] = field(default_factory=list)
 
-    def add(self, section: "Report") -> "Report":
+    def add(self, section: Report) -> Report:
         """Append the parts of ``section`` (a report of its own, such as the classification
         scan's) to this report's parts: its verdict to the verdict, its figures to the figures,
         and its details, under a heading of its title, to the details. Returns ``self``."""

@@ -7,11 +7,24 @@
   :class:`~jetfm.simulate.detector.DetectorParams`).
 - :mod:`jetfm.simulate.pythia`: process settings and event generation as NumPy arrays.
 """
-from jetfm.simulate.detector import (CMS_LIKE, DELPHES_LIKE, IDEAL, DetectorParams,
+from jetfm.simulate.detector import (
+                                     CMS_LIKE,
+                                     DELPHES_LIKE,
+                                     IDEAL,
+                                     DetectorParams,
                                      cms_like_candidates,
-                                     delphes_like_candidates, detector_response, puppi_weights)
-from jetfm.simulate.samples import (SampleSpec, aoj_like_spec, generate_jets, jetclass_like_spec,
-                                    simulate_aoj_like, simulate_jetclass_like)
+                                     delphes_like_candidates,
+                                     detector_response,
+                                     puppi_weights,
+)
+from jetfm.simulate.samples import (
+                                     SampleSpec,
+                                     aoj_like_spec,
+                                     generate_jets,
+                                     jetclass_like_spec,
+                                     simulate_aoj_like,
+                                     simulate_jetclass_like,
+)
 
 __all__ = ["CMS_LIKE", "DELPHES_LIKE", "IDEAL", "DetectorParams", "SampleSpec", "aoj_like_spec",
            "cms_like_candidates", "delphes_like_candidates", "detector_response", "generate_jets",

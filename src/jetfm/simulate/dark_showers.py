@@ -32,7 +32,6 @@ images) or, with ``images=True``, the images directly in the released ``.npz`` l
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +78,8 @@ def process_settings(signal: str, mass: float, p: DarkShowerParams = DarkShowerP
              "4900023:onMode = off", "4900023:onIfAny = 4900101",
              "HiddenValley:Ngauge = 2", "HiddenValley:spinFv = 0", "HiddenValley:FSR = on",
              "HiddenValley:fragment = on", "HiddenValley:alphaOrder = 1",
-             f"HiddenValley:Lambda = {p.svj_lambda}", f"HiddenValley:pTminFSR = {1.1 * p.svj_lambda}",
+             f"HiddenValley:Lambda = {p.svj_lambda}",
+             f"HiddenValley:pTminFSR = {1.1 * p.svj_lambda}",
              "HiddenValley:probVector = 0.75",
              f"4900101:m0 = {mq}", f"4900111:m0 = {md}", f"4900113:m0 = {md}",
              f"4900211:m0 = {md / 2 - 0.01}", f"4900213:m0 = {md / 2 - 0.01}",

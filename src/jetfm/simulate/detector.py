@@ -7,10 +7,10 @@ Two parameter sets share one algorithm (:func:`detector_response`):
   (pdgId 1 and 2) beyond |eta| = 3, about 5 % of charged candidates without track details (as in
   the real files), impact parameters in cm.
 - :data:`DELPHES_LIKE` (:func:`delphes_like_candidates`) stands in for the Delphes CMS card used to
-  make JetClass: one tower granularity of 0.087 for both calorimeters (so photons of one tower merge),
-  Delphes' tracking efficiencies and energy thresholds, no HF species, impact parameters in mm
-  (the JetClass convention). Its difference from the CMS-like response is the simulated domain shift
-  between AOJ and JetClass.
+  make JetClass: one tower granularity of 0.087 for both calorimeters (so photons of one tower
+  merge), Delphes' tracking efficiencies and energy thresholds, no HF species, impact parameters
+  in mm (the JetClass convention). Its difference from the CMS-like response is the simulated
+  domain shift between AOJ and JetClass.
 
 The algorithm, vectorised over a batch of events (the ``event`` field keeps them apart):
 
@@ -23,11 +23,12 @@ The algorithm, vectorised over a batch of events (the ``event`` field keeps them
 2. Calorimeters: every other visible particle deposits its energy in a calorimeter cell (charged
    ones after bending in the solenoid field: a particle too soft to reach the calorimeter deposits
    nothing); tracked charged hadrons and electrons deposit there too, but their energy is expected
-   from the track. Cells sum the deposits, the sum is smeared with the calorimeter resolution, and the
-   excess over the expected track energy becomes a photon (ECAL), a neutral hadron (HCAL) or an HF
-   candidate when it passes an energy threshold and a significance cut, at the energy-weighted
-   position of the neutral deposits. This is how particle flow (and Delphes' energy flow) makes
-   neutral candidates; it also absorbs soft neutrals that overlap charged hadrons.
+   from the track. Cells sum the deposits, the sum is smeared with the calorimeter resolution, and
+   the excess over the expected track energy becomes a photon (ECAL), a neutral hadron (HCAL) or
+   an HF candidate when it passes an energy threshold and a significance cut, at the
+   energy-weighted position of the neutral deposits. This is how particle flow (and Delphes'
+   energy flow) makes neutral candidates; it also absorbs soft neutrals that overlap charged
+   hadrons.
 3. Neutral candidates carry NaN in d0, d0Err, dz and dzErr (the AOJ writer stores -1).
 
 Units: GeV, radians; production vertices in mm (Pythia); impact parameters in cm (CMS-like) or mm
@@ -70,7 +71,8 @@ class DetectorParams:
     d0_res: tuple[float, float] = (0.0015, 0.0035)  # cm: sigma = a (+) b / (pT sqrt(sin theta))
     dz_res: tuple[float, float] = (0.0025, 0.0040)  # cm: sigma = a (+) b / (pT sin(theta)^1.5)
     ip_err_spread: float = 0.35        # log-normal track-to-track spread of the IP uncertainty
-    #                                    (hit pattern, missing layers); real AOJ d0Err spans 1e-3..0.5
+    #                                    (hit pattern, missing layers); real AOJ d0Err spans
+    #                                    1e-3..0.5
     no_track_details_frac: float = 0.055  # charged candidates stored without d0/dz (the -1
     #                                       sentinel): 5.5 % in the real AOJ file
     # ---------------------------------------------------------------- lepton identification
@@ -88,7 +90,8 @@ class DetectorParams:
     hf_z: float = 11.2                 # m
     ecal_cell: tuple[float, float] = (0.0174, 0.025)   # crystal size (barrel, endcap), eta and phi
     ecal_cluster_cells: int = 3        # PF clusters of n x n crystals: photons closer than that
-    #                                    become one candidate (tuned to the real photon multiplicity)
+    #                                    become one candidate (tuned to the real photon
+    #                                    multiplicity)
     hcal_cell: tuple[float, float] = (0.087, 0.087)    # HCAL tower size (barrel, endcap)
     hcal_cluster_cells: int = 2        # PF HCAL clusters span neighbouring towers: neutral hadrons
     #                                    closer than that become one candidate
@@ -97,7 +100,8 @@ class DetectorParams:
     hcal_res: tuple[float, float, float] = (1.0, 0.0, 0.05)
     hf_res: tuple[float, float, float] = (1.5, 0.0, 0.10)
     photon_e_min: tuple[float, float] = (0.4, 1.0)     # PF photon energy threshold (barrel, endcap)
-    neutral_e_min: tuple[float, float] = (0.8, 1.2)    # PF neutral hadron threshold (barrel, endcap)
+    neutral_e_min: tuple[float, float] = (0.8, 1.2)    # PF neutral hadron threshold (barrel,
+    #                                                    endcap)
     hf_e_min: float = 5.0
     neutral_significance: float = 1.0  # excess over the track expectation must exceed this many
     #                                    standard deviations of the calorimeter resolution
@@ -106,7 +110,7 @@ class DetectorParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def with_(self, **kw) -> "DetectorParams":
+    def with_(self, **kw) -> DetectorParams:
         return replace(self, **kw)
 
 

@@ -1,4 +1,5 @@
-"""The built-in samples: Pythia 8 events -> detector response -> anti-kT jets -> AOJ / JetClass files.
+"""The built-in samples: Pythia 8 events -> detector response -> anti-kT jets -> AOJ / JetClass
+files.
 
 A sample of N jets is cut into chunks of ``chunk_jets`` jets. Chunk k is generated with Pythia's
 random stream re-initialised to a seed derived from (seed, k), so its jets depend only on the seed
@@ -15,19 +16,33 @@ import contextlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
-from typing import Iterator
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from jetfm.errors import InputError, check_writable
 from jetfm.io.staging import ResumableAOJ, StagedJetClass
 from jetfm.jets import Jets
-from jetfm.simulate.detector import (CMS_LIKE, DELPHES_LIKE, DetectorParams, PuppiParams,
-                                     detector_response, puppi_weights)
-from jetfm.simulate.pythia import (AOJ_QCD, JETCLASS_QCD, JETCLASS_TOP, MINBIAS, EventGenerator,
-                                   ProcessSettings, derive_seed, pythia_version,
-                                   quiet_stdout)
+from jetfm.simulate.detector import (
+    CMS_LIKE,
+    DELPHES_LIKE,
+    DetectorParams,
+    PuppiParams,
+    detector_response,
+    puppi_weights,
+)
+from jetfm.simulate.pythia import (
+    AOJ_QCD,
+    JETCLASS_QCD,
+    JETCLASS_TOP,
+    MINBIAS,
+    EventGenerator,
+    ProcessSettings,
+    derive_seed,
+    pythia_version,
+    quiet_stdout,
+)
 
 #: constituent columns of simulated jets (the AOJ PFCands columns)
 CONSTITUENT_COLUMNS = ("px", "py", "pz", "E", "d0", "d0Err", "dz", "dzErr", "charge", "pdgId",

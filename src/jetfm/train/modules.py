@@ -192,9 +192,14 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     ``resume`` and one exists. Loads the best weights (lowest validation loss) into ``module``
     at the end. Returns ``{"checkpoint", "best_val_loss", "epochs", "steps", "resumed_from"}``.
     """
-    from jetfm.train.resume import (AtomicCheckpointIO, FlushLogs, StepCheckpoint, StepSeed,
-                                    run_loggers)
     from jetfm.train.quiet import quiet_lightning
+    from jetfm.train.resume import (
+        AtomicCheckpointIO,
+        FlushLogs,
+        StepCheckpoint,
+        StepSeed,
+        run_loggers,
+    )
 
     tc = module.tc
     L.seed_everything(seed, workers=True, verbose=False)

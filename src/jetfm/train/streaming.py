@@ -50,8 +50,8 @@ skips exactly those batches, so a resumed run sees the same data as an uninterru
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from jetfm.errors import InputError
 from jetfm.io.aoj import ReadOptions, expand_paths, read_aoj
+
 # ``_probe``: also the name jetfm.train.data imports
 from jetfm.io.sources import probe_source as _probe
 from jetfm.io.tokens import read_token_rows
@@ -527,5 +528,6 @@ def streaming_loader(paths, *, batch_size: int, num_workers: int = 0, seed: int 
     return StreamingLoader(ds, num_workers=num_workers, pin_memory=pin_memory)
 
 
-__all__ = ["StreamingJets", "StreamOptions", "StreamingLoader", "ResumableLoader", "SetEpoch", "streaming_loader",
+__all__ = ["StreamingJets", "StreamOptions", "StreamingLoader", "ResumableLoader", "SetEpoch",
+           "streaming_loader",
            "shard_range", "holdout_ranges", "REMAINDER_MODES"]
