@@ -35,19 +35,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
-import math
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from jetfm.errors import InputError, write_text_atomic
 from jetfm.jets import Jets
 from jetfm.seeding import derive_seed  # the scans' "int31" convention
+
+if TYPE_CHECKING:
+    from jetfm.train.spec import TrainResult
 
 ARMS = ("pretrained", "scratch")
 REFERENCES = ("raw", "tokenized")
@@ -219,25 +222,116 @@ def check_scan_config(cfg: ScanConfig) -> None:
     load_omnijet_config(cfg.preset, cfg.overrides)
 
 
-def min_steps_override(preset: str, overrides: Sequence[str], section: str, d: int,
-                       min_steps: int, min_steps_per_epoch: int = 1) -> list[str]:
-    """Raise ``<section>.max_epochs`` (a training section of the preset) so that training on
-    ``d`` jets still gets ``min_steps`` optimiser steps (an epoch has at least
-    ``min_steps_per_epoch``); [] when ``min_steps`` <= 0."""
-    if min_steps <= 0:
-        return []
-    from jetfm.omnijet.config import load_omnijet_config
-
-    tc = getattr(load_omnijet_config(preset, overrides), section)
-    n_train = max(1, int(round(d * (1 - tc.val_fraction))))
-    steps_per_epoch = max(min_steps_per_epoch, math.ceil(n_train / tc.batch_size))
-    epochs = max(tc.max_epochs, math.ceil(min_steps / steps_per_epoch))
-    return [f"{section}.max_epochs={epochs}"]
+@dataclass
+class ScanTarget:
+    """One target of a scan, ready for its cells: its jets, the training pool (indices into
+    them), the reference sets (:func:`reference_sets`) and the folder of its cell files."""
+    name: str
+    jets: Jets
+    pool: np.ndarray
+    refs: dict
+    cell_dir: str
 
 
-def _epochs_override(cfg: ScanConfig, d: int) -> list[str]:
-    """Raise finetuning.max_epochs so that a small D still gets ``min_steps`` steps."""
-    return min_steps_override(cfg.preset, cfg.overrides, "finetuning", d, cfg.min_steps)
+def prepare_target(name: str, path: str, model, cfg: ScanConfig, out: str) -> ScanTarget:
+    """Read a target file, split off its held-out reference jets, and write their observables to
+    ``reference/<name>.npz`` (once)."""
+    from jetfm.io import count_jets, read_jets
+
+    sizes = [int(d) for d in cfg.sizes]
+    n = count_jets(path)
+    need = cfg.n_reference + max(sizes)
+    if n < need:
+        raise InputError(f"target has {n} jets; the scan needs n_reference {cfg.n_reference}"
+                         f" + the largest D {max(sizes)} = {need}", path)
+    all_jets = read_jets(path)
+    ref_idx, pool = split_target(len(all_jets), cfg.n_reference, cfg.seed)
+    refs = reference_sets(all_jets[ref_idx], model)
+    os.makedirs(os.path.join(out, "reference"), exist_ok=True)
+    ref_file = os.path.join(out, "reference", f"{name}.npz")
+    if not os.path.exists(ref_file):
+        from jetfm.evaluate.fidelity import reference_arrays
+
+        # the fidelity check's arrays too: soft-drop masses and the tokenizer floor
+        floor_jets = all_jets[pool[-min(len(pool), cfg.n_generated):]]
+        _write_npz(ref_file, {**{f"{r}_{k}": v for r, (_, obs) in refs.items()
+                                 for k, v in obs.items()},
+                              **reference_arrays(refs, floor_jets, model)})
+    cell_dir = os.path.join(out, "cells", name)
+    os.makedirs(cell_dir, exist_ok=True)
+    return ScanTarget(name, all_jets, pool, refs, cell_dir)
+
+
+def _train_arm(arm: str, pretrained: str, subset: Jets, run_dir: str, cfg: ScanConfig,
+               seed: int) -> TrainResult:
+    """Train one arm on the cell's jets: fine-tune the pre-trained model, or train its
+    architecture from scratch on its tokenizer (:class:`jetfm.train.spec.TrainResult`)."""
+    from jetfm.train import api
+    from jetfm.train.spec import DataSpec, RunSpec
+
+    data = DataSpec(jets=subset)
+    run = RunSpec(run_dir, cfg.preset, list(cfg.overrides), seed, progress=False,
+                  min_steps=cfg.min_steps)
+    if arm == "pretrained":
+        return api.run_finetune(pretrained, data, run)
+    return api.run_from_scratch(pretrained, data, run)
+
+
+def run_cell(pretrained: str, target: ScanTarget, d: int, s: int, out: str, cfg: ScanConfig,
+             bar=None) -> tuple[list[dict], dict[str, float]]:
+    """Both arms of one (target, D, seed) cell: train each on the same D jets, sample
+    ``n_generated`` jets from the trained model, compare them with the references, and write
+    the cell files (the result file last). An arm whose result file exists is read back
+    instead. Returns the rows and the seconds spent (``train``, ``sample``, ``evaluate``);
+    ``bar``: a progress bar advanced once per arm."""
+    from jetfm.omnijet.model import sample_jets
+    from jetfm.physics.observables import softdrop_mass
+
+    rows: list[dict] = []
+    timing: dict[str, float] = {}
+    subset = None
+    for ai, arm in enumerate(ARMS):
+        name = _cell_name(d, s, arm)
+        res_file = os.path.join(target.cell_dir, name + ".json")
+        if os.path.exists(res_file):
+            with open(res_file) as fh:
+                rows += json.load(fh)["rows"]
+            if bar is not None:
+                bar.update(1)
+            continue
+        if subset is None:
+            subset = target.jets[draw_subset(target.pool, d, cfg.seed, s)]
+        if bar is not None:
+            bar.set_postfix_str(f"{target.name} D={d} seed={s} {arm}")
+        run_dir = os.path.join(out, "models", target.name, name)
+        t0 = time.perf_counter()
+        # the same initialisation noise for both arms
+        trained = _train_arm(arm, pretrained, subset, run_dir, cfg, derive_seed(cfg.seed, d, s))
+        t1 = time.perf_counter()
+        try:
+            gen = sample_jets(trained.model, cfg.n_generated,
+                              seed=derive_seed(cfg.seed, d, s, ai + 1), progress=False)
+        except InputError as err:
+            raise InputError(err.message, trained.model_dir) from err
+        t2 = time.perf_counter()
+        arm_rows, gen_obs = evaluate_cell(gen, target.refs, cfg, derive_seed(cfg.seed, d, s, 99))
+        t3 = time.perf_counter()
+        arm_rows = [{**r, "target": target.name, "arm": arm, "D": d, "seed": s}
+                    for r in arm_rows]
+        arm_rows = [{k: r[k] for k in ROW_FIELDS} for r in arm_rows]
+        seconds = {"train": t1 - t0, "sample": t2 - t1, "evaluate": t3 - t2}
+        _write_npz(os.path.join(target.cell_dir, name + ".npz"),
+                   {**gen_obs, "msoftdrop": softdrop_mass(gen)})
+        _write_json(res_file, {"rows": arm_rows, "model": os.path.abspath(trained.model_dir),
+                               "seconds": seconds})
+        if not cfg.keep_models:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        rows += arm_rows
+        for k, v in seconds.items():
+            timing[k] = timing.get(k, 0.0) + v
+        if bar is not None:
+            bar.update(1)
+    return rows, timing
 
 
 def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
@@ -253,9 +347,7 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
 
     from jetfm.config import save_config
     from jetfm.errors import require_file
-    from jetfm.io import count_jets, read_jets
-    from jetfm.omnijet.model import load_pretrained, sample
-    from jetfm.train import api
+    from jetfm.omnijet.model import load_pretrained
 
     cfg = cfg or ScanConfig()
     check_scan_config(cfg)
@@ -273,77 +365,15 @@ def run_scan(pretrained: str, targets, out: str, cfg: ScanConfig | None = None,
     sizes = sorted({int(d) for d in cfg.sizes})
     all_rows: list[dict] = []
     timing: dict[str, float] = {}
-    cells = [(t, d, s, arm) for t in tmap for d in sizes for s in range(cfg.seeds) for arm in ARMS]
-    bar = tqdm(total=len(cells), desc="scan cells", disable=not progress, unit="cell")
-    for ti, (target, path) in enumerate(tmap.items()):
-        n = count_jets(path)
-        need = cfg.n_reference + max(sizes)
-        if n < need:
-            raise InputError(f"target has {n} jets; the scan needs n_reference {cfg.n_reference}"
-                             f" + the largest D {max(sizes)} = {need}", path)
-        all_jets = read_jets(path)
-        ref_idx, pool = split_target(len(all_jets), cfg.n_reference, cfg.seed)
-        refs = reference_sets(all_jets[ref_idx], model)
-        os.makedirs(os.path.join(out, "reference"), exist_ok=True)
-        ref_file = os.path.join(out, "reference", f"{target}.npz")
-        if not os.path.exists(ref_file):
-            from jetfm.evaluate.fidelity import reference_arrays
-
-            # the fidelity check's arrays too: soft-drop masses and the tokenizer floor
-            floor_jets = all_jets[pool[-min(len(pool), cfg.n_generated):]]
-            _write_npz(ref_file, {**{f"{r}_{k}": v for r, (_, obs) in refs.items()
-                                     for k, v in obs.items()},
-                                  **reference_arrays(refs, floor_jets, model)})
-        cell_dir = os.path.join(out, "cells", target)
-        os.makedirs(cell_dir, exist_ok=True)
-        for d in sizes:
-            for s in range(cfg.seeds):
-                subset = None
-                for ai, arm in enumerate(ARMS):
-                    name = _cell_name(d, s, arm)
-                    res_file = os.path.join(cell_dir, name + ".json")
-                    if os.path.exists(res_file):
-                        with open(res_file) as fh:
-                            all_rows += json.load(fh)["rows"]
-                        bar.update(1)
-                        continue
-                    if subset is None:
-                        subset = all_jets[draw_subset(pool, d, cfg.seed, s)]
-                    bar.set_postfix_str(f"{target} D={d} seed={s} {arm}")
-                    run_dir = os.path.join(out, "models", target, name)
-                    train_seed = derive_seed(cfg.seed, d, s)  # same init noise for both arms
-                    over = list(cfg.overrides) + _epochs_override(cfg, d)
-                    t0 = time.perf_counter()
-                    if arm == "pretrained":
-                        mdir = api.finetune(pretrained, [], run_dir, preset=cfg.preset,
-                                            overrides=over, seed=train_seed, jets=subset,
-                                            progress=False)
-                    else:
-                        mdir = api.train_from_scratch(pretrained, [], run_dir, preset=cfg.preset,
-                                                      overrides=over, seed=train_seed,
-                                                      jets=subset, progress=False)
-                    t1 = time.perf_counter()
-                    gen = sample(mdir, cfg.n_generated,
-                                 seed=derive_seed(cfg.seed, d, s, ai + 1), progress=False)
-                    t2 = time.perf_counter()
-                    rows, gen_obs = evaluate_cell(gen, refs, cfg, derive_seed(cfg.seed, d, s, 99))
-                    t3 = time.perf_counter()
-                    for r in rows:
-                        r.update(target=target, arm=arm, D=d, seed=s)
-                    rows = [{k: r[k] for k in ROW_FIELDS} for r in rows]
-                    from jetfm.physics.observables import softdrop_mass
-
-                    _write_npz(os.path.join(cell_dir, name + ".npz"),
-                               {**gen_obs, "msoftdrop": softdrop_mass(gen)})
-                    _write_json(res_file, {"rows": rows, "model": os.path.abspath(mdir),
-                                           "seconds": {"train": t1 - t0, "sample": t2 - t1,
-                                                       "evaluate": t3 - t2}})
-                    if not cfg.keep_models:
-                        shutil.rmtree(run_dir, ignore_errors=True)
-                    all_rows += rows
-                    for k, v in (("train", t1 - t0), ("sample", t2 - t1), ("evaluate", t3 - t2)):
-                        timing[k] = timing.get(k, 0.0) + v
-                    bar.update(1)
+    bar = tqdm(total=len(tmap) * len(sizes) * cfg.seeds * len(ARMS), desc="scan cells",
+               disable=not progress, unit="cell")
+    for name, path in tmap.items():
+        target = prepare_target(name, path, model, cfg, out)
+        for d, s in itertools.product(sizes, range(cfg.seeds)):
+            rows, seconds = run_cell(pretrained, target, d, s, out, cfg, bar)
+            all_rows += rows
+            for k, v in seconds.items():
+                timing[k] = timing.get(k, 0.0) + v
     bar.close()
     return write_results(out, all_rows, cfg, tmap, pretrained, timing)
 
@@ -427,6 +457,7 @@ def parse_sizes(text: str | Sequence[int]) -> list[int]:
         raise InputError(f"sizes must be comma-separated integers, got '{text}'") from None
 
 
-__all__ = ["ScanConfig", "run_scan", "write_results", "load_results", "collect_cells", "split_target",
-           "draw_subset", "reference_sets", "experiment_observables", "evaluate_cell", "frame_observables", "parse_sizes",
+__all__ = ["ScanConfig", "ScanTarget", "run_scan", "run_cell", "prepare_target", "write_results",
+           "load_results", "collect_cells", "split_target", "draw_subset", "reference_sets",
+           "experiment_observables", "evaluate_cell", "frame_observables", "parse_sizes",
            "ARMS", "REFERENCES", "OBSERVABLES", "JETNET_METRICS", "ROW_FIELDS"]
