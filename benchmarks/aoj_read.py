@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, emit  # noqa: E402
+from _common import emit  # noqa: E402
 
 from jetfm.io.aoj import ReadOptions, iter_aoj, read_aoj, write_aoj  # noqa: E402
 from jetfm.jets import Jets  # noqa: E402

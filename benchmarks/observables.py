@@ -29,7 +29,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before NumPy: one BLAS thread per process
 
 import numpy as np  # noqa: E402
-
 from _common import best_of, emit  # noqa: E402
 
 

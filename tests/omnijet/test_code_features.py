@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from jetfm.omnijet.backbone import BackboneConfig, JetGPT, code_table, generate, \
-    generate_reference
+from jetfm.omnijet.backbone import BackboneConfig, JetGPT, code_table, generate, generate_reference
 from jetfm.train.data import reflect
 
 
@@ -78,7 +77,6 @@ def test_reflect_keeps_observables_and_order():
     from jetfm.evaluate.scan import experiment_observables
     from jetfm.io import read_jets
     from jetfm.physics.features import Preprocessing
-
     from tests.conftest import AOJ_MINI
 
     jets = read_jets(AOJ_MINI, stop=50)
@@ -125,3 +123,35 @@ def test_top_p_keeps_the_nucleus_and_both_samplers_agree():
     b = generate_reference(m, 9, max_new=10, seed=5, batch_size=4, top_p=0.7)
     assert torch.equal(a[0], b[0])
     assert not torch.equal(a[0], generate(m, 9, max_new=10, seed=5, batch_size=4)[0])
+
+
+def test_scratch_classifier_gets_the_code_table_of_its_own_jets(quick_model, jetclass2_root,
+                                                                 tmp_path):
+    """A from-scratch classifier with code features computes the table from its labelled
+    sequences (decoded by the tokenizer); the pre-trained arm keeps the backbone's."""
+    import dataclasses
+
+    from jetfm.omnijet.classification import (
+        labelled_code_table,
+        labelled_sequences,
+        train_classifier,
+    )
+    from jetfm.omnijet.model import OmniJetModel, load_pretrained
+
+    quick = load_pretrained(quick_model)
+    cfg = dataclasses.replace(quick.config, backbone=dataclasses.replace(
+        quick.config.backbone, code_features=3 + quick.config.tokenizer.quantizer.dim))
+    base = OmniJetModel(cfg, tokenizer=quick.tokenizer, backbone=JetGPT(cfg.backbone).eval())
+    lab = labelled_sequences(base, [str(jetclass2_root)], only=["QCD"], others="resonance")
+    table = labelled_code_table(base.tokenizer, lab.seqs)
+    k = base.tokenizer.codebook_size
+    assert table.shape == (k + 2, 3 + base.config.tokenizer.quantizer.dim)
+    assert np.isfinite(table).all() and table[1:k + 1].std() > 0
+    over = ["classification.max_epochs=1"]
+    model = train_classifier(base, lab, str(tmp_path / "s"), "scratch", preset="quick",
+                             overrides=over, seed=1, progress=False)
+    from jetfm.train.data import split_indices
+
+    tr, _ = split_indices(len(lab), model.config.classification.val_fraction)
+    np.testing.assert_array_equal(model.classifier.body.code_table.numpy(),
+                                  labelled_code_table(base.tokenizer, lab.seqs[tr]))

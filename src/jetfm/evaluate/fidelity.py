@@ -18,7 +18,7 @@ most twice the tokenizer floor.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -27,14 +27,14 @@ from __future__ import annotations
 import glob
 import os
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from jetfm.errors import InputError, check_writable, require_file
-from jetfm.jets import Jets
 from jetfm.io.output import AtomicOutput, atomic_output
+from jetfm.jets import Jets
 
 PFCANDS_COLUMNS = ("px", "py", "pz", "E", "d0", "d0Err", "dz", "dzErr", "charge", "pdgId",
                    "puppiWeight")
@@ -118,7 +118,8 @@ def _open(path: str):
 def _check_layout(f, path: str) -> int:
     missing = [k for k in DATASETS if k not in f]
     if missing:
-        raise InputError(f"not an AspenOpenJets file: missing dataset(s) {', '.join(missing)}", path)
+        raise InputError(f"not an AspenOpenJets file: missing dataset(s) {', '.join(missing)}",
+                         path)
     import h5py
 
     groups = [k for k in DATASETS if not isinstance(f[k], h5py.Dataset)]
@@ -432,7 +433,7 @@ class AOJWriter:
             self._f.attrs[k] = v
         self._f.flush()
 
-    def __enter__(self) -> "AOJWriter":
+    def __enter__(self) -> AOJWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

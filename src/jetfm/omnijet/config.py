@@ -8,15 +8,14 @@ Presets live in ``src/jetfm/configs/``: ``paper`` (the published sizes and hyper
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from jetfm.config import ConfigValueError, check_choice, check_range, from_dict, load_config
 from jetfm.errors import InputError
 from jetfm.omnijet.backbone import BackboneConfig
 from jetfm.omnijet.tokenizer import TokenizerConfig
 from jetfm.physics.features import Preprocessing
-
 
 #: bounds of the sizes a config may ask for (far above the paper's: 128 constituents, batches of
 #: a few hundred jets); larger values are typos that would allocate more than any machine holds
@@ -185,7 +184,7 @@ class OmniJetConfig:
     classification: TrainConfig = field(default_factory=lambda: TrainConfig(
         batch_size=64, lr=5e-4, max_epochs=30, patience=5, val_fraction=0.2))
 
-    def resolved(self) -> "OmniJetConfig":
+    def resolved(self) -> OmniJetConfig:
         """Derived sizes made consistent: vocabulary = codebook + 2, sequence = n_max + 2."""
         k = self.tokenizer.quantizer.codebook_size
         bb = dataclasses.replace(self.backbone, vocab_size=k + 2,

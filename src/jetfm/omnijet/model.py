@@ -103,7 +103,7 @@ class OmniJetModel:
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str, map_location: str = "cpu") -> "OmniJetModel":
+    def from_pretrained(cls, folder: str, map_location: str = "cpu") -> OmniJetModel:
         """Load a directory written by :meth:`save_pretrained` (or a run folder holding one in
         ``model/``)."""
         from safetensors import SafetensorError, safe_open

@@ -123,7 +123,8 @@ def _check_same_config(out: str, cfg: DemoConfig, seed: int) -> None:
 
 
 def model_summary(desc: dict) -> dict[str, str]:
-    """The few facts about a model a reader of the report needs, from :func:`jetfm.omnijet.model.describe`."""
+    """The few facts about a model a reader of the report needs, from
+    :func:`jetfm.omnijet.model.describe`."""
     c = desc["config"]
     tok, q, bb = c["tokenizer"], c["tokenizer"]["quantizer"], c["backbone"]
     out = {"parameters": ", ".join(f"{k} {v:,}" for k, v in desc["parameters"].items()),
@@ -164,8 +165,8 @@ def run_demo(out: str = "runs/demo", preset: str = "default", seed: int = 0,
 
 def _run_demo(out: str, cfg: DemoConfig, preset: str, seed: int, progress: bool) -> str:
     from jetfm.evaluate import plots
-    from jetfm.evaluate.report import build_report
     from jetfm.evaluate.classify_scan import classify_report, run_classify_scan
+    from jetfm.evaluate.report import build_report
     from jetfm.evaluate.scan import run_scan
     from jetfm.io import count_jets
     from jetfm.omnijet.model import describe

@@ -16,9 +16,9 @@ Exact signatures::
 ``data`` is a list of AOJ or JetClass files (globs and ``.txt`` file lists work too);
 ``jets`` (a :class:`jetfm.Jets`) replaces ``data`` when given (then ``data`` may be ``[]``).
 ``out`` is a run folder: ``config.yaml`` (resolved config), ``checkpoints/`` (``last.ckpt``,
-``best.ckpt``), ``logs/version_N/metrics.csv``, ``tensorboard/`` and ``model/``, the exported model whose
-path every training function returns. A second call with the same ``out`` resumes from the last
-checkpoint (``resume=False`` starts afresh).
+``best.ckpt``), ``logs/version_N/metrics.csv``, ``tensorboard/`` and ``model/``, the exported
+model whose path every training function returns. A second call with the same ``out`` resumes
+from the last checkpoint (``resume=False`` starts afresh).
 
 Data larger than memory stream from the files (``streaming=True``, or automatically when the
 jets would take more than ``memory_budget_gb``, default a quarter of the machine's memory):
@@ -109,9 +109,17 @@ def _loaders(stage: str, spec: DataSpec, prep, tc: TrainConfig, seed: int, progr
     :func:`jetfm.train.data.use_streaming`). ``stage``: ``"tokenizer"`` or ``"backbone"``
     (then ``tokenizer`` encodes the in-memory jets; streamed AOJ jets are encoded per batch by
     the module)."""
-    from jetfm.train.data import (FeatureDataset, SequenceDataset, expand_data, hdf5_files,
-                                  make_loaders, reflect, split_indices, streaming_loaders,
-                                  use_streaming)
+    from jetfm.train.data import (
+        FeatureDataset,
+        SequenceDataset,
+        expand_data,
+        hdf5_files,
+        make_loaders,
+        reflect,
+        split_indices,
+        streaming_loaders,
+        use_streaming,
+    )
 
     if use_streaming(spec.data, spec.jets, spec.streaming, spec.max_jets, prep.n_max, stage,
                      spec.memory_budget_gb):
@@ -312,7 +320,8 @@ def _code_table(tok, data: DataSpec, prep) -> np.ndarray:
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],
                        backbone_from_base: bool = False) -> OmniJetConfig:
     cfg = load_omnijet_config(preset, overrides)
-    repl: dict[str, Any] = {"tokenizer": base.config.tokenizer, "preprocessing": base.config.preprocessing}
+    repl: dict[str, Any] = {"tokenizer": base.config.tokenizer,
+                            "preprocessing": base.config.preprocessing}
     if backbone_from_base:
         repl["backbone"] = base.config.backbone
     return dataclasses.replace(cfg, **repl).resolved()
