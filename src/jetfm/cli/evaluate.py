@@ -116,10 +116,14 @@ def cmd_fit(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from jetfm.evaluate.fidelity import fidelity_section
     from jetfm.evaluate.report import build_report
 
-    md, html = build_report(args.scan_dir, args.out or args.scan_dir,
-                            command=f"jetfm report {args.scan_dir}")
+    out = args.out or args.scan_dir
+    # the generation-fidelity check, for scans that stored its arrays
+    fid = fidelity_section(args.scan_dir, os.path.join(out, "figures"))
+    md, html = build_report(args.scan_dir, out, command=f"jetfm report {args.scan_dir}",
+                            sections=[fid] if fid is not None else [])
     print(os.path.abspath(md))
     print(os.path.abspath(html))
     return 0
