@@ -136,3 +136,14 @@ def test_interrupted_classification_scan_reproduces_its_numbers(demo_dir):
         after = json.loads(c.read_text())["rows"]
         assert [(r["metric"], r["value"]) for r in after] == [(r["metric"], r["value"])
                                                               for r in rows]
+
+
+def test_report_command_adds_the_fidelity_check(demo_dir, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["report", str(demo_dir / "scan"), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    verdict = md.split("## Figures")[0]
+    for t in ("top", "qcd"):
+        assert f"**{t}, fine-tuned arm at D = " in verdict
+        assert (out / "figures" / f"{t}_fidelity.png").exists()
+    assert "medians, W1 and KL(reference || generated)" in md

@@ -215,7 +215,10 @@ def fidelity_section(scan_dir: str, fig_dir: str, targets: list[str] | None = No
 
     from jetfm.report.document import Figure, Paragraph, Report, Table
 
-    targets = targets or sorted(os.listdir(os.path.join(scan_dir, "reference")))
+    ref_dir = os.path.join(scan_dir, "reference")
+    if targets is None and not os.path.isdir(ref_dir):
+        return None
+    targets = targets or sorted(os.listdir(ref_dir))
     rep = Report("Generation fidelity (temperature 1)")
     for t in targets:
         t = t.removesuffix(".npz")
