@@ -31,6 +31,22 @@ def demo_dir(tmp_path_factory):
 def test_demo_produces_report_with_verdict_and_gammas(demo_dir):
     md = (demo_dir / "report.md").read_text()
     assert "## Verdict" in md and ("pre-training helps" in md or "does not help" in md)
+    # the verdict states what the scan's numbers say, recomputed here from results.json
+    from jetfm.evaluate.report import verdict
+    from jetfm.evaluate.scan import load_results
+
+    res = load_results(str(demo_dir / "scan"))
+    v = verdict(res["summary"], res["targets"])
+    verdict_md = md.split("## Figures")[0]
+    for t, e in v.items():
+        # the rule: more wins than losses, wins on at least a third of the pairs, median ratio
+        # scratch / fine-tuned above 1, at the smallest D
+        s = e["smallest"]
+        helps = (s["better"] > s["worse"] and 3 * s["better"] >= s["n"]
+                 and s["median_ratio"] > 1)
+        assert (f"**{t}: pre-training helps" in verdict_md) == helps, (t, s)
+        assert (f"**{t}: pre-training does not help" in verdict_md) == (not helps), (t, s)
+        assert f"on {s['better']} of {s['n']} observable metrics" in verdict_md
     assert md.count("Power-law exponents gamma") == 2  # top and qcd
     for t in ("top", "qcd"):
         assert f"## Target: {t}" in md
