@@ -204,14 +204,14 @@ def main(argv=None) -> int:
     tok_model = api.load_pretrained(tok_dir)
     top = read_jets(paths["top"])
     ref_idx, pool = split_target(len(top), args.n_reference, args.seed)
-    from jetfm.evaluate.scan import reference_sets
+    from jetfm.evaluate.scan import frame_and_tokenized, reference_sets
 
     refs = reference_sets(top[ref_idx], tok_model)
-    held = {k: fidelity_observables(j) for k, (j, _) in refs.items()}
+    held = {k: fidelity_observables(j, obs) for k, (j, obs) in refs.items()}
     top_pool = top[np.sort(pool)]
     # the floor: training-pool jets through the tokenizer, as many as generated
-    others = reference_sets(top_pool[-min(len(top_pool), args.n_generated):], tok_model)
-    held["floor"] = fidelity_observables(others["tokenized"][0])
+    others = frame_and_tokenized(top_pool[-min(len(top_pool), args.n_generated):], tok_model)
+    held["floor"] = fidelity_observables(others[1])
     print(f"data: {paths}; tokenizer {tok_dir} ({tok_cpu:.0f} CPU-s); "
           f"{len(ref_idx)} held-out top jets, {len(pool)} in the training pool; "
           f"torch threads {torch.get_num_threads()}; load {os.getloadavg()[0]:.1f}")

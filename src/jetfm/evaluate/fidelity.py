@@ -31,12 +31,15 @@ TOP_WINDOW = (150.0, 190.0)
 KL_CHECKED = ("mass", "tau21", "tau32", "d2", "n_constituents")
 
 
-def fidelity_observables(jets: Jets) -> dict[str, np.ndarray]:
-    """The observables of :data:`FIDELITY_OBSERVABLES` (and the scan's) of ``jets``."""
+def fidelity_observables(jets: Jets, observables: Mapping[str, np.ndarray] | None = None
+                         ) -> dict[str, np.ndarray]:
+    """The observables of :data:`FIDELITY_OBSERVABLES` (and the scan's) of ``jets``;
+    ``observables``: the scan's, when they are already computed (only the soft-drop mass is
+    added then)."""
     from jetfm.evaluate.scan import experiment_observables
     from jetfm.physics.observables import softdrop_mass
 
-    out = experiment_observables(jets)
+    out = dict(experiment_observables(jets) if observables is None else observables)
     out["msoftdrop"] = softdrop_mass(jets)
     return out
 
@@ -125,11 +128,11 @@ def reference_arrays(refs: Mapping[str, tuple], floor_jets: Jets, model) -> dict
     soft-drop masses of the raw and tokenized held-out jets (``fid_raw_msoftdrop``,
     ``fid_tokenized_msoftdrop``) and the observables of ``floor_jets`` (training-pool jets, as
     many as a cell generates) through the tokenizer and back (``floor_<observable>``)."""
-    from jetfm.evaluate.scan import reference_sets
+    from jetfm.evaluate.scan import frame_and_tokenized
     from jetfm.physics.observables import softdrop_mass
 
     out = {f"fid_{r}_msoftdrop": softdrop_mass(jets) for r, (jets, _) in refs.items()}
-    tok = reference_sets(floor_jets, model)["tokenized"][0]
+    tok = frame_and_tokenized(floor_jets, model)[1]
     out.update({f"floor_{k}": v for k, v in fidelity_observables(tok).items()})
     return out
 

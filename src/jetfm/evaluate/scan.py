@@ -143,15 +143,21 @@ def frame_observables(jets: Jets, prep) -> dict[str, np.ndarray]:
     return experiment_observables(prep.inverse(feats, mask))
 
 
+def frame_and_tokenized(jets: Jets, model) -> tuple[Jets, Jets]:
+    """``jets`` in the generator's frame (the preprocessing and its exact inverse), and the same
+    through the tokenizer and back."""
+    prep = model.preprocessing
+    feats, mask = prep.forward(jets)
+    tok = model.tokenizer
+    codes = tok.encode_arrays(feats, mask)
+    return (prep.inverse(feats, mask),
+            prep.inverse(tok.decode_arrays(codes, mask), mask))
+
+
 def reference_sets(ref_jets: Jets, model) -> dict[str, tuple[Jets, dict[str, np.ndarray]]]:
     """The held-out jets in the generator's frame (``raw``) and through the tokenizer and back
     (``tokenized``): ``{name: (Jets, observables)}``."""
-    prep = model.preprocessing
-    feats, mask = prep.forward(ref_jets)
-    raw = prep.inverse(feats, mask)
-    tok = model.tokenizer
-    codes = tok.encode_arrays(feats, mask)
-    decoded = prep.inverse(tok.decode_arrays(codes, mask), mask)
+    raw, decoded = frame_and_tokenized(ref_jets, model)
     return {"raw": (raw, experiment_observables(raw)),
             "tokenized": (decoded, experiment_observables(decoded))}
 
@@ -460,5 +466,6 @@ def parse_sizes(text: str | Sequence[int]) -> list[int]:
 
 __all__ = ["ScanConfig", "ScanTarget", "run_scan", "run_cell", "prepare_target", "write_results",
            "load_results", "collect_cells", "split_target", "draw_subset", "reference_sets",
+           "frame_and_tokenized",
            "experiment_observables", "evaluate_cell", "frame_observables", "parse_sizes",
            "ARMS", "REFERENCES", "OBSERVABLES", "JETNET_METRICS", "ROW_FIELDS"]

@@ -310,6 +310,7 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
     stop = cfg.stop_token
     out = torch.full((n, max_new), -1, dtype=torch.long)
     gens = _batch_generators(seed, n, batch_size, dev)
+    weight = model.output_weight()  # the output layer's rows, once for every step and batch
     bar = None
     if progress:
         from tqdm import tqdm
@@ -323,7 +324,6 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
             tok = torch.full((b, 1), START, dtype=torch.long, device=dev)
             gen = torch.full((b, max_new), stop, dtype=torch.long, device=dev)
             done = torch.zeros(b, dtype=torch.bool, device=dev)
-            weight = model.output_weight()
             for t in range(max_new):
                 h = model.body(tok, caches, pos=t)
                 logits = model.logits(h[:, -1], weight)

@@ -266,10 +266,7 @@ def labelled_code_table(tok, seqs: np.ndarray) -> np.ndarray:
     codes, mask = sequences_to_codes(seqs, tok.codebook_size)
     p = max(1, int(mask.sum(1).max()))
     codes, mask = codes[:, :p], mask[:, :p]
-    feats = tok.decode_arrays(codes, mask)
-    with torch.no_grad():
-        latents = tok.quantizer.effective_codebook().detach().cpu().numpy()
-    return code_table(codes, feats, mask, latents)
+    return code_table(codes, tok.decode_arrays(codes, mask), mask, tok.latent_codebook())
 
 
 def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained",

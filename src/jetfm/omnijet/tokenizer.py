@@ -127,6 +127,11 @@ class VQVAETokenizer(nn.Module):
     def codebook_size(self) -> int:
         return self.cfg.quantizer.codebook_size
 
+    def latent_codebook(self) -> np.ndarray:
+        """(codebook_size, dim) float32: the codes as the encoder sees them (affine applied)."""
+        with torch.no_grad():
+            return self.quantizer.effective_codebook().detach().cpu().numpy()
+
     # ---------------------------------------------------------------- tensors
     def encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, P, 3) features -> (B, P, latent) continuous encoder outputs z_e."""

@@ -311,10 +311,7 @@ def _code_table(tok, data: DataSpec, prep) -> np.ndarray:
                          "trained on jets (AOJ or JetClass files), not on token files")
     n = CODE_TABLE_JETS if data.max_jets is None else min(data.max_jets, CODE_TABLE_JETS)
     feats, mask, _ = _features(dataclasses.replace(data, max_jets=n), prep, progress=False)
-    codes = tok.encode_arrays(feats, mask)
-    with torch.no_grad():
-        latents = tok.quantizer.effective_codebook().detach().cpu().numpy()
-    return code_table(codes, feats, mask, latents)
+    return code_table(tok.encode_arrays(feats, mask), feats, mask, tok.latent_codebook())
 
 
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],
