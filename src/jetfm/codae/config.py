@@ -23,8 +23,9 @@ class TrainConfig:
     weight_decay: float = 1e-4        # decoupled, per step (not scaled by lr), as tfa.AdamW
     clip_norm: float = 1.0
     max_steps: int = 0                # stop after this many steps in all (0: no limit); tests
-    eval_batch_size: int = 256
+    eval_batch_size: int = 64         # validation images per forward pass
     precision: str = "fp32"           # fp32 | bf16: bfloat16 autocast of the forward pass (CPU)
+    micro_batch: int = 32             # images per forward/backward pass within a batch (0: all)
 
     def validate(self) -> None:
         for key in ("batch_size", "eval_batch_size"):
@@ -34,6 +35,7 @@ class TrainConfig:
         check_range(self, "weight_decay", 0.0)
         check_range(self, "clip_norm", 0.0, lo_open=True)
         check_range(self, "max_steps", 0, 10**9)
+        check_range(self, "micro_batch", 0, 1 << 20)
         check_choice(self, "precision", PRECISIONS)
 
 
