@@ -17,7 +17,7 @@ def _small_tok(k=32):
 
 def test_paper_size_parameter_count():
     n = sum(p.numel() for p in VQVAETokenizer().parameters())
-    assert 0.80e6 < n < 0.86e6  # about 0.83 M (SCIENCE.md)
+    assert 0.80e6 < n < 0.86e6  # about 0.83 M (OmniJet-alpha, arXiv:2403.05618)
 
 
 def test_encode_decode_real_jets_and_padding_invariance():

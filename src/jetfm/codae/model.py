@@ -1,5 +1,5 @@
-"""CoDAE: the conditional dual auto-encoder for dark-shower anomaly detection (SCIENCE.md
-section 5), and the plain convolutional auto-encoder it is compared with.
+"""CoDAE: the conditional dual auto-encoder for dark-shower anomaly detection (arXiv:2306.12955),
+and the plain convolutional auto-encoder it is compared with.
 
 Shapes (paper configuration, one channel of binary track occupancy):
 

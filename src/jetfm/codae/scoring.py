@@ -17,7 +17,7 @@ The plain auto-encoder's reconstruction scores carry the prefix ``ae_``. Physics
 ``n_tracks`` (the files' track multiplicity, when every file has it) and ``n_hits`` (number of
 lit pixels of the input image, a multiplicity proxy that every file allows).
 
-Metrics (SCIENCE.md section 5): ROC AUC and background FPR at 40 % signal efficiency, per signal
+Metrics (arXiv:2306.12955): ROC AUC and background FPR at 40 % signal efficiency, per signal
 mass point, and their mean over the mass points of each signal.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Distances between generated and reference jets, seeded and exactly reproducible.
 
-Per observable (SCIENCE.md section 4):
+Per observable (Aspen Open Jets, arXiv:2412.10504):
 
 - :func:`kl_divergence`: quantile-binned KL(reference || generated), 50 bins whose edges sit at
   the reference quantiles 0.001 ... 0.999.

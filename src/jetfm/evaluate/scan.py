@@ -1,4 +1,4 @@
-"""The D-scan of the AOJ experiment (SCIENCE.md section 4): does pre-training help?
+"""The D-scan of the AOJ experiment (Aspen Open Jets, arXiv:2412.10504): does pre-training help?
 
 For every target (e.g. top and QCD jets), training-set size D and seed:
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 ARMS = ("pretrained", "scratch")
 REFERENCES = ("raw", "tokenized")
-#: the observables of SCIENCE.md section 4, in the order they are reported
+#: the observables of Aspen Open Jets, arXiv:2412.10504, in the order they are reported
 OBSERVABLES = ("pt", "eta", "phi", "mass", "n_constituents", "tau21", "tau32", "d2")
 JETNET_METRICS = ("w1m", "w1p", "w1efp", "fpd", "kpd")
 ROW_FIELDS = ("target", "arm", "reference", "observable", "metric", "D", "seed", "value", "error")

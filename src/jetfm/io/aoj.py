@@ -1,6 +1,6 @@
 """AspenOpenJets (AOJ) HDF5 files: streaming reader and layout-identical writer.
 
-Layout of every AOJ file (SCIENCE.md section 1):
+Layout of every AOJ file (Aspen Open Jets, arXiv:2412.10504):
 
 ==================  ===============  ==========================================================
 dataset             shape, dtype     columns

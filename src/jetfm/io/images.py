@@ -1,6 +1,6 @@
 """Whole-event detector images for dark-shower anomaly detection: the ``.npz`` format.
 
-One file holds N events (SCIENCE.md section 5; the layout of the CoDAE paper's released data):
+One file holds N events (arXiv:2306.12955; the layout of the CoDAE paper's released data):
 
 ============  ====================  =======================================================
 key           shape, dtype          meaning

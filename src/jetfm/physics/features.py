@@ -144,7 +144,7 @@ FORWARD_BLOCK_JETS = 1024
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """The OmniJet-alpha constituent transform (SCIENCE.md section 3).
+    """The OmniJet-alpha constituent transform (OmniJet-alpha, arXiv:2403.05618).
 
     features = (ln(pT / GeV) - pt_shift, eta_scale * eta_rel, phi_scale * phi_rel), after dropping
     constituents with |eta_rel| >= max_rel or |phi_rel| >= max_rel, keeping the ``n_max`` of

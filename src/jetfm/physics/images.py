@@ -1,4 +1,4 @@
-"""Whole-event (eta, phi) detector images, as in the CoDAE paper (SCIENCE.md section 5).
+"""Whole-event (eta, phi) detector images, as in the CoDAE paper (arXiv:2306.12955).
 
 A detector-level event is a list of deposits (eta, phi, ET, channel) with channel 0 = tracks (pT),
 1 = ECAL (ET), 2 = HCAL (ET). They are binned on a fine grid of 360 phi x 286 eta pixels over

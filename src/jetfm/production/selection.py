@@ -1,6 +1,6 @@
 """The AOJ event and jet selection, and its cut flow (events and jets after each step).
 
-Steps, in order (SCIENCE.md section 1), each configurable and on by default as in AOJ:
+Steps, in order (Aspen Open Jets, arXiv:2412.10504), each configurable and on by default as in AOJ:
 
 1. certified luminosity: a CMS golden JSON (off when none is given; the cut flow says so);
 2. trigger: the logical OR of :data:`AOJ_TRIGGERS` (2016 JetHT single-jet, AK8, HT and
