@@ -63,6 +63,32 @@ def test_loss_ignores_padding_and_training_reduces_it():
     assert parts["rec_loss"].item() < 0.5 * first
 
 
+def test_pt_weighted_loss_weights_real_jets_by_pt_share():
+    jets = read_jets(AOJ_MINI)
+    tok = _small_tok()
+    feats, mask = tok.preprocessing.forward(jets)
+    x, m = torch.as_tensor(feats), torch.as_tensor(mask)
+    assert tok._loss_weights(x, m) == 1.0  # OmniJet-alpha's loss by default
+    tok.cfg.pt_weight = 3.0
+    w = tok._loss_weights(x, m)[..., 0].numpy()
+    pt = tok.preprocessing.inverse(feats, mask).c("pt")  # GeV of the constituents kept
+    for j in range(len(jets)):
+        mj = mask[j]
+        n = mj.sum()
+        share = pt[j, mj] / pt[j, mj].sum()
+        # mean weight 1 over each jet's constituents, rising with the pT share
+        assert np.isclose(w[j, mj].mean(), 1.0, rtol=1e-5)
+        assert np.allclose(w[j, mj], (1 + 3.0 * n * share) / 4.0, rtol=1e-4, atol=1e-6)
+    # weighting changes the loss; padding still does not
+    tok.eval()
+    x2 = x.clone()
+    x2[~m] = 3.0
+    assert torch.allclose(tok(x, m)[2], tok(x2, m)[2])
+    lw = tok(x, m)[3]["rec_loss"]
+    tok.cfg.pt_weight = 0.0
+    assert not torch.allclose(lw, tok(x, m)[3]["rec_loss"])
+
+
 def test_sequences_round_trip():
     codes = np.array([[3, 1, -1], [0, -1, -1], [2, 2, 2]])
     mask = codes >= 0

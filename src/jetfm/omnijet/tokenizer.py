@@ -37,6 +37,11 @@ class TokenizerConfig:
     dropout: float = 0.1
     #: weight of the vq loss: loss = MSE(reconstruction) + alpha * vq_loss
     alpha: float = 10.0
+    #: extra weight of a constituent's reconstruction error by its share of the jet's pT:
+    #: w = (1 + pt_weight * n * pT / sum pT) / (1 + pt_weight), n the jet's constituents (so
+    #: the mean weight is 1). 0: every constituent alike, as in OmniJet-alpha. The hardest
+    #: constituents set the jet mass and the prongs, and are the rarest in feature space.
+    pt_weight: float = 0.0
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def validate(self) -> None:
@@ -51,6 +56,7 @@ class TokenizerConfig:
         check_range(self, "mlp_ratio", 0.0, 64.0, lo_open=True)
         check_range(self, "dropout", 0.0, 1.0, hi_open=True)
         check_range(self, "alpha", 0.0)
+        check_range(self, "pt_weight", 0.0, 1000.0)
         check_model_size("width", self.n_parameters())
 
     def n_parameters(self) -> int:
@@ -158,9 +164,21 @@ class VQVAETokenizer(nn.Module):
         recon = self.decoder(zq, mask)
         m = mask.unsqueeze(-1).to(x.dtype)
         n = (m.sum() * x.shape[-1]).clamp_min(1)
-        rec_loss = (((recon - x) ** 2) * m).sum() / n
+        rec_loss = (((recon - x) ** 2) * m * self._loss_weights(x, mask)).sum() / n
         loss = rec_loss + self.cfg.alpha * vq_loss
         return recon, codes, loss, {"rec_loss": rec_loss, "vq_loss": vq_loss, **stats}
+
+    def _loss_weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | float:
+        """Per-constituent weights (B, P, 1) of the reconstruction error (``cfg.pt_weight``).
+        The first feature is ln pT plus a constant, so a softmax over a jet gives pT shares."""
+        lam = self.cfg.pt_weight
+        if not lam:
+            return 1.0
+        with torch.no_grad():
+            share = torch.softmax(x[..., 0].masked_fill(~mask, -torch.inf), dim=1)
+            share = torch.nan_to_num(share)  # jets without constituents
+            n = mask.sum(1, keepdim=True).to(x.dtype)
+            return ((1 + lam * n * share) / (1 + lam)).unsqueeze(-1)
 
     @torch.no_grad()
     def encode_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
