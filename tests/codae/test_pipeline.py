@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from jetfm.cli import main
 from jetfm.codae.checkpoint import from_pretrained
 from jetfm.codae.config import AnomalyConfig
@@ -71,6 +73,33 @@ def test_cli_train_evaluate_report(real_subsets, tmp_path, capsys):
                key=lambda n: m["scores"][n]["suep"]["mean_auc"])
     assert (f"**SUEP:** the best score is `{best}`, mean ROC AUC "
             f"{m['scores'][best]['suep']['mean_auc']:.3f}") in md
+
+
+def test_limits_benchmark_on_real_images(real_subsets, tmp_path):
+    """benchmarks/codae_limits.py: the AUCs of the evaluation, and each score's rank correlation
+    with the occupancy (n_hits with itself: 1)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from jetfm.codae.scoring import evaluate
+
+    qcd, bkg, sig = real_subsets
+    train(_cfg(qcd), str(tmp_path / "r"), seed=2, progress=False)
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "codae_limits.py"),
+                        str(tmp_path / "r"), "--background", str(bkg), "--signal",
+                        *map(str, sig)], capture_output=True, text=True, timeout=600,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root / "src")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])["rows"]
+    m = evaluate(str(tmp_path / "r"), [bkg], sig)["scores"]
+    for name in ("bce", "z_m_dist", "n_hits"):
+        assert rows[name]["auc"] == pytest.approx(
+            [round(m[name][p]["mean_auc"], 4) for p in ("suep", "svj")], abs=1e-4), name
+    assert rows["n_hits"]["rho_n_hits_qcd"] == 1.0
+    # after two steps the reconstruction error is mostly the occupancy (measured rho 0.9+)
+    assert rows["bce"]["rho_n_hits_qcd"] > 0.5
 
 
 def test_cli_bad_input(real_subsets, tmp_path, capsys):

@@ -92,3 +92,29 @@ def test_benchmark_quick_chain(tmp_path):
     assert set(fid) == set(FIDELITY_OBSERVABLES)
     assert all(np.isfinite(fid[o]["kl_floor"]) for o in fid)
     assert "the tokenizer" in r.stdout and "targets:" in r.stdout
+
+
+def test_tokenizer_resolution_benchmark(quick_model):
+    """benchmarks/tokenizer_resolution.py on real AOJ jets: its exact row is the jets'
+    observables in the generator's frame, and noise on the angles widens the jets (the mass
+    grows with the noise's rms: independent angular offsets add to every pair's opening)."""
+    from jetfm.evaluate.fidelity import fidelity_observables
+    from jetfm.io import read_jets
+    from jetfm.train.api import load_pretrained
+    from tests.conftest import AOJ_MINI
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tokenizer_resolution.py"),
+                        quick_model, str(AOJ_MINI), "--n", "80"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(res["rms"]) == {"0-3", "3-10", "10-30", "30-128"} and res["n_jets"] == 80
+    jets = read_jets(AOJ_MINI)
+    prep = load_pretrained(quick_model).preprocessing
+    obs = fidelity_observables(prep.inverse(*prep.forward(jets[len(jets) - 80:])))
+    for k in ("mass", "tau21", "tau32"):
+        assert res["rows"]["raw"][k] == pytest.approx(float(np.median(obs[k])), rel=1e-9)
+    rows = res["rows"]
+    assert (rows["raw"]["mass"] < rows["exact + Gaussian 0.06 on both angles"]["mass"]
+            < rows["exact + Gaussian 0.12 on both angles"]["mass"])
