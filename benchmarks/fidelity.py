@@ -41,6 +41,10 @@ CONFIGS: dict[str, dict] = {
     "code_features": {"model": ["backbone.code_features=7"],
                       "pretrain": ["pretraining.max_epochs=6"],
                       "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    # and three times the pre-training epochs
+    "cf_long_pre": {"model": ["backbone.code_features=7"],
+                    "pretrain": ["pretraining.max_epochs=18", "pretraining.patience=3"],
+                    "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
     # and 4 reflected copies of every training jet
     "cf_augment": {"model": ["backbone.code_features=7"],
                    "pretrain": ["pretraining.max_epochs=6", "pretraining.augment=4"],

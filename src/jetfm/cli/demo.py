@@ -10,7 +10,7 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in data")
     p.add_argument("--preset", default="default",
                    help="quick (the chain in miniature, for CI), default (the main job; measured "
-                        "17 min wall on an idle 2-core machine), paper (GPU), or a YAML file")
+                        "19 min wall on an idle 2-core machine), paper (GPU), or a YAML file")
     p.add_argument("--out", default=None, help="output folder (default runs/demo_<preset>)")
     p.add_argument("--seed", type=seed, default=0, help="seed of every stage (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
