@@ -21,17 +21,8 @@ import numpy as np
 from _common import emit  # noqa: E402
 from scipy.stats import spearmanr
 
-from jetfm.codae.checkpoint import load_run_models
-from jetfm.codae.data import read_for_input
-from jetfm.codae.metrics import roc_auc
-from jetfm.codae.scoring import all_scores
+from jetfm.codae.scoring import evaluate_scores, score_runs
 from jetfm.io.images import LABEL_NAMES
-
-
-def mean_auc(bkg: np.ndarray, sig: np.ndarray, labels: np.ndarray, masses: np.ndarray,
-             label: int) -> float:
-    return float(np.mean([roc_auc(bkg, sig[(labels == label) & (masses == m)])
-                          for m in sorted(set(masses[labels == label].tolist()))]))
 
 
 def main(argv=None) -> int:
@@ -40,14 +31,9 @@ def main(argv=None) -> int:
     ap.add_argument("--background", nargs="+", required=True)
     ap.add_argument("--signal", nargs="+", required=True)
     args = ap.parse_args(argv)
-    models = load_run_models(args.run)
-    meta = next(iter(models.values()))[1]
-    kind, escale = meta.get("input", "track_occupancy"), meta.get("energy_scale", 1000.0)
-    bev = read_for_input(args.background, kind, processes=["qcd"])
-    sev = read_for_input(args.signal, kind, processes=["suep", "svj"])
-    bs = all_scores(models, bev, kind, escale)
-    ss = all_scores(models, sev, kind, escale)
+    _, _, (bev, bs), (sev, ss) = score_runs([args.run], args.background, args.signal)
     procs = [int(v) for v in sorted(set(sev.labels.tolist()))]
+    metrics = evaluate_scores(bs, ss, sev.labels, sev.masses)
     names = [LABEL_NAMES[p] for p in procs]
     print(f"{len(bev)} QCD and {len(sev)} signal events; mean AUC over mass points")
     print(f"{'score':10s}" + "".join(f"{n + ' AUC':>10s}" for n in names)
@@ -59,7 +45,7 @@ def main(argv=None) -> int:
         rho = float(spearmanr(bs[name], bs["n_hits"]).statistic)
         rho_sig = [float(spearmanr(ss[name][sev.labels == p], ss["n_hits"][sev.labels == p])
                          .statistic) for p in procs]
-        auc = [mean_auc(bs[name], ss[name], sev.labels, sev.masses, p) for p in procs]
+        auc = [metrics[name][LABEL_NAMES[p]]["mean_auc"] for p in procs]
         rows[name] = {"auc": auc, "rho_n_hits_qcd": rho, "rho_n_hits_signal": rho_sig}
         print(f"{name:10s}" + "".join(f"{a:10.3f}" for a in auc) + f"{rho:9.2f}"
               + "".join(f"{r:9.2f}" for r in rho_sig))

@@ -35,6 +35,7 @@ from jetfm.codae.data import augment, model_inputs, read_for_input  # noqa: E402
 from jetfm.codae.model import CoDAE  # noqa: E402
 from jetfm.codae.training import (  # noqa: E402
     derive_seed,
+    make_optimizer,
     prepare_model,
     train_step,
     validate,
@@ -58,7 +59,7 @@ def run_steps(cfg, kind: str, x: torch.Tensor, precision: str, micro_batch: int,
     torch.manual_seed(derive_seed(1, 0))
     model = prepare_model(CoDAE(model_config(cfg, kind)).train(), precision)
     tc = cfg.train
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay / tc.lr)
+    opt = make_optimizer(model, tc)
     bs = tc.batch_size
     batches = [x[(i * bs) % (len(x) - bs):][:bs] for i in range(steps + 1)]
     train_step(model, opt, batches[0], tc.clip_norm, precision, micro_batch)

@@ -129,13 +129,9 @@ def evaluate_scores(bkg: dict[str, np.ndarray], sig: dict[str, np.ndarray],
     return res
 
 
-def evaluate(run: str | list[str], background, signal, out: str | None = None,
-             batch: int = 256, title: str = "CoDAE anomaly detection") -> dict:
-    """Score QCD ``background`` and ``signal`` files (files, folders, globs) with the models of
-    ``run`` (one run or checkpoint folder, or several whose models are pooled); write
-    ``metrics.json``, ``roc.png``, ``z_m_density.png`` and ``report.md/.html`` into ``out`` when
-    given. Returns the metrics dict."""
-    runs = [run] if isinstance(run, (str, os.PathLike)) else list(run)
+def score_runs(runs: list, background, signal, batch: int = 256) -> tuple:
+    """The models of ``runs`` (pooled), their input kind, and (events, scores) of the QCD
+    ``background`` and of the ``signal`` files: ``(models, kind, (bev, bs), (sev, ss))``."""
     models = {}
     for r in runs:
         models.update(load_run_models(os.fspath(r)))
@@ -146,8 +142,18 @@ def evaluate(run: str | list[str], background, signal, out: str | None = None,
     kind, escale = meta.get("input", "track_occupancy"), meta.get("energy_scale", 1000.0)
     bev = read_for_input(background, kind, processes=["qcd"])
     sev = read_for_input(signal, kind, processes=["suep", "svj"])
-    bs = all_scores(models, bev, kind, escale, batch)
-    ss = all_scores(models, sev, kind, escale, batch)
+    return (models, kind, (bev, all_scores(models, bev, kind, escale, batch)),
+            (sev, all_scores(models, sev, kind, escale, batch)))
+
+
+def evaluate(run: str | list[str], background, signal, out: str | None = None,
+             batch: int = 256, title: str = "CoDAE anomaly detection") -> dict:
+    """Score QCD ``background`` and ``signal`` files (files, folders, globs) with the models of
+    ``run`` (one run or checkpoint folder, or several whose models are pooled); write
+    ``metrics.json``, ``roc.png``, ``z_m_density.png`` and ``report.md/.html`` into ``out`` when
+    given. Returns the metrics dict."""
+    runs = [run] if isinstance(run, (str, os.PathLike)) else list(run)
+    models, kind, (bev, bs), (sev, ss) = score_runs(runs, background, signal, batch)
     notes = []
     if "n_tracks" not in bs or "n_tracks" not in ss:
         notes.append("track multiplicity baseline unavailable: not every file carries "

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from jetfm.codae.checkpoint import from_pretrained, save_pretrained
-from jetfm.codae.config import MODEL_KINDS, AnomalyConfig, model_config
+from jetfm.codae.config import MODEL_KINDS, AnomalyConfig, TrainConfig, model_config
 from jetfm.codae.data import augment, model_inputs, read_for_input, split_valid
 from jetfm.codae.metrics import ssim
 from jetfm.codae.model import CoDAE, n_parameters
@@ -40,9 +40,16 @@ from jetfm.seeding import derive_seed as _derive_seed
 derive_seed = functools.partial(_derive_seed, convention="uint32")
 
 
-def loss_fn(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """BCE summed over pixels and channels, averaged over the batch."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+def loss_fn(logits: torch.Tensor, x: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """BCE summed over pixels and channels, divided by ``batch`` (default: the images in x; a
+    slice of a batch passes the whole batch's size, so that the slices' losses add up to it)."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / (batch or x.shape[0])
+
+
+def make_optimizer(model: CoDAE, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the paper's decoupled weight decay: ``tc.weight_decay`` per step, as
+    TensorFlow-Addons applies it, is torch's ``weight_decay / lr``."""
+    return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay / tc.lr)
 
 
 def train_step(model: CoDAE, opt: torch.optim.Optimizer, xb: torch.Tensor, clip_norm: float,
@@ -60,11 +67,8 @@ def train_step(model: CoDAE, opt: torch.optim.Optimizer, xb: torch.Tensor, clip_
     opt.zero_grad(set_to_none=True)
     total = torch.zeros((), dtype=xb.dtype)
     for i in range(0, n, step):
-        xs = _layout(xb[i:i + step], precision)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(xs)
-        # the batch's mean of per-image sums, taken slice by slice
-        loss = F.binary_cross_entropy_with_logits(logits.to(xs.dtype), xs, reduction="sum") / n
+        xs, logits = _forward(model, xb[i:i + step], precision)
+        loss = loss_fn(logits, xs, n)  # the batch's mean of per-image sums, slice by slice
         loss.backward()
         total += loss.detach()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
@@ -72,8 +76,15 @@ def train_step(model: CoDAE, opt: torch.optim.Optimizer, xb: torch.Tensor, clip_
     return total
 
 
-def _layout(x: torch.Tensor, precision: str) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if precision == "bf16" else x
+def _forward(model: CoDAE, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x in the layout of ``precision``, logits in the dtype of x): the forward pass under
+    bfloat16 autocast on channels-last images for ``bf16``, as it is for ``fp32``."""
+    bf16 = precision == "bf16"
+    if bf16:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    return x, logits.to(x.dtype)
 
 
 def prepare_model(model: CoDAE, precision: str) -> CoDAE:
@@ -91,9 +102,7 @@ def validate(model: CoDAE, x: torch.Tensor, batch: int = 256,
     model.eval()
     s, loss = 0.0, 0.0
     for i in range(0, len(x), batch):
-        xb = _layout(x[i:i + batch], precision)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(xb).float()
+        xb, logits = _forward(model, x[i:i + batch], precision)
         s += float(ssim(torch.sigmoid(logits), xb).sum())
         loss += float(loss_fn(logits, xb)) * len(xb)
     return s / len(x), loss / len(x)
@@ -112,7 +121,7 @@ def train_one(kind: str, cfg: AnomalyConfig, x_train: np.ndarray, x_valid: np.nd
     tc = cfg.train
     torch.manual_seed(derive_seed(seed, MODEL_KINDS.index(kind)))
     model = prepare_model(CoDAE(mcfg), tc.precision)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay / tc.lr)
+    opt = make_optimizer(model, tc)
     os.makedirs(folder, exist_ok=True)
     last = os.path.join(folder, "last_state.pt")
     history: list[dict] = []
