@@ -136,6 +136,7 @@ TOKENIZER = ["tokenizer", "train", "--data", A, "--preset", "quick"]
     (["--set", "pretraining.augment=3"], "'pretraining.augment': must be 1, 2 or 4"),
     (["--set", "backbone.code_features=65"], "'backbone.code_features'"),
     (["--set", "sampling.top_p=1.5"], "'sampling.top_p'"),
+    (["--set", "tokenizer.pt_weight=-1"], "'tokenizer.pt_weight'"),
     (["--set", "tokenizer_training.lr=nan"], "'tokenizer_training.lr': must be finite"),
     (["--set", "tokenizer_training.val_fraction=1.0"], "'tokenizer_training.val_fraction'"),
     (["--set", "tokenizer.quantizer.codebook_size=0"], "'tokenizer.quantizer.codebook_size'"),
@@ -161,6 +162,7 @@ def test_bad_training_settings(extra, message, tmp_path, capsys):
     (["model.enc_filters=[64,-2,128,256]"], "'model.enc_filters'"),
     (["model.enc_groups=3"], "'model.enc_groups': 3 groups do not divide"),
     (["data.roll_step=7"], "'data.roll_step'"),
+    (["train.micro_batch=-4"], "'train.micro_batch'"),
     (["models=[codae,vae]"], "'models'"),
 ])
 def test_bad_anomaly_settings(sets, message, tmp_path, capsys):
