@@ -11,6 +11,7 @@ import pytest
 from jetfm.evaluate.fidelity import (
     FIDELITY_OBSERVABLES,
     TOP_WINDOW,
+    check_long_targets,
     check_targets,
     fidelity,
     fidelity_observables,
@@ -56,6 +57,25 @@ def test_check_targets_limits():
     assert not bad["KL tau32 / floor"]["met"]
     assert set(good) == {"mass median", "tau32 median"} | {
         f"KL {n} / floor" for n in ("mass", "tau21", "tau32", "d2", "n_constituents")}
+
+
+def test_check_long_targets_limits():
+    rng = np.random.default_rng(3)
+    ref, floor = _obs(rng, 4000), _obs(rng, 3000)
+    fid = fidelity(ref, _obs(rng, 3000), ref, floor)
+    good = check_long_targets(fid)
+    assert set(good) == {"soft-drop mass median [GeV]", "fraction in 150-190 GeV",
+                         "tau32 median"}
+    assert all(v["met"] for v in good.values())
+    # 4 GeV low is inside 5 GeV; 8 GeV low is not, and tau32 0.06 high misses 0.05
+    fid = fidelity(ref, _obs(rng, 3000, mass=164, tau32=0.51), ref, floor)
+    bad = check_long_targets(fid)
+    assert bad["soft-drop mass median [GeV]"]["value"] == pytest.approx(
+        abs(fid["msoftdrop"]["gen_median"] - fid["msoftdrop"]["ref_median"]))
+    assert not bad["soft-drop mass median [GeV]"]["met"] and not bad["tau32 median"]["met"]
+    assert bad["fraction in 150-190 GeV"]["value"] == fid["msoftdrop"]["gen_window"]
+    wide = fidelity(ref, {**_obs(rng, 3000), "msoftdrop": rng.normal(167, 60, 3000)}, ref, floor)
+    assert not check_long_targets(wide)["fraction in 150-190 GeV"]["met"]
 
 
 def test_window_fraction_edges():
@@ -118,3 +138,43 @@ def test_tokenizer_resolution_benchmark(quick_model):
     rows = res["rows"]
     assert (rows["raw"]["mass"] < rows["exact + Gaussian 0.06 on both angles"]["mass"]
             < rows["exact + Gaussian 0.12 on both angles"]["mass"])
+
+
+def test_continuation_keeps_the_prompt_and_measures_soft_distances(quick_model):
+    """benchmarks/continuation.py: the first k codes of each jet stay as given, the rest is
+    sampled; the soft-constituent distance agrees with a loop over one jet at a time."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import continuation
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from jetfm.io import read_jets
+    from jetfm.train.api import load_pretrained
+    from tests.conftest import AOJ_MINI
+
+    model = load_pretrained(quick_model)
+    jets = read_jets(AOJ_MINI)[:60]
+    feats, mask = model.preprocessing.forward(jets)
+    codes = model.tokenizer.encode_arrays(feats, mask)
+    for k in (0, 5):
+        c, m = continuation.continue_codes(model.backbone, codes, k, seed=1, max_new=40)
+        n_given = np.minimum(mask.sum(1), k)
+        for i in range(len(c)):
+            np.testing.assert_array_equal(c[i, :n_given[i]], codes[i, :n_given[i]])
+        assert m.sum(1).max() <= 40 and (m[:, :-1] >= m[:, 1:]).all()  # no holes
+    again = continuation.continue_codes(model.backbone, codes, 5, seed=1, max_new=40)
+    np.testing.assert_array_equal(again[0], c)  # seeded
+    jets = model.preprocessing.inverse(feats, mask)  # the generator's frame: eta_rel, phi_rel
+    got = continuation.soft_distance(jets)
+    assert np.isfinite(got).sum() > 20
+    for i in range(0, 60, 7):
+        n = int(jets.mask[i].sum())
+        pt, eta, phi = (jets.c(x)[i, :n] for x in ("pt", "eta_rel", "phi_rel"))
+        order = np.argsort(-pt, kind="stable")
+        pt, eta, phi = pt[order], eta[order], phi[order]
+        if n <= continuation.N_HARD:
+            assert np.isnan(got[i])
+            continue
+        d = [min(np.hypot(eta[j] - eta[h], phi[j] - phi[h]) for h in range(10))
+             for j in range(10, n)]
+        assert got[i] == pytest.approx(np.dot(pt[10:], d) / pt[10:].sum(), rel=1e-6)

@@ -33,12 +33,14 @@ def test_code_table_rows_are_standardised_code_means():
     np.testing.assert_allclose(rows[:, 3:], lz, rtol=1e-5, atol=1e-5)
 
 
-def _model(code_features=7, vocab=18, seed=0):
+def _model(code_features=7, vocab=18, seed=0, fourier=0):
     torch.manual_seed(seed)
     m = JetGPT(BackboneConfig(vocab_size=vocab, dim=16, n_blocks=2, heads=2, ff_dim=32,
-                              max_len=12, code_features=code_features))
+                              max_len=12, code_features=code_features,
+                              fourier_features=fourier))
     if code_features:
         m.code_table.copy_(torch.randn(vocab, code_features))
+        m.code_table[0] = m.code_table[-1] = 0  # start and stop, as code_table() writes them
     return m.eval()
 
 
@@ -71,6 +73,52 @@ def test_without_code_features_the_model_is_the_reference_one():
     assert not hasattr(m, "feat_in") and "code_table" not in m.state_dict()
     h = m.body(torch.tensor([[0, 2, 3]]))
     assert torch.equal(m.logits(h), m.head(h))
+
+
+def test_fourier_features_are_a_gaussian_kernel_of_the_codes_angles():
+    from jetfm.omnijet.backbone import FOURIER_MAX, FOURIER_MIN, fourier_frequencies
+
+    w = fourier_frequencies(4096).double()
+    assert torch.equal(w.float(), fourier_frequencies(4096))  # fixed: the same for every model
+    mag = w.norm(dim=1)
+    assert FOURIER_MIN <= mag.min() and mag.max() <= FOURIER_MAX
+    m = _model(fourier=2048)
+    rows = m.code_table.double()
+    m.fourier_freqs = w.float()
+    phi = m._fourier(rows.float()).double()
+    assert not phi[0].any() and not phi[-1].any()  # start and stop have no place
+    # phi(x) . phi(y) / M = mean over frequencies of cos(w (x - y)): the kernel, independent of
+    # where the pair lies; close codes score higher than distant ones
+    x = rows[1:-1, 1:3]
+    kern = phi[1:-1] @ phi[1:-1].T / 4096
+    exact = torch.cos((x[:, None, :] - x[None, :, :]) @ w.T).mean(-1)
+    torch.testing.assert_close(kern, exact, atol=1e-5, rtol=0)
+    d = (x[:, None] - x[None]).norm(dim=-1)
+    near, far = d < 0.05, d > 1.0
+    assert kern[near].min() > 0.99 and kern[far].abs().max() < 0.3
+
+
+def test_fourier_features_reach_both_ends_train_and_sample_as_the_reference():
+    m = _model(fourier=8)
+    seqs = torch.tensor([[0, 3, 5, 2, 17], [0, 4, 17, -1, -1]])
+    base = m(seqs.clamp_min(0))
+    with torch.no_grad():
+        m.four_out.weight.zero_()
+    assert not torch.allclose(m(seqs.clamp_min(0)), base)
+    m.loss(seqs).backward()
+    assert m.four_in.weight.grad.abs().sum() > 0
+    # the per-token path (sampler) and the per-code path (training) embed alike
+    tok = torch.tensor([[3, 5, 17]])
+    full = m._code_embedding(m.code_table)[tok]
+    torch.testing.assert_close(m._code_embedding(m.code_table[tok]), full)
+    a = generate(m, 9, max_new=10, seed=3, batch_size=4)
+    b = generate_reference(m, 9, max_new=10, seed=3, batch_size=4)
+    assert torch.equal(a[0], b[0])
+    assert "fourier_freqs" in m.state_dict()
+    from jetfm.config import ConfigValueError
+    with pytest.raises(ConfigValueError) as err:
+        BackboneConfig(code_features=0, fourier_features=8).validate()
+    assert err.value.key == "fourier_features"
 
 
 def test_reflect_keeps_observables_and_order():

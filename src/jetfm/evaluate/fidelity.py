@@ -106,6 +106,26 @@ def check_targets(fid: Mapping[str, Mapping[str, float]], mass_rel: float = 0.08
     return out
 
 
+def check_long_targets(fid: Mapping[str, Mapping[str, float]], msoftdrop_gev: float = 5.0,
+                       window: float = 0.5, tau32_abs: float = 0.05) -> dict[str, dict]:
+    """The targets of a long training recipe, stricter than :func:`check_targets`: soft-drop
+    mass median within ``msoftdrop_gev`` of the reference's, at least ``window`` of the
+    generated jets with a soft-drop mass in 150-190 GeV, tau32 median within ``tau32_abs``."""
+    out: dict[str, dict] = {}
+    sd = fid.get("msoftdrop")
+    if sd:
+        diff = abs(sd["gen_median"] - sd["ref_median"])
+        out["soft-drop mass median [GeV]"] = {"value": diff, "limit": msoftdrop_gev,
+                                              "met": diff <= msoftdrop_gev}
+        out["fraction in 150-190 GeV"] = {"value": sd["gen_window"], "limit": window,
+                                          "met": sd["gen_window"] >= window}
+    t = fid.get("tau32")
+    if t:
+        diff = abs(t["gen_median"] - t["ref_median"])
+        out["tau32 median"] = {"value": diff, "limit": tau32_abs, "met": diff <= tau32_abs}
+    return out
+
+
 def fidelity_lines(fid: Mapping[str, Mapping[str, float]]) -> list[str]:
     """A plain-text table: one line per observable."""
     lines = [f"{'observable':<15}{'ref med':>9}{'tok med':>9}{'gen med':>9}{'W1':>9}"

@@ -51,6 +51,11 @@ class BackboneConfig:
     #: features per code in the code table (0: the reference's plain token embedding); see
     #: :class:`JetGPT`
     code_features: int = 0
+    #: random Fourier features of each code's mean (eta_rel, phi_rel) (columns 1 and 2 of the
+    #: code table, so it needs ``code_features >= 3``): ``fourier_features`` fixed frequencies,
+    #: their sines and cosines entering the input embedding and the output layer through linear
+    #: maps; see :class:`JetGPT`. 0: none
+    fourier_features: int = 0
 
     @property
     def stop_token(self) -> int:
@@ -68,6 +73,11 @@ class BackboneConfig:
         check_range(self, "dropout", 0.0, 1.0, hi_open=True)
         check_range(self, "max_len", 2, 4098)  # n_max bound + start, stop
         check_range(self, "code_features", 0, 64)
+        check_range(self, "fourier_features", 0, 1024)
+        if self.fourier_features and self.code_features < 3:
+            raise ConfigValueError("fourier_features", "needs the code table's angles "
+                                   f"(code_features >= 3), got code_features "
+                                   f"{self.code_features}")
         check_model_size("dim", self.n_parameters())
 
     def n_parameters(self) -> int:
@@ -75,6 +85,7 @@ class BackboneConfig:
         the bulk of the model (for size bounds)."""
         feats = self.code_features * (self.vocab_size + 2 * self.dim) + 2 * self.dim ** 2 \
             if self.code_features else 0
+        feats += 4 * self.fourier_features * self.dim
         return self.n_blocks * (4 * self.dim ** 2 + 2 * self.dim * self.ff_dim) + \
             2 * self.vocab_size * self.dim + feats
 
@@ -132,7 +143,18 @@ class JetGPT(nn.Module):
     added to the head's weight rows: ``logits = h . (W + feat_out(table))^T + b``. A code the
     training jets rarely show still gets the embedding and the logit of its neighbours in
     (pT, eta, phi), so the model learns where constituents lie rather than 8192 unrelated
-    symbols."""
+    symbols.
+
+    With ``fourier_features = M > 0`` each code's mean angles ``x`` (standardised columns 1
+    and 2 of the table) also give 2 M random Fourier features ``phi(x) = [sin(w x), cos(w x)]``
+    for M fixed frequencies ``w`` (directions uniform, magnitudes log-uniform in
+    [:data:`FOURIER_MIN`, :data:`FOURIER_MAX`] per standardised unit, about 0.27 rad), which
+    enter the embedding and the output layer through linear maps (``four_in``, ``four_out``).
+    ``phi(x_c) . phi(x_j)`` approximates a sum of Gaussian kernels of the angular distance between
+    codes c and j (Rahimi & Recht, 2007), so attention that gathers ``phi`` of earlier
+    constituents lets the logits put a smooth bump of probability around each of them: the
+    next soft constituent lands near the prongs the hard ones set, an operation a plain
+    embedding learns slowly from few jets."""
 
     def __init__(self, cfg: BackboneConfig | None = None):
         super().__init__()
@@ -146,14 +168,33 @@ class JetGPT(nn.Module):
             self.register_buffer("code_table", torch.zeros(cfg.vocab_size, cfg.code_features))
             self.feat_in = _feature_mlp(cfg.code_features, cfg.dim)
             self.feat_out = _feature_mlp(cfg.code_features, cfg.dim)
+        if cfg.fourier_features:
+            self.register_buffer("fourier_freqs", fourier_frequencies(cfg.fourier_features))
+            self.four_in = nn.Linear(2 * cfg.fourier_features, cfg.dim, bias=False)
+            self.four_out = nn.Linear(2 * cfg.fourier_features, cfg.dim, bias=False)
+            nn.init.normal_(self.four_in.weight, std=0.02)
+            nn.init.normal_(self.four_out.weight, std=0.02)
+
+    def _fourier(self, rows: torch.Tensor) -> torch.Tensor:
+        """Code-table rows (..., code_features) -> their Fourier features (..., 2 M); 0 for the
+        start and stop tokens (their rows are 0), which have no place in the jet."""
+        arg = rows[..., 1:3] @ self.fourier_freqs.T
+        is_code = (rows != 0).any(-1, keepdim=True).to(rows.dtype)
+        return torch.cat([torch.sin(arg), torch.cos(arg)], -1) * is_code
+
+    def _code_embedding(self, rows: torch.Tensor) -> torch.Tensor:
+        out = self.feat_in(rows)
+        if self.cfg.fourier_features:
+            out = out + self.four_in(self._fourier(rows))
+        return out
 
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)
         if self.cfg.code_features:
             if tokens.numel() > len(self.code_table):  # the MLP once per code, not per token
-                x = x + self.feat_in(self.code_table)[tokens]
+                x = x + self._code_embedding(self.code_table)[tokens]
             else:
-                x = x + self.feat_in(self.code_table[tokens])
+                x = x + self._code_embedding(self.code_table[tokens])
         return x
 
     def body(self, tokens: torch.Tensor, caches=None, pos: int = 0) -> torch.Tensor:
@@ -165,9 +206,12 @@ class JetGPT(nn.Module):
 
     def output_weight(self) -> torch.Tensor:
         """The (vocab, dim) weight of the next-token logits."""
-        if self.cfg.code_features:
-            return self.head.weight + self.feat_out(self.code_table)
-        return self.head.weight
+        if not self.cfg.code_features:
+            return self.head.weight
+        w = self.head.weight + self.feat_out(self.code_table)
+        if self.cfg.fourier_features:
+            w = w + self.four_out(self._fourier(self.code_table))
+        return w
 
     def logits(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states (..., dim) -> next-token logits (..., vocab); ``weight``: a
@@ -202,6 +246,22 @@ class JetGPT(nn.Module):
         kw = {"device": device or p.device, "dtype": dtype or p.dtype}
         return [(torch.empty(batch, c.heads, max_len, hd, **kw),
                  torch.empty(batch, c.heads, max_len, hd, **kw)) for _ in range(c.n_blocks)]
+
+
+#: range of the magnitudes of the Fourier frequencies, per standardised unit of the code table's
+#: angles (one unit is about 0.8 in the preprocessed units, 0.27 rad): kernels from about 0.02
+#: rad (the spread of a prong's constituents) to 0.3 rad (the distance between prongs)
+FOURIER_MIN, FOURIER_MAX = 1.0, 16.0
+
+
+def fourier_frequencies(m: int) -> torch.Tensor:
+    """(m, 2) float32: the fixed frequencies of :class:`JetGPT`'s Fourier features, the same
+    for every model (a fixed seed): uniform directions, log-uniform magnitudes."""
+    g = torch.Generator().manual_seed(20071203)
+    angle = torch.rand(m, generator=g, dtype=torch.float64) * 2 * math.pi
+    mag = FOURIER_MIN * (FOURIER_MAX / FOURIER_MIN) ** torch.rand(m, generator=g,
+                                                                   dtype=torch.float64)
+    return torch.stack([mag * torch.cos(angle), mag * torch.sin(angle)], 1).float()
 
 
 def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
