@@ -163,3 +163,19 @@ def test_report_command_adds_the_fidelity_check(demo_dir, tmp_path):
         assert f"**{t}, fine-tuned arm at D = " in verdict
         assert (out / "figures" / f"{t}_fidelity.png").exists()
     assert "medians, W1 and KL(reference || generated)" in md
+
+
+def test_model_summary_names_the_backbone_options():
+    from jetfm.pipelines.demo import model_summary
+
+    desc = {"config": {"tokenizer": {"width": 64, "enc_blocks": 2, "dec_blocks": 2,
+                                     "quantizer": {"codebook_size": 2048, "dim": 4}},
+                       "backbone": {"dim": 128, "n_blocks": 2, "heads": 8, "ff_dim": 512,
+                                    "code_features": 0, "fourier_features": 0},
+                       "preprocessing": {"n_max": 128}},
+            "parameters": {"backbone": 10}}
+    plain = model_summary(desc)["backbone"]
+    assert plain == "GPT, dim 128, 2 blocks, 8 heads, feed-forward 512"
+    desc["config"]["backbone"].update(code_features=7, fourier_features=32)
+    full = model_summary(desc)["backbone"]
+    assert full.startswith(plain) and "code table of 7" in full and "32 Fourier" in full

@@ -133,6 +133,11 @@ def model_summary(desc: dict) -> dict[str, str]:
            "backbone": f"GPT, dim {bb['dim']}, {bb['n_blocks']} blocks, {bb['heads']} heads, "
                        f"feed-forward {bb['ff_dim']}",
            "constituents per jet": str(c["preprocessing"]["n_max"])}
+    if bb.get("code_features"):
+        out["backbone"] += f", code table of {bb['code_features']} features per code"
+    if bb.get("fourier_features"):
+        out["backbone"] += (f", {bb['fourier_features']} Fourier frequencies of the codes' "
+                            "angles")
     for stage, p in desc.get("provenance", {}).items():
         loss = p.get("best_val_loss")
         out[f"{stage} training"] = (f"{p.get('n_train')} train / {p.get('n_val')} validation "
