@@ -179,15 +179,17 @@ def print_result(res: dict) -> None:
         print(f"--- sampling {sname} ({s['sample_cpu_s']:.0f} CPU-s)")
         for line in fidelity_lines(s["fidelity"]):
             print("  " + line)
-        met = [f"{k} {v['value']:.3g}{'<=' if v['met'] else '>'}{v['limit']:g}"
-               for k, v in s["targets"].items()]
-        print("  targets: " + "; ".join(met))
-        met = []
-        for k, v in s["long_targets"].items():
-            at_least = k.startswith("fraction")  # a floor, not a ceiling
-            sign = ("<=", ">") if not at_least else (">=", "<")
-            met.append(f"{k} {v['value']:.3g}{sign[0] if v['met'] else sign[1]}{v['limit']:g}")
-        print("  long-recipe targets: " + "; ".join(met))
+        print("  targets: " + _target_line(s["targets"]))
+        print("  long-recipe targets: " + _target_line(s["long_targets"]))
+
+
+def _target_line(targets: dict) -> str:
+    """``name value<=limit; ...`` (``>=`` for a target that is a floor, ``at_least``)."""
+    parts = []
+    for k, v in targets.items():
+        ok, miss = (">=", "<") if v.get("at_least") else ("<=", ">")
+        parts.append(f"{k} {v['value']:.3g}{ok if v['met'] else miss}{v['limit']:g}")
+    return "; ".join(parts)
 
 
 def main(argv=None) -> int:

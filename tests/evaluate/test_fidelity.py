@@ -74,6 +74,7 @@ def test_check_long_targets_limits():
         abs(fid["msoftdrop"]["gen_median"] - fid["msoftdrop"]["ref_median"]))
     assert not bad["soft-drop mass median [GeV]"]["met"] and not bad["tau32 median"]["met"]
     assert bad["fraction in 150-190 GeV"]["value"] == fid["msoftdrop"]["gen_window"]
+    assert bad["fraction in 150-190 GeV"]["at_least"] and "at_least" not in bad["tau32 median"]
     wide = fidelity(ref, {**_obs(rng, 3000), "msoftdrop": rng.normal(167, 60, 3000)}, ref, floor)
     assert not check_long_targets(wide)["fraction in 150-190 GeV"]["met"]
 

@@ -110,7 +110,9 @@ def check_long_targets(fid: Mapping[str, Mapping[str, float]], msoftdrop_gev: fl
                        window: float = 0.5, tau32_abs: float = 0.05) -> dict[str, dict]:
     """The targets of a long training recipe, stricter than :func:`check_targets`: soft-drop
     mass median within ``msoftdrop_gev`` of the reference's, at least ``window`` of the
-    generated jets with a soft-drop mass in 150-190 GeV, tau32 median within ``tau32_abs``."""
+    generated jets with a soft-drop mass in 150-190 GeV, tau32 median within ``tau32_abs``.
+    Same entries as :func:`check_targets`; the window's also has ``"at_least": True`` (its
+    limit is a floor)."""
     out: dict[str, dict] = {}
     sd = fid.get("msoftdrop")
     if sd:
@@ -118,7 +120,7 @@ def check_long_targets(fid: Mapping[str, Mapping[str, float]], msoftdrop_gev: fl
         out["soft-drop mass median [GeV]"] = {"value": diff, "limit": msoftdrop_gev,
                                               "met": diff <= msoftdrop_gev}
         out["fraction in 150-190 GeV"] = {"value": sd["gen_window"], "limit": window,
-                                          "met": sd["gen_window"] >= window}
+                                          "met": sd["gen_window"] >= window, "at_least": True}
     t = fid.get("tau32")
     if t:
         diff = abs(t["gen_median"] - t["ref_median"])
