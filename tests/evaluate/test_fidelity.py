@@ -179,3 +179,21 @@ def test_continuation_keeps_the_prompt_and_measures_soft_distances(quick_model):
         d = [min(np.hypot(eta[j] - eta[h], phi[j] - phi[h]) for h in range(10))
              for j in range(10, n)]
         assert got[i] == pytest.approx(np.dot(pt[10:], d) / pt[10:].sum(), rel=1e-6)
+
+
+def test_continuation_refuses_a_model_without_backbone(tmp_path):
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.model import OmniJetModel
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
+    from tests.conftest import AOJ_MINI
+
+    cfg = load_omnijet_config("quick")
+    tok_only = OmniJetModel(cfg, tokenizer=VQVAETokenizer(cfg.tokenizer,
+                                                          cfg.preprocessing.build()).eval()
+                            ).save_pretrained(str(tmp_path / "tok"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "continuation.py"), tok_only,
+                        str(AOJ_MINI)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and tok_only in lines[0] and "no backbone" in lines[0]
