@@ -45,22 +45,22 @@ def continue_codes(backbone, codes: np.ndarray, k: int, seed: int = 0,
             gen[:, :c.shape[1]] = torch.where(c >= 0, c + 1, torch.full_like(c, stop))
             # a prompt shorter than k (a jet with fewer constituents) ends at its own length
             length = (c >= 0).sum(1)
-            caches = backbone.new_caches(n, max_new + 1)
+            state = backbone.new_state(n, max_new + 1)
             tok = torch.cat([torch.full((n, 1), START, dtype=torch.long), gen[:, :k]], 1)
-            h = backbone.body(tok, caches, pos=0)
+            h = backbone.advance(tok, state, pos=0)
             # the hidden state after each jet's last prompt token
             last = h[torch.arange(n), length]
             done = length < k  # a short jet: its prompt is the whole jet
             # rows continue in lockstep from position k; a short prompt's row is done already
             for t in range(k, max_new):
-                nxt = draw_tokens(backbone.logits(last, weight),
+                nxt = draw_tokens(backbone.next_logits(last, state, t, weight),
                                   torch.rand(n, generator=g, dtype=torch.float64))
                 nxt = torch.where(done, torch.full_like(nxt, stop), nxt)
                 gen[:, t] = nxt
                 done |= nxt == stop
                 if bool(done.all()):
                     break
-                last = backbone.body(nxt[:, None], caches, pos=t + 1)[:, -1]
+                last = backbone.advance(nxt[:, None], state, pos=t + 1)[:, -1]
             cc, m = cut_at_stop(gen, stop)
             out_c.append(cc.numpy())
             out_m.append(m.numpy())

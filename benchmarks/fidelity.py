@@ -50,6 +50,28 @@ CONFIGS: dict[str, dict] = {
     "cf_fourier64": {"model": ["backbone.code_features=7", "backbone.fourier_features=64"],
                      "pretrain": ["pretraining.max_epochs=6"],
                      "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    # and anchor-kernel heads: every constituent after the first gets the exact Gaussian kernel
+    # density around the earlier ones among the 16 leading ones (1 and 2 heads) ...
+    "cf_kernel": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
+                            "backbone.kernel_heads=1", "backbone.kernel_anchors=16",
+                            "backbone.kernel_from=1"],
+                  "pretrain": ["pretraining.max_epochs=6"],
+                  "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "cf_kernel2": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
+                             "backbone.kernel_heads=2", "backbone.kernel_anchors=16",
+                             "backbone.kernel_from=1"],
+                   "pretrain": ["pretraining.max_epochs=6"],
+                   "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    # ... or only the constituents after the 10 leading ones, around those
+    "cf_kernel_late": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
+                                 "backbone.kernel_heads=1", "backbone.kernel_anchors=10",
+                                 "backbone.kernel_from=10"],
+                       "pretrain": ["pretraining.max_epochs=6"],
+                       "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    # cf_fourier with twice the pre-training epochs: about the CPU time of cf_kernel
+    "cf_fourier12": {"model": ["backbone.code_features=7", "backbone.fourier_features=32"],
+                     "pretrain": ["pretraining.max_epochs=12"],
+                     "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
     # the default demo's backbone recipe: 15 pre-training epochs, fine-tuning up to 20 (patience 3)
     "demo_fourier": {"model": ["backbone.code_features=7", "backbone.fourier_features=32"],
                      "pretrain": ["pretraining.max_epochs=15"],

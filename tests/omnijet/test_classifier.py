@@ -63,6 +63,20 @@ def test_pretrained_backbone_loads_and_gives_the_generator_states():
     assert not any(k.startswith("body.head") for k in clf.state_dict())
 
 
+def test_a_backbone_with_anchor_kernels_loads_without_them():
+    import dataclasses
+    bb = dataclasses.replace(BB, code_features=3, kernel_heads=1)
+    torch.manual_seed(0)
+    gpt = JetGPT(bb).eval()
+    gpt.code_table.normal_()
+    clf = JetClassifier(bb, ClassifierConfig(), 2).eval()
+    clf.load_backbone(gpt.state_dict())
+    s = _seqs(np.random.default_rng(3))
+    with torch.no_grad():
+        torch.testing.assert_close(clf.body.body(s.clamp_min(0)), gpt.body(s.clamp_min(0)))
+    assert not any(k.startswith(("body.head", "body.kernel")) for k in clf.state_dict())
+
+
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="at least 2 classes"):
         JetClassifier(BB, ClassifierConfig(), 1)

@@ -33,11 +33,12 @@ def test_code_table_rows_are_standardised_code_means():
     np.testing.assert_allclose(rows[:, 3:], lz, rtol=1e-5, atol=1e-5)
 
 
-def _model(code_features=7, vocab=18, seed=0, fourier=0):
+def _model(code_features=7, vocab=18, seed=0, fourier=0, kernel=0, anchors=16, first=1):
     torch.manual_seed(seed)
     m = JetGPT(BackboneConfig(vocab_size=vocab, dim=16, n_blocks=2, heads=2, ff_dim=32,
                               max_len=12, code_features=code_features,
-                              fourier_features=fourier))
+                              fourier_features=fourier, kernel_heads=kernel,
+                              kernel_anchors=anchors, kernel_from=first))
     if code_features:
         m.code_table.copy_(torch.randn(vocab, code_features))
         m.code_table[0] = m.code_table[-1] = 0  # start and stop, as code_table() writes them
@@ -79,7 +80,8 @@ def test_fourier_features_are_a_gaussian_kernel_of_the_codes_angles():
     from jetfm.omnijet.backbone import FOURIER_MAX, FOURIER_MIN, fourier_frequencies
 
     w = fourier_frequencies(4096).double()
-    assert torch.equal(w.float(), fourier_frequencies(4096))  # fixed: the same for every model
+    # fixed: the same for every model (to float32 rounding: one run in many differed in a last bit)
+    torch.testing.assert_close(w.float(), fourier_frequencies(4096), rtol=1e-6, atol=0)
     mag = w.norm(dim=1)
     assert FOURIER_MIN <= mag.min() and mag.max() <= FOURIER_MAX
     m = _model(fourier=2048)
@@ -119,6 +121,94 @@ def test_fourier_features_reach_both_ends_train_and_sample_as_the_reference():
     with pytest.raises(ConfigValueError) as err:
         BackboneConfig(code_features=0, fourier_features=8).validate()
     assert err.value.key == "fourier_features"
+
+
+def _kernel_model(anchors=3, first=1):
+    m = _model(kernel=2, anchors=anchors, first=first)
+    with torch.no_grad():  # gains away from their initial 0, so the kernels act
+        m.kernel.gain.weight.normal_(0, 0.5)
+        m.kernel.gain.bias.fill_(1.0)
+    return m
+
+
+def test_anchor_kernels_start_as_the_model_without_them():
+    seqs = torch.tensor([[0, 3, 5, 2, 9, 17], [0, 4, 17, 0, 0, 0]])
+    plain, kern = _model(), _model(kernel=2, anchors=3)
+    missing, _ = kern.load_state_dict(plain.state_dict(), strict=False)
+    assert missing and all(k.startswith("kernel.") for k in missing)
+    torch.testing.assert_close(kern(seqs), plain(seqs))
+    # ... and the gain is what learns first (the rest follows once the gains are not 0)
+    kern.loss(seqs).backward()
+    assert kern.kernel.gain.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("first", [1, 2, 3])
+def test_anchor_kernel_bias_is_the_log_density_around_the_chosen_anchors(first):
+    m = _kernel_model(anchors=3, first=first)
+    tok = torch.tensor([[0, 3, 5, 17, 9, 4]])  # a stop token among the anchors is no anchor
+    with torch.no_grad():
+        h = m.body(tok)
+        bias = (m(tok) - m.logits(h))[0].double()
+    assert not bias[:first].any()  # positions before kernel_from are drawn without them
+    xy = m.code_table[:, 1:3].double()
+    w = m.kernel.log_width.exp().double()
+    k = m.kernel
+    for t in range(first, 6):
+        anchors = [j for j in range(1, min(t, 3) + 1) if j != 3]  # position 3 holds the stop
+        q = k.q(h[0, t]).view(2, -1).double()
+        keys = k.k(h[0, anchors]).view(len(anchors), 2, -1).double()
+        expect = torch.zeros(18, dtype=torch.float64)
+        for head in range(2):
+            a = torch.softmax(keys[:, head] @ q[head] / 4.0, 0)  # sqrt(KEY_DIM) = 4
+            d2 = (xy[None] - xy[tok[0, anchors]][:, None]).square().sum(-1)
+            kern = torch.exp(-d2 / (2 * w[head] ** 2))
+            kern[:, 0] = 0  # the start token is never next
+            kern[:, 17] = torch.sigmoid(k.stop_level[head]).double()  # the stop token's level
+            dens = (a[:, None] * kern).sum(0)
+            expect += k.gain(h[0, t]).double()[head] * torch.log(dens + 1e-3)
+        torch.testing.assert_close(bias[t], expect, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("first", [1, 3])
+def test_anchor_kernels_train_and_cached_sampler_equals_reference(first):
+    m = _kernel_model(anchors=3, first=first)
+    seqs = torch.tensor([[0, 3, 5, 2, 9, 17], [0, 4, 17, -1, -1, -1], [0, 6, 2, 8, 17, -1]])
+    # the training loss (bias on the target positions only) is the full forward's
+    inp, tgt = seqs[:, :-1].clamp_min(0), seqs[:, 1:]
+    with torch.no_grad():
+        full = torch.nn.functional.cross_entropy(m(inp)[tgt >= 0], tgt[tgt >= 0])
+    torch.testing.assert_close(m.loss(seqs), full)
+    m.loss(seqs).backward()
+    for p in (m.kernel.q.weight, m.kernel.k.weight, m.kernel.log_width, m.kernel.gain.weight,
+              m.kernel.stop_level):
+        assert p.grad.abs().sum() > 0
+    # more steps than anchors, and finished rows dropped from the state on the way
+    a = generate(m, 9, max_new=10, seed=3, batch_size=4)
+    b = generate_reference(m, 9, max_new=10, seed=3, batch_size=4)
+    assert torch.equal(a[0], b[0])
+    assert not torch.equal(a[0], generate(_model(), 9, max_new=10, seed=3, batch_size=4)[0])
+    from jetfm.config import ConfigValueError
+    with pytest.raises(ConfigValueError) as err:
+        BackboneConfig(code_features=0, kernel_heads=2).validate()
+    assert err.value.key == "kernel_heads"
+    with pytest.raises(ConfigValueError) as err:
+        BackboneConfig(code_features=7, kernel_heads=2, kernel_anchors=4,
+                       kernel_from=5).validate()
+    assert err.value.key == "kernel_from"
+
+
+def test_anchor_kernels_after_a_prompt_match_the_full_forward():
+    """A prompt fed at once (benchmarks/continuation.py) records its anchors like the steps."""
+    m = _kernel_model(anchors=3)
+    tok = torch.tensor([[0, 3, 5, 2, 9], [0, 4, 17, 8, 1]])
+    nxt = torch.tensor([[7], [3]])
+    state = m.new_state(2, 8)
+    with torch.no_grad():
+        got = m.next_logits(m.advance(tok, state, pos=0)[:, -1], state, 4)
+        got2 = m.next_logits(m.advance(nxt, state, pos=5)[:, -1], state, 5)
+        full = m(torch.cat([tok, nxt], 1))
+    torch.testing.assert_close(got, full[:, 4])
+    torch.testing.assert_close(got2, full[:, 5])
 
 
 def test_reflect_keeps_observables_and_order():

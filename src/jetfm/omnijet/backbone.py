@@ -56,6 +56,16 @@ class BackboneConfig:
     #: their sines and cosines entering the input embedding and the output layer through linear
     #: maps; see :class:`JetGPT`. 0: none
     fourier_features: int = 0
+    #: anchor-kernel heads (needs ``code_features >= 3``): a constituent gets, added to the logit
+    #: of each code, the log of a Gaussian kernel density (learned width per head) around the
+    #: earlier ones among the first ``kernel_anchors`` (the hard ones) it attends to; see
+    #: :class:`AnchorKernel`. 0: none
+    kernel_heads: int = 0
+    kernel_anchors: int = 16
+    #: the first position whose logits the kernels move (position t draws constituent t + 1 and
+    #: uses the anchors 1 .. min(t, kernel_anchors)): 1 moves every constituent after the first,
+    #: ``kernel_anchors`` only the ones after the anchors
+    kernel_from: int = 1
 
     @property
     def stop_token(self) -> int:
@@ -78,6 +88,13 @@ class BackboneConfig:
             raise ConfigValueError("fourier_features", "needs the code table's angles "
                                    f"(code_features >= 3), got code_features "
                                    f"{self.code_features}")
+        check_range(self, "kernel_heads", 0, 16)
+        check_range(self, "kernel_anchors", 1, 128)
+        check_range(self, "kernel_from", 1, self.kernel_anchors)
+        if self.kernel_heads and self.code_features < 3:
+            raise ConfigValueError("kernel_heads", "needs the code table's angles "
+                                   f"(code_features >= 3), got code_features "
+                                   f"{self.code_features}")
         check_model_size("dim", self.n_parameters())
 
     def n_parameters(self) -> int:
@@ -86,6 +103,7 @@ class BackboneConfig:
         feats = self.code_features * (self.vocab_size + 2 * self.dim) + 2 * self.dim ** 2 \
             if self.code_features else 0
         feats += 4 * self.fourier_features * self.dim
+        feats += self.kernel_heads * self.dim * (2 * AnchorKernel.KEY_DIM + 1)
         return self.n_blocks * (4 * self.dim ** 2 + 2 * self.dim * self.ff_dim) + \
             2 * self.vocab_size * self.dim + feats
 
@@ -133,6 +151,90 @@ def _feature_mlp(n_in: int, dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, dim), nn.GELU(), nn.Linear(dim, dim))
 
 
+#: range of the anchor kernels' initial widths, in standardised units of the code table's angles
+#: (about 0.27 rad each): from the spread of a prong's constituents to the distance between prongs
+KERNEL_WIDTHS = (0.15, 0.8)
+#: density floor inside the log: far from every chosen anchor a code's logit drops by at most
+#: ``gain * log(1 / KERNEL_EPS)``
+KERNEL_EPS = 1e-3
+
+
+class AnchorKernel(nn.Module):
+    """Anchor-kernel heads: soft constituents drawn close to the hard ones.
+
+    The first ``A = kernel_anchors`` constituents of a jet (the hardest: constituents come in
+    decreasing pT) are its anchors. A position t from ``kernel_from`` on gets, from each head
+    h, ``gain_h(h_t) * log(eps + sum_j a_tj k_h(c, x_j))`` added to the logit of every token c:
+    attention weights a_tj over the anchors up to t (queries from the hidden state at t, keys
+    from the hidden states at the anchors) and Gaussian kernels
+    ``k_h(c, x_j) = exp(-|x_c - x_j|^2 / (2 w_h^2))`` of the distance between the code's mean
+    angles x_c (columns 1 and 2 of the code table) and the anchor's, with a learned width
+    w_h. The stop token's kernel is a learned level per head (its place is not an angle), the
+    start token's 0. This is the exact kernel that the Fourier features approximate with a few
+    random frequencies. The gains start at 0, so a new model starts as the one without the
+    heads. ``kernel_from`` sets the first position moved: 1 (every constituent after the
+    first) gave the best substructure but lighter jets, ``A`` (only the ones after the anchors)
+    kept the mass but not tau21 (``benchmarks/RESULTS.md``). Cost per position and head: a
+    product over the anchors and a log over the vocabulary."""
+
+    KEY_DIM = 16
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        h, self.heads, self.anchors = cfg.kernel_heads, cfg.kernel_heads, cfg.kernel_anchors
+        self.q = nn.Linear(cfg.dim, h * self.KEY_DIM)
+        self.k = nn.Linear(cfg.dim, h * self.KEY_DIM)
+        self.gain = nn.Linear(cfg.dim, h)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.gain.bias)
+        lo, hi = KERNEL_WIDTHS
+        frac = torch.linspace(0, 1, h) if h > 1 else torch.full((1,), 0.5)
+        self.log_width = nn.Parameter(math.log(lo) + frac * math.log(hi / lo))
+        self.stop_level = nn.Parameter(torch.zeros(h))
+
+    def keys(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states at anchors (B, A, dim) -> keys (B, H, A, KEY_DIM)."""
+        b, a, _ = h.shape
+        return self.k(h).view(b, a, self.heads, self.KEY_DIM).transpose(1, 2)
+
+    def kernels(self, xy: torch.Tensor, table_xy: torch.Tensor) -> torch.Tensor:
+        """Anchor angles (B, A, 2) and the codes' angles (vocab, 2) -> the kernel of every token
+        around each anchor (B, H, A, vocab): 0 for the start token, the head's learned level
+        (between 0 and 1) for the stop token, whose place in the jet is not an angle."""
+        codes = table_xy[START + 1:-1]
+        d2 = (xy.square().sum(-1, keepdim=True) + codes.square().sum(-1)
+              - 2 * xy @ codes.T).clamp_min(0)  # (B, A, V - 2)
+        inv = 0.5 * torch.exp(-2 * self.log_width)
+        k = torch.exp(d2[:, None] * -inv[:, None, None])  # (B, H, A, V - 2)
+        edge = k.new_zeros(*k.shape[:-1], 1)
+        level = torch.sigmoid(self.stop_level)[:, None, None].expand_as(edge)
+        return torch.cat([edge, k, level], -1)
+
+    def bias(self, h: torch.Tensor, keys: torch.Tensor, kern: torch.Tensor,
+             allowed: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """Logit bias of the positions of B jets: hidden states h (B, T, dim), the jets'
+        anchor keys (B, H, A, K) and kernels (B, H, A, V), which anchors each position may use
+        (B, T, A) -> (B * T, V), or (N, V) for the N positions of the mask ``where`` (B, T)
+        only; 0 at positions without an anchor. The densities are a batched product over the
+        A anchors; the log and the sum over heads run on the asked positions only."""
+        b, t, _ = h.shape
+        q = self.q(h).view(b, t, self.heads, self.KEY_DIM).transpose(1, 2)
+        s = (q @ keys.transpose(-1, -2)) / math.sqrt(self.KEY_DIM)  # (B, H, T, A)
+        m = allowed[:, None]
+        w = torch.softmax(s.masked_fill(~m, -1e9), -1) * m.to(s.dtype)
+        g = self.gain(h) * allowed.any(-1, keepdim=True).to(h.dtype)  # (B, T, H)
+        out = None
+        for head in range(self.heads):  # one contiguous (B, T, V) density at a time
+            dens = w[:, head] @ kern[:, head]
+            gh = g[..., head:head + 1]
+            dens, gh = (dens.reshape(b * t, -1), gh.reshape(b * t, 1)) if where is None else \
+                (dens[where], gh[where])
+            term = torch.log(dens + KERNEL_EPS)
+            out = term * gh if out is None else torch.addcmul(out, term, gh)
+        assert out is not None
+        return out
+
+
 class JetGPT(nn.Module):
     """GPT backbone (about 6.57 M parameters at the paper size, vocabulary 8194).
 
@@ -174,6 +276,8 @@ class JetGPT(nn.Module):
             self.four_out = nn.Linear(2 * cfg.fourier_features, cfg.dim, bias=False)
             nn.init.normal_(self.four_in.weight, std=0.02)
             nn.init.normal_(self.four_out.weight, std=0.02)
+        if cfg.kernel_heads:
+            self.kernel = AnchorKernel(cfg)
 
     def _fourier(self, rows: torch.Tensor) -> torch.Tensor:
         """Code-table rows (..., code_features) -> their Fourier features (..., 2 M); 0 for the
@@ -220,9 +324,44 @@ class JetGPT(nn.Module):
             return self.head(h)
         return F.linear(h, self.output_weight() if weight is None else weight, self.head.bias)
 
+    def _is_code(self, tokens: torch.Tensor) -> torch.Tensor:
+        return (tokens > START) & (tokens < self.cfg.stop_token)
+
+    def _anchor_state(self, tokens: torch.Tensor, h: torch.Tensor):
+        """Anchor tokens (B, n) and their hidden states (B, n, dim) -> (keys, kernels, is code)."""
+        xy = self.code_table[tokens][..., 1:3]
+        return (self.kernel.keys(h), self.kernel.kernels(xy, self.code_table[:, 1:3]),
+                self._is_code(tokens))
+
+    def add_kernel_bias(self, logits: torch.Tensor, tokens: torch.Tensor, h: torch.Tensor,
+                        where: torch.Tensor | None = None) -> torch.Tensor:
+        """Add the anchor kernels' bias to the logits of a whole sequence (B, T) with hidden
+        states h (B, T, dim): position t >= ``kernel_from`` gets it from the anchors at positions
+        1 .. min(t, A), the ones before are unchanged. ``logits``: (B, T, vocab), or (N, vocab)
+        for the N positions of the mask ``where`` (B, T) (row-major), changed in place."""
+        c = self.cfg
+        b, t = tokens.shape
+        first, n = c.kernel_from, min(c.kernel_anchors, t - 1)
+        if not c.kernel_heads or t <= first:
+            return logits
+        keys, kern, code = self._anchor_state(tokens[:, 1:n + 1], h[:, 1:n + 1])
+        dev = tokens.device
+        causal = torch.arange(first, t, device=dev)[:, None] >= torch.arange(1, n + 1,
+                                                                               device=dev)
+        allowed = causal[None] & code[:, None]  # (B, T - first, n)
+        if where is None:
+            bias = self.kernel.bias(h[:, first:], keys, kern, allowed).view(b, t - first, -1)
+            return torch.cat([logits[:, :first], logits[:, first:] + bias], 1)
+        late = where.clone()
+        late[:, :first] = False
+        rows = torch.nonzero(late[where]).squeeze(1)
+        bias = self.kernel.bias(h[:, first:], keys, kern, allowed, where[:, first:])
+        return logits.index_add_(0, rows, bias)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 in [0, vocab) -> logits (B, T, vocab) for the next token."""
-        return self.logits(self.body(tokens))
+        h = self.body(tokens)
+        return self.add_kernel_bias(self.logits(h), tokens, h)
 
     def loss(self, seqs: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over the real targets of ``seqs`` (B, L), -1 padded.
@@ -236,7 +375,9 @@ class JetGPT(nn.Module):
         valid = tgt >= 0
         # the head (dim x vocab: most of the FLOPs with thousands of codes) only on positions
         # with a target: a batch is padded to its longest jet, about twice the mean length
-        logits = self.logits(self.body(inp)[valid])
+        h = self.body(inp)
+        # in place: the head's backward does not need its output
+        logits = self.add_kernel_bias(self.logits(h[valid]), inp, h, valid)
         return F.cross_entropy(logits, tgt[valid])
 
     def new_caches(self, batch: int, max_len: int, device=None, dtype=None):
@@ -246,6 +387,60 @@ class JetGPT(nn.Module):
         kw = {"device": device or p.device, "dtype": dtype or p.dtype}
         return [(torch.empty(batch, c.heads, max_len, hd, **kw),
                  torch.empty(batch, c.heads, max_len, hd, **kw)) for _ in range(c.n_blocks)]
+
+    def new_state(self, batch: int, max_len: int, device=None) -> SamplerState:
+        """An empty :class:`SamplerState` for ``batch`` sequences of up to ``max_len`` tokens."""
+        caches = self.new_caches(batch, max_len, device)
+        if not self.cfg.kernel_heads:
+            return SamplerState(caches)
+        c, dev = self.cfg, caches[0][0].device
+        kw = {"device": dev, "dtype": caches[0][0].dtype}
+        a = c.kernel_anchors
+        return SamplerState(caches,
+                            torch.zeros(batch, c.kernel_heads, a, AnchorKernel.KEY_DIM, **kw),
+                            torch.zeros(batch, c.kernel_heads, a, c.vocab_size, **kw),
+                            torch.zeros(batch, a, dtype=torch.bool, device=dev))
+
+    def advance(self, tokens: torch.Tensor, state: SamplerState, pos: int) -> torch.Tensor:
+        """Feed tokens (B, T) at positions ``pos .. pos + T - 1`` (a prefix at pos 0, or one
+        token a step) -> hidden states (B, T, dim); records the anchors among them."""
+        h = self.body(tokens, state.caches, pos)
+        if self.cfg.kernel_heads:
+            lo, hi = max(pos, 1), min(pos + tokens.shape[1] - 1, self.cfg.kernel_anchors)
+            if lo <= hi:
+                sl = slice(lo - pos, hi - pos + 1)
+                keys, kern, code = self._anchor_state(tokens[:, sl], h[:, sl])
+                state.keys[:, :, lo - 1:hi] = keys
+                state.kern[:, :, lo - 1:hi] = kern
+                state.code[:, lo - 1:hi] = code
+        return h
+
+    def next_logits(self, h: torch.Tensor, state: SamplerState, pos: int,
+                    weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The hidden state (B, dim) at position ``pos`` -> next-token logits (B, vocab), with
+        the anchor kernels of the anchors recorded in ``state`` from ``kernel_from`` on."""
+        out = self.logits(h, weight)
+        if not self.cfg.kernel_heads or pos < self.cfg.kernel_from:
+            return out
+        n = min(pos, self.cfg.kernel_anchors)
+        return out + self.kernel.bias(h[:, None], state.keys[:, :, :n], state.kern[:, :, :n],
+                                      state.code[:, None, :n])
+
+
+@dataclass
+class SamplerState:
+    """What the cached sampler keeps per sequence: the key/value caches of the blocks and, with
+    anchor-kernel heads, the anchors' keys, kernels and whether each is a code."""
+    caches: list
+    keys: torch.Tensor | None = None
+    kern: torch.Tensor | None = None
+    code: torch.Tensor | None = None
+
+    def select(self, rows: torch.Tensor) -> SamplerState:
+        """The state of the given rows only."""
+        return SamplerState([(k[rows], v[rows]) for k, v in self.caches],
+                            *(None if x is None else x[rows]
+                              for x in (self.keys, self.kern, self.code)))
 
 
 #: range of the magnitudes of the Fourier frequencies, per standardised unit of the code table's
@@ -348,7 +543,9 @@ def _step_flops(cfg: BackboneConfig, rows: int, ctx: int, q_len: int = 1,
     d, f = cfg.dim, cfg.ff_dim
     per_tok = 2 * (3 * d * d + d * d + 2 * d * f)
     attn = 2 * 2 * q_len * ctx * d  # q.k and p.v over ctx keys (per query, averaged by caller)
-    head = 2 * d * cfg.vocab_size * (q_len if head_len is None else head_len)
+    # the anchor kernels: at most kernel_anchors anchors per position and head
+    head = 2 * (d + cfg.kernel_heads * cfg.kernel_anchors) * cfg.vocab_size * \
+        (q_len if head_len is None else head_len)
     return rows * (cfg.n_blocks * (per_tok * q_len + attn) + head)
 
 
@@ -379,14 +576,14 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
         for bi, lo in enumerate(range(0, n, batch_size)):
             b = min(batch_size, n - lo)
             g = gens[bi]
-            caches = model.new_caches(b, max_new, dev)
+            state = model.new_state(b, max_new, dev)
             rows = torch.arange(b, device=dev)  # original row of each active row
             tok = torch.full((b, 1), START, dtype=torch.long, device=dev)
             gen = torch.full((b, max_new), stop, dtype=torch.long, device=dev)
             done = torch.zeros(b, dtype=torch.bool, device=dev)
             for t in range(max_new):
-                h = model.body(tok, caches, pos=t)
-                logits = model.logits(h[:, -1], weight)
+                h = model.advance(tok, state, pos=t)
+                logits = model.next_logits(h[:, -1], state, t, weight)
                 u = torch.rand(b, generator=g, device=dev, dtype=torch.float64)[rows]
                 nxt = draw_tokens(logits, u, temperature, top_k, top_p)
                 gen[rows, t] = nxt
@@ -399,7 +596,7 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
                 if int((~done).sum()) < 0.75 * len(rows):  # drop finished rows from the work
                     keep = torch.nonzero(~done).flatten()
                     rows, nxt, done = rows[keep], nxt[keep], done[keep]
-                    caches = [(k[keep], v[keep]) for k, v in caches]
+                    state = state.select(keep)
                 tok = nxt.unsqueeze(1)
             codes, _ = cut_at_stop(gen, stop)
             out[lo:lo + b] = codes.cpu()

@@ -33,6 +33,8 @@ class JetClassifier(nn.Module):
         self.cfg, self.n_classes = cfg, n_classes
         self.body = JetGPT(backbone)
         self.body.head = nn.Identity()  # the next-token head is not used: no weights for it
+        if backbone.kernel_heads:  # nor are its anchor kernels
+            del self.body.kernel
         dim = backbone.dim
         # zero query: uniform weights, the masked mean, at initialisation
         self.query = nn.Parameter(torch.zeros(dim)) if cfg.pooling == "attention" else None
@@ -40,9 +42,10 @@ class JetClassifier(nn.Module):
                                   nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, n_classes))
 
     def load_backbone(self, state: dict[str, torch.Tensor]) -> None:
-        """Load a pre-trained :class:`JetGPT` state dict (its ``head.*`` is dropped)."""
-        self.body.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")},
-                                  strict=True)
+        """Load a pre-trained :class:`JetGPT` state dict (its ``head.*`` and ``kernel.*``, the
+        next-token head and its anchor kernels, are dropped)."""
+        self.body.load_state_dict({k: v for k, v in state.items()
+                                   if not k.startswith(("head.", "kernel."))}, strict=True)
 
     def body_parameters(self):
         return self.body.parameters()

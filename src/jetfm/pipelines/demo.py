@@ -138,6 +138,9 @@ def model_summary(desc: dict) -> dict[str, str]:
     if bb.get("fourier_features"):
         out["backbone"] += (f", {bb['fourier_features']} Fourier frequencies of the codes' "
                             "angles")
+    if bb.get("kernel_heads"):
+        out["backbone"] += (f", {bb['kernel_heads']} anchor-kernel heads over the leading "
+                            f"{bb.get('kernel_anchors', 16)} constituents")
     for stage, p in desc.get("provenance", {}).items():
         loss = p.get("best_val_loss")
         out[f"{stage} training"] = (f"{p.get('n_train')} train / {p.get('n_val')} validation "
