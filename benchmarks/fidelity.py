@@ -62,6 +62,12 @@ CONFIGS: dict[str, dict] = {
                              "backbone.kernel_from=1"],
                    "pretrain": ["pretraining.max_epochs=6"],
                    "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    # ... or from the 4th constituent on (the three leading ones set the prongs freely) ...
+    "cf_kernel_from4": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
+                                  "backbone.kernel_heads=1", "backbone.kernel_anchors=16",
+                                  "backbone.kernel_from=4"],
+                        "pretrain": ["pretraining.max_epochs=6"],
+                        "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
     # ... or only the constituents after the 10 leading ones, around those
     "cf_kernel_late": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
                                  "backbone.kernel_heads=1", "backbone.kernel_anchors=10",
