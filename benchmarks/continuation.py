@@ -2,11 +2,13 @@
 
 For a trained model folder and a file of jets it tokenizes the jets, gives the backbone the first
 k tokens of each as a prompt, samples the rest at temperature 1, decodes, and prints per k the
-medians of mass, tau21, tau32 and multiplicity, and how close the soft constituents lie to the
-hard ones: the pT-weighted mean angular distance of every constituent after the 10th to the
-nearest of the 10 leading ones. k = 0 is plain generation; "tokenized" is the jets themselves
-through the tokenizer (what a perfect backbone would give). If tau32 stays far from the
-tokenized value even with the leading constituents given, the backbone misplaces the soft ones.
+medians of mass, tau21, tau32 and multiplicity, how close the soft constituents lie to the
+hard ones (soft dR: the pT-weighted mean angular distance of every constituent after the 10th to
+the nearest of the 10 leading ones) and how far the prongs open (prong dR: the same for the
+4th to 10th constituents against the 3 leading ones). k = 0 is plain generation; "tokenized"
+is the jets themselves through the tokenizer (what a perfect backbone would give). If tau32
+stays far from the tokenized value even with the leading constituents given, the backbone
+misplaces the soft ones.
 
     python benchmarks/continuation.py runs/demo_default/scan/.../model \\
         runs/demo_default/data/top.root [--n 600] [--k 0,3,10]
@@ -67,16 +69,18 @@ def continue_codes(backbone, codes: np.ndarray, k: int, seed: int = 0,
     return np.concatenate(out_c), np.concatenate(out_m)
 
 
-def soft_distance(jets) -> np.ndarray:
+def soft_distance(jets, n_hard: int = N_HARD, upto: int | None = None) -> np.ndarray:
     """Per jet: the pT-weighted mean distance in (eta_rel, phi_rel) of the constituents after the
-    10th (pT order) to the nearest of the 10 leading ones; NaN for jets with at most 10."""
+    ``n_hard``-th (pT order; up to the ``upto``-th, default all) to the nearest of the
+    ``n_hard`` leading ones; NaN for jets with at most ``n_hard``."""
     pt = np.where(jets.mask, jets.c("pt"), 0.0)
     order = np.argsort(-pt, axis=1, kind="stable")
     take = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
     pt, eta, phi = take(pt), take(jets.c("eta_rel")), take(jets.c("phi_rel"))
-    d = np.hypot(eta[:, N_HARD:, None] - eta[:, None, :N_HARD],
-                 phi[:, N_HARD:, None] - phi[:, None, :N_HARD]).min(-1)
-    w = pt[:, N_HARD:]
+    sl = slice(n_hard, upto)
+    d = np.hypot(eta[:, sl, None] - eta[:, None, :n_hard],
+                 phi[:, sl, None] - phi[:, None, :n_hard]).min(-1)
+    w = pt[:, sl]
     tot = w.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(tot > 0, (w * d).sum(1) / tot, np.nan)
@@ -88,6 +92,8 @@ def summary(jets) -> dict:
     obs = fidelity_observables(jets)
     out = {k: float(np.median(obs[k])) for k in ("mass", "tau21", "tau32", "n_constituents")}
     out["soft_distance"] = float(np.nanmedian(soft_distance(jets)))
+    # the 4th to 10th constituents against the 3 leading ones: how far apart the prongs open
+    out["prong_distance"] = float(np.nanmedian(soft_distance(jets, 3, N_HARD)))
     return out
 
 
@@ -123,10 +129,11 @@ def main(argv=None) -> int:
         keep = m.sum(1) >= 1
         rows[f"first {k} given"] = summary(decode(c[keep], m[keep]))
     print(f"{len(jets)} jets of {args.jets}, continued by {args.model} at temperature 1")
-    print(f"{'jets':22s}{'mass':>8s}{'tau21':>8s}{'tau32':>8s}{'mult.':>7s}{'soft dR':>9s}")
+    print(f"{'jets':22s}{'mass':>8s}{'tau21':>8s}{'tau32':>8s}{'mult.':>7s}{'soft dR':>9s}"
+          f"{'prong dR':>10s}")
     for name, r in rows.items():
         print(f"{name:22s}{r['mass']:8.1f}{r['tau21']:8.3f}{r['tau32']:8.3f}"
-              f"{r['n_constituents']:7.0f}{r['soft_distance']:9.3f}")
+              f"{r['n_constituents']:7.0f}{r['soft_distance']:9.3f}{r['prong_distance']:10.3f}")
     first = [k for k in rows if k != "tokenized"][-1]
     emit("continuation", rows[first]["tau32"], f"tau32 median, {first}",
          rows["tokenized"]["tau32"], rows[first]["tau32"] / rows["tokenized"]["tau32"],
