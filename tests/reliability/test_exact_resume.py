@@ -182,10 +182,18 @@ def test_sigkilled_process_resumes_with_the_same_command(tmp_path):
 
     killed = start("killed")
     ckpt = out / "checkpoints" / "step.ckpt"
+    # killed once its step checkpoint reaches a random step among the first 15 of 69: a wait
+    # in seconds instead let a fast machine finish the whole run before the kill
+    target = int(np.random.default_rng().integers(1, 16))
     deadline = time.monotonic() + 240
-    while not ckpt.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(float(np.random.default_rng().uniform(0.0, 0.3)))  # anywhere in the steps after
+    while killed.poll() is None and time.monotonic() < deadline:
+        if ckpt.exists():
+            try:
+                if _step_checkpoint(out)[0] >= target:
+                    break
+            except (OSError, RuntimeError, EOFError):  # caught while being replaced
+                pass
+        time.sleep(0.005)
     assert killed.poll() is None, "the training ended before it could be killed"
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(30) == -signal.SIGKILL

@@ -173,9 +173,9 @@ class AnchorKernel(nn.Module):
     start token's 0. This is the exact kernel that the Fourier features approximate with a few
     random frequencies. The gains start at 0, so a new model starts as the one without the
     heads. ``kernel_from`` sets the first position moved: 1 (every constituent after the
-    first) gave the best substructure but lighter jets, ``A`` (only the ones after the anchors)
-    kept the mass but not tau21 (``benchmarks/RESULTS.md``). Cost per position and head: a
-    product over the anchors and a log over the vocabulary."""
+    first) gave the best substructure but shorter, so lighter, jets; ``A`` (only the ones after
+    the anchors) kept the mass but not tau21 (``benchmarks/RESULTS.md``). Cost per position and
+    head: a product over the anchors and a log over the vocabulary."""
 
     KEY_DIM = 16
 
@@ -256,7 +256,12 @@ class JetGPT(nn.Module):
     codes c and j (Rahimi & Recht, 2007), so attention that gathers ``phi`` of earlier
     constituents lets the logits put a smooth bump of probability around each of them: the
     next soft constituent lands near the prongs the hard ones set, an operation a plain
-    embedding learns slowly from few jets."""
+    embedding learns slowly from few jets.
+
+    With ``kernel_heads > 0`` the logits also get the exact kernel density around the jet's
+    leading constituents (:class:`AnchorKernel`, ``kernel``); the sampler then keeps the
+    anchors in its :class:`SamplerState` (:meth:`new_state`, :meth:`advance`,
+    :meth:`next_logits`)."""
 
     def __init__(self, cfg: BackboneConfig | None = None):
         super().__init__()
