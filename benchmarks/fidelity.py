@@ -28,6 +28,18 @@ import time
 
 import numpy as np
 
+#: the code table, and the Fourier features on top of it
+CF = ["backbone.code_features=7"]
+CF_FOURIER = [*CF, "backbone.fourier_features=32"]
+
+
+def _chain(model: list[str], pretrain_epochs: int = 6) -> dict:
+    """A backbone configuration of the ablations: ``pretrain_epochs`` pre-training epochs,
+    fine-tuning up to 40 with patience 4."""
+    return {"model": list(model), "pretrain": [f"pretraining.max_epochs={pretrain_epochs}"],
+            "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]}
+
+
 #: name -> settings: ``model`` overrides apply to every stage, ``pretrain`` / ``finetune`` to one;
 #: ``d``: fine-tuning jets; ``sampling``: extra sampler settings besides temperature 1
 CONFIGS: dict[str, dict] = {
@@ -35,65 +47,44 @@ CONFIGS: dict[str, dict] = {
     # 4 fine-tuning epochs on 800 top jets (about 25 optimiser steps)
     "baseline": {"pretrain": ["pretraining.max_epochs=6"],
                  "finetune": ["finetuning.max_epochs=4"]},
-    "ft_long": {"pretrain": ["pretraining.max_epochs=6"],
-                "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "ft_long": _chain([]),
     # the code table (mean constituent features and latent vector of each code) feeds the
     # embedding and the output layer
-    "code_features": {"model": ["backbone.code_features=7"],
-                      "pretrain": ["pretraining.max_epochs=6"],
-                      "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "code_features": _chain(CF),
     # and random Fourier features of each code's angles (a kernel density around earlier
     # constituents for the output layer)
-    "cf_fourier": {"model": ["backbone.code_features=7", "backbone.fourier_features=32"],
-                   "pretrain": ["pretraining.max_epochs=6"],
-                   "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
-    "cf_fourier64": {"model": ["backbone.code_features=7", "backbone.fourier_features=64"],
-                     "pretrain": ["pretraining.max_epochs=6"],
-                     "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "cf_fourier": _chain(CF_FOURIER),
+    "cf_fourier64": _chain([*CF, "backbone.fourier_features=64"]),
     # and anchor-kernel heads: every constituent after the first gets the exact Gaussian kernel
     # density around the earlier ones among the 16 leading ones (1 and 2 heads) ...
-    "cf_kernel": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
-                            "backbone.kernel_heads=1", "backbone.kernel_anchors=16",
-                            "backbone.kernel_from=1"],
-                  "pretrain": ["pretraining.max_epochs=6"],
-                  "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
-    "cf_kernel2": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
-                             "backbone.kernel_heads=2", "backbone.kernel_anchors=16",
-                             "backbone.kernel_from=1"],
-                   "pretrain": ["pretraining.max_epochs=6"],
-                   "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "cf_kernel": _chain([*CF_FOURIER, "backbone.kernel_heads=1", "backbone.kernel_anchors=16",
+                         "backbone.kernel_from=1"]),
+    "cf_kernel2": _chain([*CF_FOURIER, "backbone.kernel_heads=2", "backbone.kernel_anchors=16",
+                          "backbone.kernel_from=1"]),
     # ... or from the 4th constituent on (the three leading ones set the prongs freely) ...
-    "cf_kernel_from4": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
-                                  "backbone.kernel_heads=1", "backbone.kernel_anchors=16",
-                                  "backbone.kernel_from=4"],
-                        "pretrain": ["pretraining.max_epochs=6"],
-                        "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "cf_kernel_from4": _chain([*CF_FOURIER, "backbone.kernel_heads=1",
+                               "backbone.kernel_anchors=16", "backbone.kernel_from=4"]),
     # ... or only the constituents after the 10 leading ones, around those
-    "cf_kernel_late": {"model": ["backbone.code_features=7", "backbone.fourier_features=32",
-                                 "backbone.kernel_heads=1", "backbone.kernel_anchors=10",
-                                 "backbone.kernel_from=10"],
-                       "pretrain": ["pretraining.max_epochs=6"],
-                       "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "cf_kernel_late": _chain([*CF_FOURIER, "backbone.kernel_heads=1",
+                              "backbone.kernel_anchors=10", "backbone.kernel_from=10"]),
     # cf_fourier with twice the pre-training epochs: about the CPU time of cf_kernel
-    "cf_fourier12": {"model": ["backbone.code_features=7", "backbone.fourier_features=32"],
-                     "pretrain": ["pretraining.max_epochs=12"],
-                     "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
+    "cf_fourier12": _chain(CF_FOURIER, pretrain_epochs=12),
     # the default demo's backbone recipe: 15 pre-training epochs, fine-tuning up to 20 (patience 3)
-    "demo_fourier": {"model": ["backbone.code_features=7", "backbone.fourier_features=32"],
+    "demo_fourier": {"model": CF_FOURIER,
                      "pretrain": ["pretraining.max_epochs=15"],
                      "finetune": ["finetuning.max_epochs=20", "finetuning.patience=3"]},
     # and three times the pre-training epochs
-    "cf_long_pre": {"model": ["backbone.code_features=7"],
+    "cf_long_pre": {"model": CF,
                     "pretrain": ["pretraining.max_epochs=18", "pretraining.patience=3"],
                     "finetune": ["finetuning.max_epochs=40", "finetuning.patience=4"]},
     # and 4 reflected copies of every training jet
-    "cf_augment": {"model": ["backbone.code_features=7"],
+    "cf_augment": {"model": CF,
                    "pretrain": ["pretraining.max_epochs=6", "pretraining.augment=4"],
                    "finetune": ["finetuning.max_epochs=10", "finetuning.patience=3",
                                 "finetuning.augment=4"]},
     # the long recipe's backbone (``--recipe long``): the demo's, pre-trained for up to 30 epochs on
     # four times the jets, fine-tuned on five times the top jets; other samplers beside T = 1
-    "long": {"model": ["backbone.code_features=7", "backbone.fourier_features=32"],
+    "long": {"model": CF_FOURIER,
              "pretrain": ["pretraining.max_epochs=30", "pretraining.patience=3"],
              "finetune": ["finetuning.max_epochs=20", "finetuning.patience=3"],
              "sampling": {"T=0.9": {"temperature": 0.9}, "top-p 0.95": {"top_p": 0.95}}},

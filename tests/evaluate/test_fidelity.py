@@ -168,29 +168,20 @@ def test_continuation_keeps_the_prompt_and_measures_soft_distances(quick_model):
     jets = model.preprocessing.inverse(feats, mask)  # the generator's frame: eta_rel, phi_rel
     got = continuation.soft_distance(jets)
     assert np.isfinite(got).sum() > 20
-    for i in range(0, 60, 7):
-        n = int(jets.mask[i].sum())
-        pt, eta, phi = (jets.c(x)[i, :n] for x in ("pt", "eta_rel", "phi_rel"))
-        order = np.argsort(-pt, kind="stable")
-        pt, eta, phi = pt[order], eta[order], phi[order]
-        if n <= continuation.N_HARD:
-            assert np.isnan(got[i])
-            continue
-        d = [min(np.hypot(eta[j] - eta[h], phi[j] - phi[h]) for h in range(10))
-             for j in range(10, n)]
-        assert got[i] == pytest.approx(np.dot(pt[10:], d) / pt[10:].sum(), rel=1e-6)
     mid = continuation.soft_distance(jets, 3, 10)  # the 4th to 10th against the 3 leading
-    for i in range(0, 60, 7):
-        n = int(jets.mask[i].sum())
-        pt, eta, phi = (jets.c(x)[i, :n] for x in ("pt", "eta_rel", "phi_rel"))
-        order = np.argsort(-pt, kind="stable")
-        pt, eta, phi = pt[order], eta[order], phi[order]
-        if n <= 3:
-            assert np.isnan(mid[i])
-            continue
-        d = [min(np.hypot(eta[j] - eta[h], phi[j] - phi[h]) for h in range(3))
-             for j in range(3, min(n, 10))]
-        assert mid[i] == pytest.approx(np.dot(pt[3:10], d) / pt[3:10].sum(), rel=1e-6)
+    for dist, n_hard, upto in ((got, continuation.N_HARD, 128), (mid, 3, 10)):
+        for i in range(0, 60, 7):
+            n = int(jets.mask[i].sum())
+            pt, eta, phi = (jets.c(x)[i, :n] for x in ("pt", "eta_rel", "phi_rel"))
+            order = np.argsort(-pt, kind="stable")
+            pt, eta, phi = pt[order], eta[order], phi[order]
+            if n <= n_hard:
+                assert np.isnan(dist[i])
+                continue
+            d = [min(np.hypot(eta[j] - eta[h], phi[j] - phi[h]) for h in range(n_hard))
+                 for j in range(n_hard, min(n, upto))]
+            w = pt[n_hard:upto]
+            assert dist[i] == pytest.approx(np.dot(w, d) / w.sum(), rel=1e-6)
 
 
 def test_continuation_refuses_a_model_without_backbone(tmp_path):

@@ -179,3 +179,7 @@ def test_model_summary_names_the_backbone_options():
     desc["config"]["backbone"].update(code_features=7, fourier_features=32)
     full = model_summary(desc)["backbone"]
     assert full.startswith(plain) and "code table of 7" in full and "32 Fourier" in full
+    assert "anchor-kernel" not in full
+    desc["config"]["backbone"].update(kernel_heads=2, kernel_anchors=10)
+    assert model_summary(desc)["backbone"] == full + (", 2 anchor-kernel heads over the "
+                                                      "leading 10 constituents")

@@ -181,7 +181,7 @@ class AnchorKernel(nn.Module):
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
-        h, self.heads, self.anchors = cfg.kernel_heads, cfg.kernel_heads, cfg.kernel_anchors
+        h = self.heads = cfg.kernel_heads
         self.q = nn.Linear(cfg.dim, h * self.KEY_DIM)
         self.k = nn.Linear(cfg.dim, h * self.KEY_DIM)
         self.gain = nn.Linear(cfg.dim, h)

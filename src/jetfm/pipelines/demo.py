@@ -140,7 +140,7 @@ def model_summary(desc: dict) -> dict[str, str]:
                             "angles")
     if bb.get("kernel_heads"):
         out["backbone"] += (f", {bb['kernel_heads']} anchor-kernel heads over the leading "
-                            f"{bb.get('kernel_anchors', 16)} constituents")
+                            f"{bb['kernel_anchors']} constituents")
     for stage, p in desc.get("provenance", {}).items():
         loss = p.get("best_val_loss")
         out[f"{stage} training"] = (f"{p.get('n_train')} train / {p.get('n_val')} validation "
