@@ -25,7 +25,6 @@ from jetfm.evaluate.classification import HLF_OBSERVABLES, binary_metrics, hlf_f
 from jetfm.evaluate.classify_scan import draw_labelled
 from jetfm.evaluate.scan import split_target
 from jetfm.io import read_jets
-from jetfm.io.tokens import codes_to_sequences
 from jetfm.omnijet.classification import (
     LabelledData,
     pad_sequences,
@@ -46,7 +45,7 @@ def main() -> None:
         jets = read_jets(os.path.join(run, "data", f"{name}.root"))
         f, m = model.preprocessing.forward(jets)
         codes = model.tokenizer.encode_arrays(f, m)
-        seqs.append(codes_to_sequences(codes, m, model.codebook_size))
+        seqs.append(model.tokenizer.sequences(codes, m))
         obs["raw"].append(hlf_features(jets))
         obs["tokenized"].append(hlf_features(model.preprocessing.inverse(
             model.tokenizer.decode_arrays(codes, m), m)))

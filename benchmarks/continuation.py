@@ -25,36 +25,44 @@ from _common import emit  # noqa: E402
 N_HARD = 10
 
 
-def continue_codes(backbone, codes: np.ndarray, k: int, seed: int = 0,
+def continue_codes(backbone, tok, codes: np.ndarray, mask: np.ndarray, k: int, seed: int = 0,
                    max_new: int = 128, batch_size: int = 256):
-    """Codes (N, P) (-1 on padding) -> (codes (N, max_new), mask): each jet's first ``k`` codes
-    kept, the rest sampled at temperature 1 with the key/value cache. Jets with fewer than k
-    constituents keep them all and are continued from there."""
+    """Codes (N, P) of ``tok`` with their mask -> (codes (N, max_new), mask): each jet's first
+    ``k`` constituents kept (their code and, with residual codes, residual tokens), the rest
+    sampled at temperature 1 with the key/value cache. Jets with fewer than k constituents keep
+    them all and are continued from there."""
     import torch
 
-    from jetfm.omnijet.backbone import START, cut_at_stop, draw_tokens
+    from jetfm.omnijet.backbone import draw_tokens, tokens_to_codes
 
-    stop = backbone.cfg.stop_token
+    cfg = backbone.cfg
+    stop = cfg.stop_token
+    seqs = tok.sequences(codes, mask)
+    # the prompt's tokens: k codes, and a residual token for each of the first residual_leading
+    kt = k + min(k, cfg.residual_leading if cfg.residual_codes else 0)
+    if seqs.shape[1] < kt + 2:
+        seqs = np.pad(seqs, ((0, 0), (0, kt + 2 - seqs.shape[1])), constant_values=-1)
     weight = backbone.output_weight()
     g = torch.Generator().manual_seed(seed)
     out_c, out_m = [], []
     backbone.eval()
     with torch.no_grad():
-        for lo in range(0, len(codes), batch_size):
-            c = torch.as_tensor(codes[lo:lo + batch_size, :k], dtype=torch.long)
-            n = len(c)
+        for lo in range(0, len(seqs), batch_size):
+            s = torch.as_tensor(seqs[lo:lo + batch_size, :kt + 1], dtype=torch.long)
+            n = len(s)
             gen = torch.full((n, max_new), stop, dtype=torch.long)
-            gen[:, :c.shape[1]] = torch.where(c >= 0, c + 1, torch.full_like(c, stop))
-            # a prompt shorter than k (a jet with fewer constituents) ends at its own length
-            length = (c >= 0).sum(1)
+            body = s[:, 1:]
+            # a jet shorter than the prompt: its whole sequence, stop included, is the prompt
+            gen[:, :kt] = torch.where(body >= 0, body, torch.full_like(body, stop))
+            length = ((body >= 0) & (body != stop)).sum(1)
             state = backbone.new_state(n, max_new + 1)
-            tok = torch.cat([torch.full((n, 1), START, dtype=torch.long), gen[:, :k]], 1)
-            h = backbone.advance(tok, state, pos=0)
+            tok_in = torch.cat([s[:, :1], gen[:, :kt]], 1)
+            h = backbone.advance(tok_in, state, pos=0)
             # the hidden state after each jet's last prompt token
             last = h[torch.arange(n), length]
-            done = length < k  # a short jet: its prompt is the whole jet
-            # rows continue in lockstep from position k; a short prompt's row is done already
-            for t in range(k, max_new):
+            done = length < kt  # a short jet: its prompt is the whole jet
+            # rows continue in lockstep from position kt; a short prompt's row is done already
+            for t in range(kt, max_new):
                 nxt = draw_tokens(backbone.next_logits(last, state, t, weight),
                                   torch.rand(n, generator=g, dtype=torch.float64))
                 nxt = torch.where(done, torch.full_like(nxt, stop), nxt)
@@ -63,7 +71,7 @@ def continue_codes(backbone, codes: np.ndarray, k: int, seed: int = 0,
                 if bool(done.all()):
                     break
                 last = backbone.advance(nxt[:, None], state, pos=t + 1)[:, -1]
-            cc, m = cut_at_stop(gen, stop)
+            cc, m = tokens_to_codes(gen, cfg)
             out_c.append(cc.numpy())
             out_m.append(m.numpy())
     return np.concatenate(out_c), np.concatenate(out_m)
@@ -125,7 +133,7 @@ def main(argv=None) -> int:
     rows = {"tokenized": summary(decode(codes, mask))}
     max_new = model.config.sampling.max_new
     for k in (int(x) for x in args.k.split(",")):
-        c, m = continue_codes(model.backbone, codes, k, args.seed, max_new)
+        c, m = continue_codes(model.backbone, tok, codes, mask, k, args.seed, max_new)
         keep = m.sum(1) >= 1
         rows[f"first {k} given"] = summary(decode(c[keep], m[keep]))
     print(f"{len(jets)} jets of {args.jets}, continued by {args.model} at temperature 1")

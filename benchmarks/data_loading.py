@@ -115,7 +115,7 @@ def training_share(paths: list[Path], steps: int, workers: list[int], buffer: in
 
     import torch
 
-    from jetfm.io.tokens import codes_to_sequences, write_tokens
+    from jetfm.io.tokens import write_tokens
     from jetfm.omnijet.config import load_omnijet_config
     from jetfm.omnijet.tokenizer import VQVAETokenizer
     from jetfm.train.data import SequenceDataset, load_features, make_loaders, streaming_loaders
@@ -145,7 +145,7 @@ def training_share(paths: list[Path], steps: int, workers: list[int], buffer: in
     need = int((skip + steps + 2) * tc.batch_size / (1 - tc.val_fraction)) + 1
     t0 = time.perf_counter()
     feats, mask, _ = load_features(files, prep, max_jets=need, progress=False)
-    seqs = codes_to_sequences(tok.encode_arrays(feats, mask), mask, tok.codebook_size)
+    seqs = tok.sequences(tok.encode_arrays(feats, mask), mask)
     up_front["read + tokenize"] = time.perf_counter() - t0
     del feats, mask
     with tempfile.TemporaryDirectory() as tmp:

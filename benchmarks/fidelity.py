@@ -231,6 +231,11 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tok-set", action="append", default=[], metavar="KEY=VALUE",
                     help="tokenizer training override (when the tokenizer is trained here)")
+    ap.add_argument("--residual-codes", type=int, default=0, metavar="R",
+                    help="give the tokenizer R residual codes for its leading constituents "
+                         "(fitted here to the pre-training jets; tokenizer.residual_codes)")
+    ap.add_argument("--residual-leading", type=int, default=10, metavar="K",
+                    help="how many leading constituents get a residual code (default 10)")
     ap.add_argument("--floor-only", action="store_true",
                     help="train or load the tokenizer, print its floor, train nothing else")
     ap.add_argument("--json", help="write the results to this file too")
@@ -274,6 +279,14 @@ def main(argv=None) -> int:
                                       jets=read_jets(paths["aoj"], stop=args.n_pretrain),
                                       progress=False)
         tok_cpu = _cpu() - c0
+    if args.residual_codes:
+        c0 = _cpu()
+        tok_dir = api.add_residual_codes(
+            tok_dir, [], os.path.join(args.out, "tokres_" + _key(
+                tok_dir, args.residual_codes, args.residual_leading, args.seed, args.n_pretrain)),
+            args.residual_codes, args.residual_leading, args.seed,
+            jets=read_jets(paths["aoj"], stop=args.n_pretrain))
+        tok_cpu += _cpu() - c0
     tok_model = api.load_pretrained(tok_dir)
     top = read_jets(paths["top"])
     ref_idx, pool = split_target(len(top), args.n_reference, args.seed)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from jetfm.evaluate.fidelity import (
     FIDELITY_OBSERVABLES,
@@ -150,21 +151,32 @@ def test_continuation_keeps_the_prompt_and_measures_soft_distances(quick_model):
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     from jetfm.io import read_jets
+    from jetfm.omnijet.backbone import JetGPT
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
     from jetfm.train.api import load_pretrained
     from tests.conftest import AOJ_MINI
 
     model = load_pretrained(quick_model)
     jets = read_jets(AOJ_MINI)[:60]
     feats, mask = model.preprocessing.forward(jets)
-    codes = model.tokenizer.encode_arrays(feats, mask)
-    for k in (0, 5):
-        c, m = continuation.continue_codes(model.backbone, codes, k, seed=1, max_new=40)
-        n_given = np.minimum(mask.sum(1), k)
-        for i in range(len(c)):
-            np.testing.assert_array_equal(c[i, :n_given[i]], codes[i, :n_given[i]])
-        assert m.sum(1).max() <= 40 and (m[:, :-1] >= m[:, 1:]).all()  # no holes
-    again = continuation.continue_codes(model.backbone, codes, 5, seed=1, max_new=40)
-    np.testing.assert_array_equal(again[0], c)  # seeded
+    # the quick model, and one whose tokenizer has residual codes for its 3 leading constituents
+    cfg = load_omnijet_config("quick", ["tokenizer.residual_codes=8",
+                                        "tokenizer.residual_leading=3"])
+    torch.manual_seed(0)
+    res_tok = VQVAETokenizer(cfg.tokenizer, model.preprocessing)
+    res_tok.fit_residual_codebook(feats, mask)
+    for tok, backbone in ((model.tokenizer, model.backbone),
+                          (res_tok, JetGPT(cfg.backbone).eval())):
+        codes = tok.encode_arrays(feats, mask)
+        for k in (0, 5):
+            c, m = continuation.continue_codes(backbone, tok, codes, mask, k, seed=1, max_new=40)
+            n_given = np.minimum(mask.sum(1), k)
+            for i in range(len(c)):
+                np.testing.assert_array_equal(c[i, :n_given[i]], codes[i, :n_given[i]])
+            assert m.sum(1).max() <= 40 and (m[:, :-1] >= m[:, 1:]).all()  # no holes
+        again = continuation.continue_codes(backbone, tok, codes, mask, 5, seed=1, max_new=40)
+        np.testing.assert_array_equal(again[0], c)  # seeded
     jets = model.preprocessing.inverse(feats, mask)  # the generator's frame: eta_rel, phi_rel
     got = continuation.soft_distance(jets)
     assert np.isfinite(got).sum() > 20

@@ -129,6 +129,18 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="output folder (report.json, PNG plots)")
     p.add_argument("--max-jets", type=positive_int, default=20_000)
     p.set_defaults(func=cmd_tokenizer_report)
+    p = tsub.add_parser("residuals", help="give a trained tokenizer residual codes: a second, "
+                                          "finer token for each jet's leading constituents")
+    p.add_argument("--model", required=True, help="model directory with the tokenizer")
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE",
+                   help="jets to fit the residual codes to (the tokenizer's training jets)")
+    p.add_argument("-o", "--out", required=True, help="output folder (the model goes to OUT/model)")
+    p.add_argument("--codes", type=positive_int, default=256, help="residual codes (default 256)")
+    p.add_argument("--leading", type=positive_int, default=10,
+                   help="leading constituents that get one (default 10)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--max-jets", type=positive_int, default=None)
+    p.set_defaults(func=cmd_tokenizer_residuals)
     tok.set_defaults(func=lambda args: tok.print_help() or 0)
 
     p = sub.add_parser("tokenize", help="jets -> token sequences (HDF5, jetfm-tokens format)")
@@ -286,6 +298,9 @@ def cmd_info(args) -> int:
     print(f"  tokenizer   NormFormer VQ-VAE, width {t['width']}, {t['enc_blocks']}+"
           f"{t['dec_blocks']} blocks, codebook {q['codebook_size']} x {q['dim']}: "
           f"{info['parameters']['tokenizer']:,} parameters")
+    if t.get("residual_codes"):
+        print(f"              + {t['residual_codes']} residual codes for the "
+              f"{t['residual_leading']} leading constituents")
     if info["has_backbone"]:
         print(f"  backbone    GPT {'pre' if b['pre_ln'] else 'post'}-LN, dim {b['dim']}, "
               f"{b['n_blocks']} blocks, {b['heads']} heads, vocabulary {b['vocab_size']}: "
@@ -317,7 +332,7 @@ def cmd_tokenize(args) -> int:
     from jetfm.errors import InputError, check_writable
     from jetfm.io import count_jets, iter_jets
     from jetfm.io.output import refuse_overwrite
-    from jetfm.io.tokens import codes_to_sequences, write_tokens
+    from jetfm.io.tokens import write_tokens
     from jetfm.omnijet.model import load_pretrained
 
     _check_positive(args.max_jets, "--max-jets")
@@ -333,7 +348,7 @@ def cmd_tokenize(args) -> int:
     with tqdm(total=n, unit="jet", desc="tokenizing") as bar:
         for jets in iter_jets(args.input, TOKENIZE_CHUNK, stop=n):
             codes, mask = model.tokenizer.encode(jets)
-            s = codes_to_sequences(codes, mask, model.codebook_size)
+            s = model.tokenizer.sequences(codes, mask)
             parts.append(s[:, :int((s >= 0).sum(1).max())].astype(np.int32))
             bar.update(len(jets))
     if not parts:
@@ -345,9 +360,36 @@ def cmd_tokenize(args) -> int:
         row += len(p)
     del parts
     write_tokens(out, seqs, model.codebook_size,
-                 {"source": os.path.abspath(args.input), "model": os.path.abspath(args.model)})
+                 {"source": os.path.abspath(args.input), "model": os.path.abspath(args.model)},
+                 residual_codes=model.tokenizer.residual_codes)
     print(f"{len(seqs)} jets, {int((seqs >= 0).sum())} tokens -> {out}")
     return 0
+
+
+def cmd_tokenizer_residuals(args) -> int:
+    from jetfm.errors import check_output_dir
+    from jetfm.io.output import refuse_overwrite
+    from jetfm.train.api import add_residual_codes
+
+    check_output_dir(args.out, "-o output folder")
+    refuse_overwrite(args.out, args.data, folders=[args.model], option="-o output folder")
+    d = add_residual_codes(args.model, args.data, args.out, args.codes, args.leading, args.seed,
+                           args.max_jets)
+    info = _residual_info(d)
+    print(f"{args.codes} residual codes for the {args.leading} leading constituents: rms error "
+          f"of their features {_fmt(info['rms_before'])} -> {_fmt(info['rms_after'])}")
+    print(f"tokenizer -> {d}")
+    return 0
+
+
+def _residual_info(model_dir: str) -> dict:
+    from jetfm.omnijet.model import load_pretrained
+
+    return load_pretrained(model_dir).provenance["tokenizer"]["residual_codes"]
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 
 def cmd_tokenizer_report(args) -> int:

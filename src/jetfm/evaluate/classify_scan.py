@@ -135,7 +135,6 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
     from jetfm.evaluate.classification import hlf_baseline, hlf_features
     from jetfm.evaluate.scan import split_target
     from jetfm.io import read_jets
-    from jetfm.io.tokens import codes_to_sequences
     from jetfm.omnijet.classification import (
         LabelledData,
         pad_sequences,
@@ -173,7 +172,7 @@ def run_classify_scan(pretrained: str, classes: Mapping[str, str], out: str,
                              f"{cfg.n_test} + {per_class} for the largest D {max(sizes)}", path)
         feats, mask = model.preprocessing.forward(jets)
         codes = model.tokenizer.encode_arrays(feats, mask)
-        seqs.append(codes_to_sequences(codes, mask, model.codebook_size))
+        seqs.append(model.tokenizer.sequences(codes, mask))
         hlf.append(hlf_features(jets) if cfg.baseline else None)
         hlf_tok.append(hlf_features(model.preprocessing.inverse(
             model.tokenizer.decode_arrays(codes, mask), mask)) if cfg.baseline else None)

@@ -66,13 +66,20 @@ class BackboneConfig:
     #: uses the anchors 1 .. min(t, kernel_anchors)): 1 moves every constituent after the first,
     #: ``kernel_anchors`` only the ones after the anchors
     kernel_from: int = 1
+    #: the tokenizer's residual codes (set from it): tokens ``vocab_size - 1 - residual_codes``
+    #: to ``vocab_size - 2`` are residual codes, and each of a jet's first ``residual_leading``
+    #: constituents is its code's token followed by a residual one; the logits of every position
+    #: allow only the kind of token its place takes (:meth:`JetGPT.grammar`)
+    residual_codes: int = 0
+    residual_leading: int = 0
 
     @property
     def stop_token(self) -> int:
         return self.vocab_size - 1
 
     def validate(self) -> None:
-        check_range(self, "vocab_size", 3, MAX_CODEBOOK + 2)  # codes + start, stop
+        # codes, residual codes + start, stop
+        check_range(self, "vocab_size", 3, MAX_CODEBOOK + 2 + self.residual_codes)
         check_range(self, "dim", 1, 8192)
         check_range(self, "n_blocks", 1, 128)
         check_range(self, "heads", 1, self.dim)
@@ -91,6 +98,11 @@ class BackboneConfig:
         check_range(self, "kernel_heads", 0, 16)
         check_range(self, "kernel_anchors", 1, 128)
         check_range(self, "kernel_from", 1, self.kernel_anchors)
+        check_range(self, "residual_codes", 0, self.vocab_size - 3)
+        check_range(self, "residual_leading", 0, self.max_len)
+        if self.kernel_heads and self.residual_codes:
+            raise ConfigValueError("kernel_heads", "the anchor kernels take one token per "
+                                   "constituent: not with a tokenizer's residual codes")
         if self.kernel_heads and self.code_features < 3:
             raise ConfigValueError("kernel_heads", "needs the code table's angles "
                                    f"(code_features >= 3), got code_features "
@@ -329,6 +341,23 @@ class JetGPT(nn.Module):
             return self.head(h)
         return F.linear(h, self.output_weight() if weight is None else weight, self.head.bias)
 
+    def grammar(self, target_pos: torch.Tensor) -> torch.Tensor | None:
+        """With residual codes: the additive mask (..., vocab) (0 or -inf) of the tokens allowed
+        at the given target positions (a position's index in the sequence, start = 0): the
+        second token of each of the first ``residual_leading`` constituents (positions 2, 4, ..)
+        is a residual code, every other token a code or the stop. None without residual codes."""
+        c = self.cfg
+        if not c.residual_codes:
+            return None
+        first = c.vocab_size - 1 - c.residual_codes
+        is_res = torch.zeros(c.vocab_size, dtype=torch.bool, device=target_pos.device)
+        is_res[first:c.vocab_size - 1] = True
+        res_slot = (target_pos % 2 == 0) & (target_pos <= 2 * c.residual_leading)
+        allowed = torch.where(res_slot[..., None], is_res, ~is_res)
+        allowed[..., START] = False
+        zero = torch.zeros((), device=target_pos.device)
+        return torch.where(allowed, zero, torch.full((), -math.inf, device=target_pos.device))
+
     def _is_code(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens > START) & (tokens < self.cfg.stop_token)
 
@@ -366,7 +395,9 @@ class JetGPT(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 in [0, vocab) -> logits (B, T, vocab) for the next token."""
         h = self.body(tokens)
-        return self.add_kernel_bias(self.logits(h), tokens, h)
+        out = self.add_kernel_bias(self.logits(h), tokens, h)
+        g = self.grammar(torch.arange(1, tokens.shape[1] + 1, device=tokens.device))
+        return out if g is None else out + g
 
     def loss(self, seqs: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over the real targets of ``seqs`` (B, L), -1 padded.
@@ -383,6 +414,9 @@ class JetGPT(nn.Module):
         h = self.body(inp)
         # in place: the head's backward does not need its output
         logits = self.add_kernel_bias(self.logits(h[valid]), inp, h, valid)
+        g = self.grammar(torch.nonzero(valid)[:, 1] + 1)
+        if g is not None:
+            logits = logits + g
         return F.cross_entropy(logits, tgt[valid])
 
     def new_caches(self, batch: int, max_len: int, device=None, dtype=None):
@@ -425,6 +459,9 @@ class JetGPT(nn.Module):
         """The hidden state (B, dim) at position ``pos`` -> next-token logits (B, vocab), with
         the anchor kernels of the anchors recorded in ``state`` from ``kernel_from`` on."""
         out = self.logits(h, weight)
+        g = self.grammar(torch.tensor(pos + 1, device=h.device))
+        if g is not None:
+            out = out + g
         if not self.cfg.kernel_heads or pos < self.cfg.kernel_from:
             return out
         n = min(pos, self.cfg.kernel_anchors)
@@ -465,7 +502,7 @@ def fourier_frequencies(m: int) -> torch.Tensor:
 
 
 def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
-               latents: np.ndarray) -> np.ndarray:
+               latents: np.ndarray, residual_codes: int = 0) -> np.ndarray:
     """The code table of :class:`JetGPT` (``code_features = C + D``): one row per token, float32
     (codebook_size + 2, C + D). The row of code k (token k + 1) holds the mean preprocessed
     features (C of them) of the training constituents the tokenizer maps to code k, then the
@@ -473,9 +510,11 @@ def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
     gets the mean of all constituents. Each column is standardised over the codes; the start
     and stop rows are 0.
 
-    ``codes`` (N, P) int, ``feats`` (N, P, C), ``mask`` (N, P) bool: encoded training jets."""
+    ``codes`` (N, P) int, ``feats`` (N, P, C), ``mask`` (N, P) bool: encoded training jets.
+    With ``residual_codes`` R the codes may be combined ones (their residual index is ignored)
+    and the table has R more rows of 0, for the residual tokens, before the stop row."""
     k = len(latents)
-    c = np.asarray(codes)[mask].astype(np.int64)
+    c = np.asarray(codes)[mask].astype(np.int64) % max(k, 1)
     x = np.asarray(feats, np.float64)[mask]
     counts = np.bincount(c, minlength=k).astype(np.float64)
     sums = np.stack([np.bincount(c, weights=x[:, j], minlength=k) for j in range(x.shape[1])], 1)
@@ -483,7 +522,7 @@ def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
                     x.mean(0) if len(x) else 0.0)
     rows = np.concatenate([mean, np.asarray(latents, np.float64)], 1)
     rows = (rows - rows.mean(0)) / np.where(rows.std(0) > 0, rows.std(0), 1.0)
-    table = np.zeros((k + 2, rows.shape[1]), np.float32)
+    table = np.zeros((k + residual_codes + 2, rows.shape[1]), np.float32)
     table[1:k + 1] = rows
     return table
 
@@ -534,6 +573,25 @@ def cut_at_stop(tokens: torch.Tensor, stop: int) -> tuple[torch.Tensor, torch.Te
     return codes, before
 
 
+def tokens_to_codes(tokens: torch.Tensor, cfg: BackboneConfig
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generated tokens (B, T) (start excluded) -> (codes (B, T), mask): :func:`cut_at_stop`,
+    and with residual codes each residual token joined to the code before it (the combined
+    codes of :func:`jetfm.io.tokens.split_codes`), the codes moved to the front."""
+    codes, mask = cut_at_stop(tokens, cfg.stop_token)
+    if not cfg.residual_codes:
+        return codes, mask
+    k = cfg.vocab_size - 2 - cfg.residual_codes  # the tokenizer's codebook size
+    is_res = mask & (tokens > k)
+    is_code = mask & ~is_res
+    joins = is_res[:, 1:] & is_code[:, :-1]
+    codes = codes.clone()
+    codes[:, :-1] += torch.where(joins, k * (tokens[:, 1:] - k), 0)
+    order = torch.sort((~is_code).to(torch.int8), dim=1, stable=True).indices
+    codes = torch.where(is_code, codes, -1).gather(1, order)
+    return codes, is_code.gather(1, order)
+
+
 @dataclass
 class SampleStats:
     """What a sampling run did: steps taken and model FLOPs spent (matmuls, 2 per MAC)."""
@@ -562,7 +620,8 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
     """Sample ``n`` token sequences with a key/value cache and early stop.
 
     Returns ``(codes (n, max_new) int64, -1 on padding, mask (n, max_new) bool)``: codebook
-    indices (token - 1) of each jet up to its first stop token. Same seed and batch_size ->
+    indices (token - 1; combined ones with residual codes, :func:`tokens_to_codes`) of each jet
+    up to its first stop token. Same seed and batch_size ->
     same codes, equal to :func:`generate_reference`.
     """
     was = model.training
@@ -603,7 +662,7 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
                     rows, nxt, done = rows[keep], nxt[keep], done[keep]
                     state = state.select(keep)
                 tok = nxt.unsqueeze(1)
-            codes, _ = cut_at_stop(gen, stop)
+            codes, _ = tokens_to_codes(gen, cfg)
             out[lo:lo + b] = codes.cpu()
             if bar is not None:
                 bar.update(b)
@@ -624,7 +683,6 @@ def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: f
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
-    stop = model.cfg.stop_token
     out = torch.full((n, max_new), -1, dtype=torch.long)
     gens = _batch_generators(seed, n, batch_size, dev)
     try:
@@ -640,7 +698,7 @@ def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: f
                     stats.steps += 1
                     # every position attends to (t + 2) / 2 keys on average under the mask
                     stats.flops += _step_flops(model.cfg, b, (t + 2) / 2, q_len=t + 1)
-            codes, _ = cut_at_stop(seq[:, 1:], stop)
+            codes, _ = tokens_to_codes(seq[:, 1:], model.cfg)
             out[lo:lo + b] = codes.cpu()
     finally:
         model.train(was)

@@ -91,21 +91,19 @@ def file_sequences(model, path: str, max_jets: int | None = None
     labels)."""
     from jetfm.errors import require_file
     from jetfm.io import read_jets
-    from jetfm.io.tokens import codes_to_sequences, read_tokens
+    from jetfm.io.tokens import check_token_layout, read_tokens
 
     require_file(path)
-    k = model.codebook_size
+    tok = model.tokenizer
     if _is_token_file(path):
         seqs, attrs = read_tokens(path)
-        if int(attrs.get("codebook_size", -1)) != k:
-            raise InputError(f"token file of a tokenizer with {attrs.get('codebook_size')} codes; "
-                             f"the model's tokenizer has {k} (tokenize it with this model)", path)
+        check_token_layout(attrs, tok, path)
         return seqs[:max_jets], None
     jets = read_jets(path, 0, max_jets)
     if len(jets) == 0:
         raise InputError("the file holds no jets", path)
     feats, mask = model.preprocessing.forward(jets)
-    seqs = codes_to_sequences(model.tokenizer.encode_arrays(feats, mask), mask, k)
+    seqs = tok.sequences(tok.encode_arrays(feats, mask), mask)
     names = None
     if "label" in jets.jet_names:
         from jetfm.io.jetclass import jetclass_class_name
@@ -263,10 +261,11 @@ def labelled_code_table(tok, seqs: np.ndarray) -> np.ndarray:
     from jetfm.io.tokens import sequences_to_codes
     from jetfm.omnijet.backbone import code_table
 
-    codes, mask = sequences_to_codes(seqs, tok.codebook_size)
+    codes, mask = sequences_to_codes(seqs, tok.codebook_size, residual_codes=tok.residual_codes)
     p = max(1, int(mask.sum(1).max()))
     codes, mask = codes[:, :p], mask[:, :p]
-    return code_table(codes, tok.decode_arrays(codes, mask), mask, tok.latent_codebook())
+    return code_table(codes, tok.decode_arrays(codes, mask), mask, tok.latent_codebook(),
+                      tok.residual_codes)
 
 
 def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained",

@@ -185,13 +185,17 @@ class OmniJetConfig:
         batch_size=64, lr=5e-4, max_epochs=30, patience=5, val_fraction=0.2))
 
     def resolved(self) -> OmniJetConfig:
-        """Derived sizes made consistent: vocabulary = codebook + 2, sequence = n_max + 2."""
-        k = self.tokenizer.quantizer.codebook_size
-        bb = dataclasses.replace(self.backbone, vocab_size=k + 2,
-                                 max_len=self.preprocessing.n_max + 2)
-        if self.sampling.max_new > self.preprocessing.n_max:
+        """Derived sizes made consistent: vocabulary = codebook + residual codes + 2, sequence =
+        n_max + 2 (+ the constituents with a residual code)."""
+        k, t = self.tokenizer.quantizer.codebook_size, self.tokenizer
+        lead = min(t.residual_leading, self.preprocessing.n_max) if t.residual_codes else 0
+        bb = dataclasses.replace(self.backbone, vocab_size=k + t.residual_codes + 2,
+                                 max_len=self.preprocessing.n_max + 2 + lead,
+                                 residual_codes=t.residual_codes, residual_leading=lead)
+        if self.sampling.max_new > self.preprocessing.n_max + lead:
             raise InputError(f"sampling.max_new {self.sampling.max_new} exceeds "
-                             f"preprocessing.n_max {self.preprocessing.n_max}")
+                             f"preprocessing.n_max {self.preprocessing.n_max}"
+                             + (f" + {lead} residual tokens" if lead else ""))
         return dataclasses.replace(self, backbone=bb)
 
 

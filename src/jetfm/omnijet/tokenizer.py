@@ -42,6 +42,15 @@ class TokenizerConfig:
     #: the mean weight is 1). 0: every constituent alike, as in OmniJet-alpha. The hardest
     #: constituents set the jet mass and the prongs, and are the rarest in feature space.
     pt_weight: float = 0.0
+    #: a second, finer code for the ``residual_leading`` leading constituents of a jet:
+    #: ``residual_codes`` vectors fitted by k-means, after the VQ-VAE's training, to what the
+    #: decoder misses of them (their features minus the decoded ones); each of those
+    #: constituents then takes two tokens, its code and its residual code. 0: none, one token
+    #: per constituent as in OmniJet-alpha. The leading constituents set the jet's prongs, and
+    #: the VQ-VAE's code resolves their angles to only about 0.05 rad (see
+    #: ``benchmarks/tokenizer_resolution.py``)
+    residual_codes: int = 0
+    residual_leading: int = 10
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def validate(self) -> None:
@@ -57,6 +66,8 @@ class TokenizerConfig:
         check_range(self, "dropout", 0.0, 1.0, hi_open=True)
         check_range(self, "alpha", 0.0)
         check_range(self, "pt_weight", 0.0, 1000.0)
+        check_range(self, "residual_codes", 0, 65536)
+        check_range(self, "residual_leading", 1, 4096)
         check_model_size("width", self.n_parameters())
 
     def n_parameters(self) -> int:
@@ -64,7 +75,7 @@ class TokenizerConfig:
         w, hidden = self.width, max(1, int(round(self.width * self.mlp_ratio)))
         block = 4 * w * w + 2 * w * hidden
         return (self.enc_blocks + self.dec_blocks) * block + \
-            self.quantizer.codebook_size * self.quantizer.dim
+            self.quantizer.codebook_size * self.quantizer.dim + self.residual_codes * self.input_dim
 
 
 class NormFormerBlock(nn.Module):
@@ -128,10 +139,17 @@ class VQVAETokenizer(nn.Module):
         self.dec_blocks = nn.ModuleList(NormFormerBlock(w, cfg.heads, cfg.mlp_ratio, cfg.dropout)
                                         for _ in range(cfg.dec_blocks))
         self.dec_out = nn.Linear(w, cfg.input_dim)
+        if cfg.residual_codes:
+            self.register_buffer("residual_codebook",
+                                 torch.zeros(cfg.residual_codes, cfg.input_dim))
 
     @property
     def codebook_size(self) -> int:
         return self.cfg.quantizer.codebook_size
+
+    @property
+    def residual_codes(self) -> int:
+        return self.cfg.residual_codes
 
     def latent_codebook(self) -> np.ndarray:
         """(codebook_size, dim) float32: the codes as the encoder sees them (affine applied)."""
@@ -182,24 +200,84 @@ class VQVAETokenizer(nn.Module):
 
     @torch.no_grad()
     def encode_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, P, 3), (B, P) -> codes (B, P) int64, -1 on padding."""
+        """(B, P, 3), (B, P) -> codes (B, P) int64, -1 on padding; with residual codes the
+        combined ones (:func:`jetfm.io.tokens.split_codes`) for the leading constituents."""
         z = self.encoder(x, mask)
         codes = torch.full(mask.shape, -1, dtype=torch.long, device=x.device)
         codes[mask] = self.quantizer.quantize(z[mask])
+        if not self.cfg.residual_codes:
+            return codes
+        lead = self._leading(mask)
+        resid = (x - self.decoder(self.quantizer.lookup(codes), mask))[lead]
+        r = torch.cdist(resid.float(), self.residual_codebook).argmin(1)
+        codes[lead] += self.codebook_size * (r + 1)
         return codes
+
+    def _leading(self, mask: torch.Tensor) -> torch.Tensor:
+        """The constituents (B, P) that get a residual code: the first ``residual_leading``."""
+        lead = mask.clone()
+        lead[:, self.cfg.residual_leading:] = False
+        return lead
 
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """codes (B, P) int64 (ignored where mask is False) -> features (B, P, 3)."""
         codes = torch.where(mask, codes, torch.full_like(codes, -1))
-        return self.decoder(self.quantizer.lookup(codes), mask)
+        if not self.cfg.residual_codes:
+            return self.decoder(self.quantizer.lookup(codes), mask)
+        k = self.codebook_size
+        r = torch.where(codes >= 0, codes // k - 1, -1)
+        out = self.decoder(self.quantizer.lookup(torch.where(codes >= 0, codes % k, -1)), mask)
+        has = r >= 0
+        out[has] += self.residual_codebook[r[has]].to(out.dtype)
+        return out
+
+    @torch.no_grad()
+    def fit_residual_codebook(self, feats: np.ndarray, mask: np.ndarray, seed: int = 0,
+                              iters: int = 30, max_points: int = 200_000) -> dict:
+        """Fit the residual codebook (``cfg.residual_codes`` vectors) by k-means (Lloyd's
+        algorithm from a seeded random choice of points; an emptied cluster restarts at the point
+        farthest from its centre) to the residuals of the leading constituents of the preprocessed
+        jets ``feats`` (N, P, 3), ``mask`` (N, P): their features minus what the decoder gives
+        for their codes. Returns the rms residual before and after, per feature."""
+        r_codes = self.cfg.residual_codes
+        if not r_codes:
+            raise ValueError("the tokenizer has no residual codes (tokenizer.residual_codes = 0)")
+        mask = np.asarray(mask, bool)
+        self.residual_codebook.zero_()
+        codes = self.encode_arrays(feats, mask) % self.codebook_size
+        dec = self.decode_arrays(codes, mask)
+        lead = mask.copy()
+        lead[:, self.cfg.residual_leading:] = False
+        pts = torch.as_tensor(np.asarray(feats, np.float32)[lead] - dec[lead])
+        if len(pts) == 0:
+            raise ValueError("no constituents to fit the residual codebook to")
+        g = torch.Generator().manual_seed(seed)
+        if len(pts) > max_points:
+            pts = pts[torch.randperm(len(pts), generator=g)[:max_points]]
+        centres = pts[torch.randint(len(pts), (r_codes,), generator=g)].clone()
+        for _ in range(iters):
+            dist = torch.cdist(pts, centres)
+            near = dist.argmin(1)
+            n = torch.bincount(near, minlength=r_codes)
+            sums = torch.zeros_like(centres).index_add_(0, near, pts)
+            centres = torch.where(n[:, None] > 0, sums / n.clamp_min(1)[:, None].float(), centres)
+            empty = torch.nonzero(n == 0).flatten()
+            if len(empty):
+                far = dist.gather(1, near[:, None]).squeeze(1).topk(len(empty)).indices
+                centres[empty] = pts[far]
+        self.residual_codebook.copy_(centres.to(self.residual_codebook))
+        after = pts - centres[torch.cdist(pts, centres).argmin(1)]
+        return {"rms_before": pts.pow(2).mean(0).sqrt().tolist(),
+                "rms_after": after.pow(2).mean(0).sqrt().tolist(), "n_points": len(pts)}
 
     # ------------------------------------------------------------------- jets
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
     def encode(self, jets: Jets, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Jets -> (codes (N, n_max) int64 in [0, codebook_size) with -1 on padding,
+        """Jets -> (codes (N, n_max) int64 in [0, codebook_size) (combined ones with residual
+        codes) with -1 on padding,
         mask (N, n_max) bool), after the OmniJet-alpha preprocessing (pT order, |rel| < 0.8)."""
         feats, mask = self.preprocessing.forward(jets)
         return self.encode_arrays(feats, mask, batch_size), mask
@@ -230,8 +308,9 @@ class VQVAETokenizer(nn.Module):
         dev = self._device()
         codes = np.asarray(codes, np.int64)
         mask = np.asarray(mask, bool)
-        if ((codes < 0) & mask).any() or (codes >= self.codebook_size).any():
-            raise ValueError(f"codes must lie in [0, {self.codebook_size}) where mask is True")
+        hi = self.codebook_size * (self.cfg.residual_codes + 1)
+        if ((codes < 0) & mask).any() or (codes >= hi).any():
+            raise ValueError(f"codes must lie in [0, {hi}) where mask is True")
         out = np.zeros(mask.shape + (self.cfg.input_dim,), np.float32)
         try:
             for lo in range(0, len(mask), batch_size):
@@ -243,6 +322,13 @@ class VQVAETokenizer(nn.Module):
         finally:
             self.train(was)
         return out
+
+    def sequences(self, codes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Codes of :meth:`encode_arrays` -> token sequences
+        (:func:`jetfm.io.tokens.codes_to_sequences`, with this tokenizer's residual codes)."""
+        from jetfm.io.tokens import codes_to_sequences
+
+        return codes_to_sequences(codes, mask, self.codebook_size, self.cfg.residual_codes)
 
     def decode(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 256) -> Jets:
         """codes (N, P) + mask (N, P) -> Jets with columns pt [GeV], eta_rel, phi_rel [rad] and

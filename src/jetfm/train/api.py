@@ -10,6 +10,8 @@ Exact signatures::
              max_jets=None, jets=None, resume=True, progress=True, **STREAM) -> str
     train_from_scratch(tokenizer_dir, data, out, preset="small", overrides=(), seed=0,
                        max_jets=None, jets=None, resume=True, progress=True, **STREAM) -> str
+    add_residual_codes(tokenizer_dir, data, out, residual_codes=256, residual_leading=10,
+                       seed=0, max_jets=None, jets=None) -> str
 
     STREAM: streaming=None, val_data=None, memory_budget_gb=None, buffer_size=None
 
@@ -57,14 +59,13 @@ import torch
 
 from jetfm.config import save_config
 from jetfm.errors import InputError
-from jetfm.io.tokens import codes_to_sequences
 from jetfm.jets import Jets
 from jetfm.omnijet.config import OmniJetConfig, TrainConfig, load_omnijet_config
 from jetfm.omnijet.model import OmniJetModel, load_pretrained
 from jetfm.train.spec import DataSpec, Loaders, RunSpec, TrainResult, with_min_steps
 
-__all__ = ["train_tokenizer", "pretrain", "finetune", "train_from_scratch", "run_tokenizer",
-           "run_pretrain", "run_finetune", "run_from_scratch"]
+__all__ = ["train_tokenizer", "add_residual_codes", "pretrain", "finetune", "train_from_scratch",
+           "run_tokenizer", "run_pretrain", "run_finetune", "run_from_scratch"]
 
 
 def _save_once(model: OmniJetModel, out: str, fit_info: dict) -> str:
@@ -129,7 +130,7 @@ def _loaders(stage: str, spec: DataSpec, prep, tc: TrainConfig, seed: int, progr
         if tokens and stage == "tokenizer":
             raise InputError("the tokenizer trains on jets (AOJ files), not on token files",
                              tokens[0])
-        _check_token_files(tokens, 0 if tokenizer is None else tokenizer.codebook_size)
+        _check_token_files(tokens, tokenizer)
         if stage == "backbone" and tc.augment > 1:
             raise InputError(f"augment = {tc.augment} (reflected copies of the training jets) "
                              "needs the jets in memory; streamed training takes augment = 1")
@@ -148,10 +149,10 @@ def _loaders(stage: str, spec: DataSpec, prep, tc: TrainConfig, seed: int, progr
     if stage == "tokenizer":
         arrays = (feats, mask)
     else:
-        cls, k = SequenceDataset, tokenizer.codebook_size
+        cls = SequenceDataset
 
         def seqs(f, m):
-            return (codes_to_sequences(tokenizer.encode_arrays(f, m), m, k),)
+            return (tokenizer.sequences(tokenizer.encode_arrays(f, m), m),)
 
         if tc.augment > 1:  # reflected copies of the training jets only
             if val is None:
@@ -168,16 +169,16 @@ def _loaders(stage: str, spec: DataSpec, prep, tc: TrainConfig, seed: int, progr
     return Loaders(train_dl, val_dl, split, prov)
 
 
-def _check_token_files(paths: list[str], codebook_size: int) -> None:
-    """Token files must come from a tokenizer with the same codebook size."""
+def _check_token_files(paths: list[str], tokenizer) -> None:
+    """Token files must come from a tokenizer with the same codebook size and residual codes."""
     import h5py
+
+    from jetfm.io.tokens import check_token_layout
 
     for p in paths:
         with h5py.File(p, "r") as h:
-            k = int(h.attrs.get("codebook_size", -1))
-        if k != codebook_size:
-            raise InputError(f"token file of a codebook of {k} codes, the tokenizer has "
-                             f"{codebook_size}", p)
+            attrs = dict(h.attrs)
+        check_token_layout(attrs, tokenizer, p)
 
 
 def _stage_info(prov: dict, split: dict, fit_info: dict, seed: int, preset: str,
@@ -243,9 +244,55 @@ def run_tokenizer(data: DataSpec, run: RunSpec) -> TrainResult:
     module = TokenizerModule(cfg.tokenizer, prep, tc)
     info = fit(module, loaders.train, loaders.val, run.out, run.seed, run.resume,
                progress=run.progress, callbacks=_stream_callbacks(loaders.kind))
-    model = OmniJetModel(cfg, tokenizer=module.model,
-                         provenance={"tokenizer": _run_info(loaders, info, run, tc)})
+    prov = _run_info(loaders, info, run, tc)
+    if cfg.tokenizer.residual_codes:
+        prov["residual_codes"] = _fit_residuals(module.model, data, prep, run.seed)
+    model = OmniJetModel(cfg, tokenizer=module.model, provenance={"tokenizer": prov})
     return _finish(model, run.out, info)
+
+
+#: training jets the residual codebook is fitted to (at most; their leading constituents)
+RESIDUAL_JETS = 20_000
+
+
+def _fit_residuals(tok, data: DataSpec, prep, seed: int) -> dict:
+    """Fit ``tok``'s residual codebook (:meth:`VQVAETokenizer.fit_residual_codebook`) to the
+    first :data:`RESIDUAL_JETS` training jets; returns what it measured."""
+    n = RESIDUAL_JETS if data.max_jets is None else min(data.max_jets, RESIDUAL_JETS)
+    feats, mask, _ = _features(dataclasses.replace(data, max_jets=n), prep, progress=False)
+    tok.to("cpu", torch.float32)
+    info = tok.fit_residual_codebook(feats, mask, seed=seed)
+    info["n_jets"] = int(len(mask))
+    return info
+
+
+def add_residual_codes(tokenizer_dir: str, data: Sequence[str], out: str,
+                       residual_codes: int = 256, residual_leading: int = 10, seed: int = 0,
+                       max_jets: int | None = None, jets: Jets | None = None) -> str:
+    """A trained tokenizer plus a residual codebook (``tokenizer.residual_codes``, fitted to the
+    jets ``data`` or ``jets``), exported to ``out/model``; returns that folder. The VQ-VAE is
+    unchanged. A backbone of ``tokenizer_dir`` is not carried over: its vocabulary grows."""
+    from jetfm.config import validate
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
+
+    base = load_pretrained(tokenizer_dir)
+    tcfg = dataclasses.replace(base.config.tokenizer, residual_codes=residual_codes,
+                               residual_leading=residual_leading)
+    validate(tcfg, "tokenizer.")
+    cfg = dataclasses.replace(base.config, tokenizer=tcfg).resolved()
+    tok = VQVAETokenizer(tcfg, base.preprocessing)
+    missing, unexpected = tok.load_state_dict(base.tokenizer.state_dict(), strict=False)
+    if unexpected or set(missing) != {"residual_codebook"}:
+        raise InputError(f"cannot carry the tokenizer over (missing {missing}, unexpected "
+                         f"{unexpected})", tokenizer_dir)
+    spec = _data_spec(data, jets, max_jets, False, None, None, None)
+    prov = dict(base.provenance.get("tokenizer", {}))
+    prov["residual_codes"] = _fit_residuals(tok, spec, base.preprocessing, seed)
+    prov["residual_codes"]["from"] = os.path.abspath(tokenizer_dir)
+    os.makedirs(out, exist_ok=True)
+    save_config(cfg, out)
+    model = OmniJetModel(cfg, tokenizer=tok.eval(), provenance={"tokenizer": prov})
+    return model.save_pretrained(os.path.join(out, "model"))
 
 
 def _stream_callbacks(kind: str | None) -> list:
@@ -311,7 +358,8 @@ def _code_table(tok, data: DataSpec, prep) -> np.ndarray:
                          "trained on jets (AOJ or JetClass files), not on token files")
     n = CODE_TABLE_JETS if data.max_jets is None else min(data.max_jets, CODE_TABLE_JETS)
     feats, mask, _ = _features(dataclasses.replace(data, max_jets=n), prep, progress=False)
-    return code_table(tok.encode_arrays(feats, mask), feats, mask, tok.latent_codebook())
+    return code_table(tok.encode_arrays(feats, mask), feats, mask, tok.latent_codebook(),
+                      tok.residual_codes)
 
 
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],

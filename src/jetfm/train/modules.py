@@ -68,17 +68,32 @@ def feature_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
     return x[:, :p], m[:, :p]
 
 
-def codes_to_sequences_t(codes: torch.Tensor, mask: torch.Tensor, codebook_size: int
-                         ) -> torch.Tensor:
+def codes_to_sequences_t(codes: torch.Tensor, mask: torch.Tensor, codebook_size: int,
+                         residual_codes: int = 0) -> torch.Tensor:
     """Torch twin of :func:`jetfm.io.tokens.codes_to_sequences`: codes (B, P), mask (B, P)
-    (real entries first) -> sequences (B, P + 2) int64: start 0, code + 1 ..., stop
-    codebook_size + 1, then -1 padding."""
+    (real entries first) -> sequences (B, L) int64: start 0, code + 1 ... (with residual codes a
+    combined code's residual token after it), stop, then -1 padding."""
     b, p = mask.shape
-    seq = torch.full((b, p + 2), -1, dtype=torch.long, device=codes.device)
+    dev = codes.device
+    stop = codebook_size + residual_codes + 1
+    rows = torch.arange(b, device=dev)
+    if not residual_codes:
+        seq = torch.full((b, p + 2), -1, dtype=torch.long, device=dev)
+        seq[:, 0] = 0
+        seq[:, 1:p + 1] = torch.where(mask, codes + 1, torch.full_like(codes, -1))
+        seq[rows, mask.sum(1) + 1] = stop
+        return seq
+    res = torch.where(mask, codes // codebook_size - 1, -1)
+    has = (res >= 0).long()
+    at = 1 + torch.cumsum(1 + has, 1) - (1 + has)
+    length = (mask.long() * (1 + has)).sum(1)
+    seq = torch.full((b, int(length.max()) + 2 if b else 2), -1, dtype=torch.long, device=dev)
     seq[:, 0] = 0
-    seq[:, 1:p + 1] = torch.where(mask, codes + 1, torch.full_like(codes, -1))
-    rows = torch.arange(b, device=codes.device)
-    seq[rows, mask.sum(1) + 1] = codebook_size + 1
+    r2 = rows[:, None].expand(b, p)
+    seq[r2[mask], at[mask]] = codes[mask] % codebook_size + 1
+    both = mask & (res >= 0)
+    seq[r2[both], at[both] + 1] = codebook_size + 1 + res[both]
+    seq[rows, length + 1] = stop
     return seq
 
 
@@ -149,7 +164,7 @@ class BackboneModule(_Module):
         x, m = feature_batch(batch)
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             codes = tok.encode_features(x.float(), m)
-        seqs = codes_to_sequences_t(codes, m, tok.codebook_size)
+        seqs = codes_to_sequences_t(codes, m, tok.codebook_size, tok.residual_codes)
         # on a GPU this times the launch only (no synchronisation added to the step)
         self.tokenize_seconds += time.perf_counter() - t0
         return seqs

@@ -47,7 +47,7 @@ def tokenizer_report(model_dir: str, data, out: str, max_jets: int | None = 20_0
     codes = tok.encode_arrays(feats, mask)
     recon = tok.decode_arrays(codes, mask)
     k = model.codebook_size
-    counts = np.bincount(codes[mask], minlength=k)
+    counts = np.bincount(codes[mask] % k, minlength=k)
     p = counts / max(counts.sum(), 1)
     nz = p[p > 0]
     report: dict = {"model": os.path.abspath(model_dir), "data": prov, "n_jets": int(len(mask)),

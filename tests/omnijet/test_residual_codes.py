@@ -1,0 +1,158 @@
+"""Residual codes: a second, finer token for each of a jet's leading constituents."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jetfm.io import read_jets
+from jetfm.io.tokens import (
+    check_token_layout,
+    codes_to_sequences,
+    read_tokens,
+    sequences_to_codes,
+    split_codes,
+    write_tokens,
+)
+from jetfm.omnijet.backbone import (
+    BackboneConfig,
+    JetGPT,
+    generate,
+    generate_reference,
+    tokens_to_codes,
+)
+from jetfm.omnijet.quantizer import QuantizerConfig
+from jetfm.omnijet.tokenizer import TokenizerConfig, VQVAETokenizer
+from jetfm.train.modules import codes_to_sequences_t
+from tests.conftest import AOJ_MINI
+
+C, R, K = 16, 5, 3
+
+
+def _combined(n=60, p=8, seed=0):
+    """Random combined codes: the first K constituents with a residual index."""
+    rng = np.random.default_rng(seed)
+    mask = np.arange(p)[None] < rng.integers(0, p + 1, n)[:, None]
+    codes = rng.integers(0, C, (n, p))
+    res = rng.integers(0, R, (n, p))
+    comb = np.where(np.arange(p)[None] < K, codes + C * (res + 1), codes)
+    return np.where(mask, comb, -1), mask
+
+
+def test_sequences_interleave_residual_tokens_and_round_trip():
+    comb = np.array([[3 + C * 2, 1 + C * 5, 7, -1], [4 + C * 1, -1, -1, -1]])
+    mask = comb >= 0
+    seq = codes_to_sequences(comb, mask, C, R)
+    stop = C + R + 1
+    # code + 1, then the residual token C + 1 + r
+    assert seq.tolist() == [[0, 4, C + 2, 2, C + 5, 8, stop], [0, 5, C + 1, stop, -1, -1, -1]]
+    codes, m = sequences_to_codes(seq, C, 4, residual_codes=R)
+    assert np.array_equal(m, mask) and np.array_equal(codes, comb)
+    assert split_codes(comb, C)[1].tolist() == [[1, 4, -1, -1], [0, -1, -1, -1]]
+
+
+def test_numpy_torch_and_sampler_layouts_agree():
+    comb, mask = _combined()
+    seq = codes_to_sequences(comb, mask, C, R)
+    seq_t = codes_to_sequences_t(torch.tensor(comb), torch.tensor(mask), C, R).numpy()
+    assert np.array_equal(seq, seq_t)
+    cfg = BackboneConfig(vocab_size=C + R + 2, max_len=16, residual_codes=R, residual_leading=K)
+    body = torch.tensor(seq[:, 1:])
+    body = torch.where(body < 0, cfg.stop_token, body)
+    codes, m = tokens_to_codes(body, cfg)
+    p = mask.shape[1]
+    assert np.array_equal(m.numpy()[:, :p], mask) and not m.numpy()[:, p:].any()
+    assert np.array_equal(np.where(mask, codes.numpy()[:, :p], -1), comb)
+    back, m2 = sequences_to_codes(seq, C, p, residual_codes=R)
+    assert np.array_equal(back, comb) and np.array_equal(m2, mask)
+
+
+def test_token_files_record_and_check_the_residual_codes(tmp_path):
+    comb, mask = _combined()
+    seq = codes_to_sequences(comb, mask, C, R)
+    path = write_tokens(tmp_path / "t.h5", seq, C, residual_codes=R)
+    got, attrs = read_tokens(path)
+    assert np.array_equal(got, seq) and attrs["stop_token"] == C + R + 1
+
+    class Tok:
+        codebook_size, residual_codes = C, R
+    check_token_layout(attrs, Tok, path)
+    Tok.residual_codes = 0
+    with pytest.raises(Exception, match="5 residual codes"):
+        check_token_layout(attrs, Tok, path)
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    cfg = BackboneConfig(vocab_size=C + R + 2, dim=16, heads=2, ff_dim=32, n_blocks=1,
+                         max_len=12 + K, residual_codes=R, residual_leading=K, **kw)
+    cfg.validate()
+    return JetGPT(cfg)
+
+
+def test_grammar_allows_residual_tokens_exactly_in_their_places():
+    m = _model()
+    g = m.grammar(torch.arange(1, 10))
+    res = torch.zeros(C + R + 2, dtype=torch.bool)
+    res[C + 1:C + R + 1] = True
+    for pos in range(1, 10):
+        allowed = torch.isfinite(g[pos - 1])
+        want = res if (pos % 2 == 0 and pos <= 2 * K) else ~res
+        want = want.clone()
+        want[0] = False  # never the start token
+        assert torch.equal(allowed, want), pos
+
+
+def test_loss_is_the_grammar_masked_cross_entropy_and_samplers_agree():
+    m = _model(code_features=3)
+    m.code_table.normal_()
+    comb, mask = _combined(n=20)
+    seqs = torch.tensor(codes_to_sequences(comb, mask, C, R))
+    logits = m(seqs[:, :-1].clamp_min(0))
+    tgt = seqs[:, 1:]
+    valid = tgt >= 0
+    want = F.cross_entropy(logits[valid], tgt[valid])
+    assert torch.allclose(m.loss(seqs), want, atol=1e-6)
+    # the cached sampler draws the same tokens as the reference, and every jet's first K
+    # constituents (and only they) carry a residual index
+    a = generate(m, 30, max_new=12, seed=2, batch_size=8)
+    b = generate_reference(m, 30, max_new=12, seed=2, batch_size=8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    codes, mask = a[0].numpy(), a[1].numpy()
+    has = split_codes(codes, C)[1] >= 0
+    pos = np.arange(codes.shape[1])[None]
+    n = mask.sum(1, keepdims=True)
+    # a jet cut by max_new inside a pair keeps its last code without residual
+    complete = 2 * np.minimum(n, K) + np.maximum(n - K, 0) < 12
+    assert np.array_equal(has[complete[:, 0]], (mask & (pos < K))[complete[:, 0]])
+
+
+def test_kernel_heads_refuse_residual_codes():
+    with pytest.raises(Exception, match="residual codes"):
+        _model(code_features=3, kernel_heads=1)
+
+
+def test_fitted_residual_codebook_refines_the_leading_constituents_of_real_jets():
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(width=16, enc_blocks=1, dec_blocks=1, heads=2, residual_codes=32,
+                          residual_leading=4,
+                          quantizer=QuantizerConfig(codebook_size=16, dim=3))
+    tok = VQVAETokenizer(cfg)
+    jets = read_jets(AOJ_MINI)
+    feats, mask = tok.preprocessing.forward(jets)
+    info = tok.fit_residual_codebook(feats, mask, seed=0)
+    assert np.all(np.array(info["rms_after"]) < 0.7 * np.array(info["rms_before"]))
+    codes = tok.encode_arrays(feats, mask)
+    code, res = split_codes(codes, 16)
+    lead = mask & (np.arange(mask.shape[1])[None] < 4)
+    assert ((res >= 0) == lead).all() and (code[mask] < 16).all()
+    err = (tok.decode_arrays(codes, mask) - feats)[lead]
+    plain = (tok.decode_arrays(code, mask) - feats)[lead]
+    assert np.sqrt((err ** 2).mean()) < 0.7 * np.sqrt((plain ** 2).mean())
+    # the constituents after the leading ones decode as without residual codes
+    rest = mask & ~lead
+    assert np.allclose(tok.decode_arrays(codes, mask)[rest], tok.decode_arrays(code, mask)[rest],
+                       atol=1e-5)
+    # the same seed fits the same codebook
+    book = tok.residual_codebook.clone()
+    tok.fit_residual_codebook(feats, mask, seed=0)
+    assert torch.equal(book, tok.residual_codebook)

@@ -1,0 +1,83 @@
+"""A tokenizer with residual codes through the whole chain (quick preset, real files): trained
+with them or given them afterwards, token files, pre-training, sampling."""
+import numpy as np
+import pytest
+import torch
+
+from jetfm.cli import main
+from jetfm.io import read_jets
+from jetfm.io.tokens import read_tokens, split_codes
+from jetfm.omnijet.model import load_pretrained, sample
+from jetfm.train import api
+from tests.conftest import AOJ_MINI
+
+RES = ["--set", "tokenizer.residual_codes=16", "--set", "tokenizer.residual_leading=4"]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    root = tmp_path_factory.mktemp("residual")
+    assert main(["tokenizer", "train", "--data", str(AOJ_MINI), "-o", str(root / "tok"),
+                 "--preset", "quick", "--seed", "1", *RES]) == 0
+    return root
+
+
+def test_tokenizer_trained_with_residual_codes_fits_them(chain):
+    tok_model = load_pretrained(str(chain / "tok"))
+    info = tok_model.provenance["tokenizer"]["residual_codes"]
+    assert np.all(np.array(info["rms_after"]) < np.array(info["rms_before"]))
+    cfg = tok_model.config.backbone
+    k = tok_model.codebook_size
+    assert cfg.vocab_size == k + 16 + 2 and cfg.residual_codes == 16
+    assert cfg.residual_leading == 4 and cfg.max_len == tok_model.preprocessing.n_max + 2 + 4
+    codes, mask = tok_model.tokenizer.encode(read_jets(AOJ_MINI))
+    res = split_codes(codes, k)[1]
+    assert ((res >= 0) == (mask & (np.arange(mask.shape[1]) < 4))).all()
+
+
+def test_token_files_pretraining_and_sampling(chain, tmp_path):
+    tokens = tmp_path / "tokens.h5"
+    assert main(["tokenize", str(AOJ_MINI), "-o", str(tokens), "--model",
+                 str(chain / "tok")]) == 0
+    seqs, attrs = read_tokens(tokens)
+    tok = load_pretrained(str(chain / "tok")).tokenizer
+    feats, mask = tok.preprocessing.forward(read_jets(AOJ_MINI))
+    want = tok.sequences(tok.encode_arrays(feats, mask), mask)
+    assert attrs["residual_codes"] == 16 and np.array_equal(seqs, want[:, :seqs.shape[1]])
+    # pre-training on the token file and on the jets, with the code table
+    for name, data in (("from_tokens", str(tokens)), ("from_jets", str(AOJ_MINI))):
+        over = ["--set", "pretraining.max_epochs=1"]
+        if name == "from_jets":
+            over += ["--set", "backbone.code_features=7"]
+        assert main(["pretrain", "--data", data, "--tokenizer", str(chain / "tok"),
+                     "-o", str(tmp_path / name), "--preset", "quick", "--seed", "1",
+                     *over]) == 0
+    model = load_pretrained(str(tmp_path / "from_jets" / "model"))
+    assert model.backbone.code_table.shape[0] == model.backbone.cfg.vocab_size
+    # residual rows are 0 (the start and stop rows too)
+    k = model.codebook_size
+    assert not model.backbone.code_table[k + 1:].any()
+    jets = sample(str(tmp_path / "from_jets"), 40, seed=3, progress=False)
+    assert len(jets) == 40 and jets.n_constituents.min() >= 3
+
+
+def test_residual_codes_added_to_a_trained_tokenizer(chain, tmp_path):
+    plain = tmp_path / "plain"
+    assert main(["tokenizer", "train", "--data", str(AOJ_MINI), "-o", str(plain),
+                 "--preset", "quick", "--seed", "1"]) == 0
+    out = api.add_residual_codes(str(plain), [str(AOJ_MINI)], str(tmp_path / "res"),
+                                 residual_codes=16, residual_leading=4, seed=1)
+    base, res = load_pretrained(str(plain)), load_pretrained(out)
+    sd_b, sd_r = base.tokenizer.state_dict(), res.tokenizer.state_dict()
+    assert set(sd_r) - set(sd_b) == {"residual_codebook"}
+    assert all(torch.equal(sd_b[k], sd_r[k]) for k in sd_b)
+    # the same VQ-VAE and the same fit as a tokenizer trained with the residual codes
+    trained = load_pretrained(str(chain / "tok")).tokenizer
+    assert torch.equal(trained.residual_codebook, res.tokenizer.residual_codebook)
+    feats, mask = base.preprocessing.forward(read_jets(AOJ_MINI))
+    c_plain = base.tokenizer.encode_arrays(feats, mask)
+    c_res = res.tokenizer.encode_arrays(feats, mask)
+    assert np.array_equal(np.where(mask, c_res % base.codebook_size, -1), c_plain)
+    err = (res.tokenizer.decode_arrays(c_res, mask) - feats)[:, :4][mask[:, :4]]
+    err0 = (base.tokenizer.decode_arrays(c_plain, mask) - feats)[:, :4][mask[:, :4]]
+    assert (err ** 2).mean() < (err0 ** 2).mean()
