@@ -159,3 +159,38 @@ def test_resume_after_crash_equals_uninterrupted_run(trained, tmp_path):
     assert info["steps"] == ref_info["steps"] and info["epochs"] == ref_info["epochs"]
     for k, v in ref.state_dict().items():
         assert torch.equal(v, res.state_dict()[k]), k  # bit for bit (exact resume)
+
+
+def test_a_finished_training_is_not_resumed(trained, tmp_path):
+    """Run again with the same settings, a training that ended (here early-stopped, its
+    last.ckpt epochs before the end) loads its best weights and trains nothing; other settings
+    (more epochs) resume it."""
+    from jetfm.io.tokens import codes_to_sequences
+    from jetfm.train.data import SequenceDataset, make_loaders
+    from jetfm.train.modules import FINISHED, BackboneModule, fit
+
+    m = load_pretrained(str(trained / "tok"))
+    codes, mask = m.tokenizer.encode(read_jets(AOJ_MINI))
+    seqs = codes_to_sequences(codes, mask, m.codebook_size)
+
+    def run(over, folder="run"):
+        cfg = load_omnijet_config("quick", over)
+        dl = make_loaders(SequenceDataset, (seqs,), 0.1, 16, seed=5)
+        torch.manual_seed(5)
+        mod = BackboneModule(cfg.backbone, cfg.pretraining)
+        return mod, fit(mod, dl[0], dl[1], str(tmp_path / folder), 5, progress=False)
+
+    # lr 0.3: the validation loss soon stops improving, so early stopping ends the run
+    over = ["pretraining.max_epochs=12", "pretraining.patience=1", "pretraining.lr=0.3"]
+    first, info = run(over)
+    assert info["epochs"] < 12 and (tmp_path / "run" / "checkpoints" / FINISHED).is_file()
+    rows = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text()
+    again, info2 = run(over)
+    assert info2 == info
+    assert (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text() == rows
+    for k, v in first.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    # other settings (one more epoch): trained on from the last checkpoint
+    _, info3 = run(["pretraining.max_epochs=2", "pretraining.patience=0"], "more")
+    _, info4 = run(["pretraining.max_epochs=3", "pretraining.patience=0"], "more")
+    assert info4["resumed_from"] and info4["steps"] > info3["steps"]

@@ -20,7 +20,9 @@ Exact signatures::
 ``out`` is a run folder: ``config.yaml`` (resolved config), ``checkpoints/`` (``last.ckpt``,
 ``best.ckpt``), ``logs/version_N/metrics.csv``, ``tensorboard/`` and ``model/``, the exported
 model whose path every training function returns. A second call with the same ``out`` resumes
-from the last checkpoint (``resume=False`` starts afresh).
+from the last checkpoint (``resume=False`` starts afresh); after a training that ended, with the
+same training settings, it loads the best weights and trains nothing
+(``checkpoints/finished.json``).
 
 Data larger than memory stream from the files (``streaming=True``, or automatically when the
 jets would take more than ``memory_budget_gb``, default a quarter of the machine's memory):
@@ -272,19 +274,9 @@ def add_residual_codes(tokenizer_dir: str, data: Sequence[str], out: str,
     """A trained tokenizer plus a residual codebook (``tokenizer.residual_codes``, fitted to the
     jets ``data`` or ``jets``), exported to ``out/model``; returns that folder. The VQ-VAE is
     unchanged. A backbone of ``tokenizer_dir`` is not carried over: its vocabulary grows."""
-    from jetfm.config import validate
-    from jetfm.omnijet.tokenizer import VQVAETokenizer
-
     base = load_pretrained(tokenizer_dir)
-    tcfg = dataclasses.replace(base.config.tokenizer, residual_codes=residual_codes,
-                               residual_leading=residual_leading)
-    validate(tcfg, "tokenizer.")
-    cfg = dataclasses.replace(base.config, tokenizer=tcfg).resolved()
-    tok = VQVAETokenizer(tcfg, base.preprocessing)
-    missing, unexpected = tok.load_state_dict(base.tokenizer.state_dict(), strict=False)
-    if unexpected or set(missing) != {"residual_codebook"}:
-        raise InputError(f"cannot carry the tokenizer over (missing {missing}, unexpected "
-                         f"{unexpected})", tokenizer_dir)
+    tok = base.tokenizer.with_residual_codes(residual_codes, residual_leading)
+    cfg = dataclasses.replace(base.config, tokenizer=tok.cfg).resolved()
     spec = _data_spec(data, jets, max_jets, False, None, None, None)
     prov = dict(base.provenance.get("tokenizer", {}))
     prov["residual_codes"] = _fit_residuals(tok, spec, base.preprocessing, seed)

@@ -219,6 +219,11 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     tc = module.tc
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt_dir = os.path.join(run_dir, "checkpoints")
+    done = _finished(ckpt_dir, tc) if resume else None
+    if done is not None:  # the same training ran to its end: its best weights, nothing retrained
+        module.load_state_dict(torch.load(done["checkpoint"], map_location="cpu",
+                                          weights_only=True)["state_dict"])
+        return done
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                            save_top_k=1, save_last=True, enable_version_counter=False)
@@ -252,6 +257,49 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     score = best.best_model_score
-    return {"checkpoint": path, "best_val_loss": None if score is None else float(score),
+    info = {"checkpoint": path, "best_val_loss": None if score is None else float(score),
             "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step),
             "resumed_from": ckpt, "global_rank": int(trainer.global_rank)}
+    if trainer.global_rank == 0 and path and os.path.exists(path):
+        _mark_finished(ckpt_dir, tc, info)
+    return info
+
+
+#: written into ``checkpoints/`` when a training ends (early stopping or its last epoch or step)
+FINISHED = "finished.json"
+
+
+def _mark_finished(ckpt_dir: str, tc: TrainConfig, info: dict) -> None:
+    """Record that the training of ``tc`` ended, with what :func:`fit` returned: a second call
+    with the same settings then loads the best weights instead of resuming from ``last.ckpt``
+    (written only when the validation loss improved: an early-stopped run's last one is its
+    best, epochs before its end)."""
+    import dataclasses
+    import json
+
+    from jetfm.io.output import atomic_output
+
+    with atomic_output(os.path.join(ckpt_dir, FINISHED)) as tmp, open(tmp, "w") as fh:
+        json.dump({"training": dataclasses.asdict(tc), "info": info}, fh, default=str)
+
+
+def _finished(ckpt_dir: str, tc: TrainConfig) -> dict | None:
+    """What a finished training of the same settings in ``ckpt_dir`` returned, or None."""
+    import dataclasses
+    import json
+
+    path = os.path.join(ckpt_dir, FINISHED)
+    try:
+        with open(path) as fh:
+            rec = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    info = rec.get("info", {})
+    same = rec.get("training") == json.loads(json.dumps(dataclasses.asdict(tc), default=str))
+    # the checkpoint by its name in this folder: the run folder may have moved
+    best = os.path.join(ckpt_dir, os.path.basename(str(info.get("checkpoint") or "")))
+    newest = latest_checkpoint(ckpt_dir)
+    if not same or not os.path.isfile(best) or (
+            newest and os.path.getmtime(newest) > os.path.getmtime(path)):
+        return None
+    return {**info, "checkpoint": best}
