@@ -212,3 +212,22 @@ def test_continuation_refuses_a_model_without_backbone(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and tok_only in lines[0] and "no backbone" in lines[0]
+
+
+def test_residual_codes_benchmark(quick_model):
+    """benchmarks/residual_codes.py tokenizer: residual codes fitted to real AOJ jets shrink the
+    leading constituents' error; its raw row is the jets' own observables."""
+    from tests.conftest import AOJ_MINI
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "residual_codes.py"),
+                        "tokenizer", "--model", quick_model, "--fit", str(AOJ_MINI),
+                        "--jets", str(AOJ_MINI), "--n", "80", "--grid", "4:16,4:64",
+                        "--rms-leading", "4"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])["rows"]
+    plain = np.array(rows["tokenized, no residual codes"]["rms"])
+    r16 = np.array(rows["residual codes: 16 for the 4 leading"]["rms"])
+    r64 = np.array(rows["residual codes: 64 for the 4 leading"]["rms"])
+    assert (r64 < r16).all() and (r16 < plain).all() and rows["raw"]["rms"] == [0, 0, 0]

@@ -1,5 +1,11 @@
 """A tokenizer with residual codes through the whole chain (quick preset, real files): trained
 with them or given them afterwards, token files, pre-training, sampling."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +17,7 @@ from jetfm.omnijet.model import load_pretrained, sample
 from jetfm.train import api
 from tests.conftest import AOJ_MINI
 
+ROOT = Path(__file__).resolve().parents[2]
 RES = ["--set", "tokenizer.residual_codes=16", "--set", "tokenizer.residual_leading=4"]
 
 
@@ -59,6 +66,18 @@ def test_token_files_pretraining_and_sampling(chain, tmp_path):
     assert not model.backbone.code_table[k + 1:].any()
     jets = sample(str(tmp_path / "from_jets"), 40, seed=3, progress=False)
     assert len(jets) == 40 and jets.n_constituents.min() >= 3
+    # benchmarks/residual_codes.py backbone: the cross-entropy of both kinds of places
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "residual_codes.py"),
+                        "backbone", "--model", str(tmp_path / "from_jets"), "--jets",
+                        str(AOJ_MINI), "--n", "60", "--n-generated", "30"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert 0 < res["value"] < 2 * np.log(16) and set(res["cross_entropy"]) == {
+        "code or stop", "residual"}
+    assert set(res["rows"]) == {"held-out jets", "generated, residual codes sampled",
+                                "generated, residual codes dropped"}
 
 
 def test_residual_codes_added_to_a_trained_tokenizer(chain, tmp_path):
@@ -78,6 +97,14 @@ def test_residual_codes_added_to_a_trained_tokenizer(chain, tmp_path):
     c_plain = base.tokenizer.encode_arrays(feats, mask)
     c_res = res.tokenizer.encode_arrays(feats, mask)
     assert np.array_equal(np.where(mask, c_res % base.codebook_size, -1), c_plain)
+    # the command does the same
+    assert main(["tokenizer", "residuals", "--model", str(plain), "--data", str(AOJ_MINI),
+                 "-o", str(tmp_path / "res_cli"), "--codes", "16", "--leading", "4",
+                 "--seed", "1"]) == 0
+    cli = load_pretrained(str(tmp_path / "res_cli"))
+    assert torch.equal(cli.tokenizer.residual_codebook, res.tokenizer.residual_codebook)
+    # a tokenizer of a model with a backbone: the backbone is not carried over
+    assert cli.backbone is None
     err = (res.tokenizer.decode_arrays(c_res, mask) - feats)[:, :4][mask[:, :4]]
     err0 = (base.tokenizer.decode_arrays(c_plain, mask) - feats)[:, :4][mask[:, :4]]
     assert (err ** 2).mean() < (err0 ** 2).mean()

@@ -11,7 +11,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jetfm.config import ConfigValueError, check_choice, check_range, from_dict, load_config
+from jetfm.config import (
+    ConfigValueError,
+    check_choice,
+    check_range,
+    from_dict,
+    load_config,
+    validate,
+)
 from jetfm.errors import InputError
 from jetfm.omnijet.backbone import BackboneConfig
 from jetfm.omnijet.tokenizer import TokenizerConfig
@@ -192,6 +199,7 @@ class OmniJetConfig:
         bb = dataclasses.replace(self.backbone, vocab_size=k + t.residual_codes + 2,
                                  max_len=self.preprocessing.n_max + 2 + lead,
                                  residual_codes=t.residual_codes, residual_leading=lead)
+        validate(bb, "backbone.")  # the derived sizes with the backbone's own settings
         if self.sampling.max_new > self.preprocessing.n_max + lead:
             raise InputError(f"sampling.max_new {self.sampling.max_new} exceeds "
                              f"preprocessing.n_max {self.preprocessing.n_max}"

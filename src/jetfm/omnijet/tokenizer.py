@@ -12,6 +12,7 @@ Feature tensors are ``(B, P, 3)`` float32 in the preprocessed space of
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetfm.config import ConfigValueError, check_model_size, check_range
+from jetfm.config import ConfigValueError, check_model_size, check_range, validate
 from jetfm.jets import Jets
 from jetfm.omnijet.quantizer import QuantizerConfig, VectorQuantizer
 from jetfm.physics.features import Preprocessing
@@ -231,6 +232,21 @@ class VQVAETokenizer(nn.Module):
         has = r >= 0
         out[has] += self.residual_codebook[r[has]].to(out.dtype)
         return out
+
+    def with_residual_codes(self, residual_codes: int, residual_leading: int) -> VQVAETokenizer:
+        """A copy of this tokenizer (the same VQ-VAE weights) with an empty residual codebook of
+        ``residual_codes`` vectors for the ``residual_leading`` leading constituents, to fit with
+        :meth:`fit_residual_codebook`."""
+        cfg = dataclasses.replace(self.cfg, residual_codes=residual_codes,
+                                  residual_leading=residual_leading)
+        validate(cfg, "tokenizer.")
+        tok = VQVAETokenizer(cfg, self.preprocessing)
+        state = {k: v for k, v in self.state_dict().items() if k != "residual_codebook"}
+        missing, unexpected = tok.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"residual_codebook"}:
+            raise ValueError(f"cannot copy the tokenizer (missing {missing}, unexpected "
+                             f"{unexpected})")
+        return tok.train(self.training)
 
     @torch.no_grad()
     def fit_residual_codebook(self, feats: np.ndarray, mask: np.ndarray, seed: int = 0,
