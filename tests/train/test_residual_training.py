@@ -15,7 +15,7 @@ from jetfm.io import read_jets
 from jetfm.io.tokens import read_tokens, split_codes
 from jetfm.omnijet.model import load_pretrained, sample
 from jetfm.train import api
-from tests.conftest import AOJ_MINI
+from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
 RES = ["--set", "tokenizer.residual_codes=16", "--set", "tokenizer.residual_leading=4"]
@@ -78,6 +78,15 @@ def test_token_files_pretraining_and_sampling(chain, tmp_path):
         "code or stop", "residual"}
     assert set(res["rows"]) == {"held-out jets", "generated, residual codes sampled",
                                 "generated, residual codes dropped"}
+    # classification: both arms read the interleaved sequences (pre-trained and from scratch)
+    for arm in ([], ["--from-scratch"]):
+        out = tmp_path / ("clf" + "".join(arm))
+        assert main(["classify", "train", "--from", str(tmp_path / "from_jets"), "--data",
+                     str(JETCLASS2_ROOT), "--only", "QCD", "--others", "resonance", "-o",
+                     str(out), "--preset", "quick", "--seed", "2", *arm]) == 0
+        assert main(["classify", "predict", "--model", str(out), "--data", str(JETCLASS2_ROOT),
+                     "-o", str(out / "p.csv")]) == 0
+        assert (out / "p.csv").stat().st_size > 0
 
 
 def test_residual_codes_added_to_a_trained_tokenizer(chain, tmp_path):
