@@ -231,3 +231,23 @@ def test_residual_codes_benchmark(quick_model):
     r16 = np.array(rows["residual codes: 16 for the 4 leading"]["rms"])
     r64 = np.array(rows["residual codes: 64 for the 4 leading"]["rms"])
     assert (r64 < r16).all() and (r16 < plain).all() and rows["raw"]["rms"] == [0, 0, 0]
+
+
+def test_fidelity_refuses_a_data_folder_with_too_few_jets(tmp_path):
+    """A --data folder simulated for a smaller chain: one line naming the file, exit 2, nothing
+    trained (the files are real: the AOJ and JetClass-II samples)."""
+    from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "aoj_like.h5").symlink_to(AOJ_MINI)
+    (data / "top.root").symlink_to(JETCLASS2_ROOT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--data",
+                        str(data), "--out", str(tmp_path / "out"), "--n-pretrain", "10",
+                        "--n-top", "100000"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "top.root" in lines[0] and "needs 100000" in lines[0]
+    assert not any((tmp_path / "out").glob("tokenizer_*"))
