@@ -159,9 +159,12 @@ def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held: dic
     pre_dir = os.path.join(args.out, "pretrain_" + _key(preset, pre_over, tok_dir, args.seed,
                                                          args.n_pretrain))
     c0, w0 = _cpu(), time.perf_counter()
-    aoj = read_jets(paths["aoj"], stop=args.n_pretrain)
-    pre_model = api.pretrain([], pre_dir, tok_dir, preset=preset, overrides=pre_over,
-                             seed=args.seed, jets=aoj, progress=False)
+    if args.pretrained:  # given: its backbone and tokenizer, nothing pre-trained here
+        pre_dir = pre_model = args.pretrained
+    else:
+        aoj = read_jets(paths["aoj"], stop=args.n_pretrain)
+        pre_model = api.pretrain([], pre_dir, tok_dir, preset=preset, overrides=pre_over,
+                                 seed=args.seed, jets=aoj, progress=False)
     cpu["pretrain"], wall = _cpu() - c0, {"pretrain": time.perf_counter() - w0}
     d = int(spec.get("d", args.d))
     ft_dir = os.path.join(args.out, "finetune_" + _key(pre_dir, ft_over, d, args.seed))
@@ -228,6 +231,8 @@ def main(argv=None) -> int:
                          "configurations (an option given too overrides it)")
     ap.add_argument("--data", help="folder with aoj_like.h5 and top.root (simulated if missing)")
     ap.add_argument("--tokenizer", help="a trained tokenizer (model folder); trained if absent")
+    ap.add_argument("--pretrained", help="a pre-trained model (folder) to fine-tune instead of "
+                                         "pre-training one; its tokenizer is used")
     ap.add_argument("--out", default="runs/fidelity", help="cache folder of the trained models")
     ap.add_argument("--configs", help="comma-separated names of CONFIGS (default: all)")
     ap.add_argument("--preset", default=None, help="model preset (default small; quick: quick)")
@@ -277,8 +282,12 @@ def main(argv=None) -> int:
     data = ensure_data(args.data or os.path.join(args.out, "data"), args.n_pretrain, args.n_top,
                        args.seed, args.workers)
     paths = data["paths"]
-    tok_dir = args.tokenizer
+    tok_dir = args.pretrained or args.tokenizer
     tok_cpu = 0.0
+    if args.pretrained and (args.tokenizer or args.residual_codes):
+        print("fidelity.py: --pretrained brings its own tokenizer: not with --tokenizer or "
+              "--residual-codes", file=sys.stderr)
+        return 2
     if tok_dir is None:
         tok_dir = os.path.join(args.out, "tokenizer_" + _key(preset, args.tok_set, args.seed,
                                                              args.n_pretrain))

@@ -156,3 +156,32 @@ def test_fitted_residual_codebook_refines_the_leading_constituents_of_real_jets(
     book = tok.residual_codebook.clone()
     tok.fit_residual_codebook(feats, mask, seed=0)
     assert torch.equal(book, tok.residual_codebook)
+
+
+def test_a_backbone_without_residual_codes_carried_over():
+    """with_residual_tokens: the start, code and stop rows keep their weights (the stop row
+    moved to the end), everything else is the same, so from the start token the new backbone
+    gives the old logits to every code and the stop."""
+    from jetfm.omnijet.backbone import with_residual_tokens
+
+    torch.manual_seed(0)
+    old_cfg = BackboneConfig(vocab_size=C + 2, dim=16, heads=2, ff_dim=32, n_blocks=1,
+                             max_len=12, code_features=3, fourier_features=4)
+    old = JetGPT(old_cfg).eval()
+    old.code_table.normal_()
+    old.code_table[0] = 0
+    old.code_table[-1] = 0
+    cfg = BackboneConfig(vocab_size=C + R + 2, dim=16, heads=2, ff_dim=32, n_blocks=1,
+                         max_len=12 + K, code_features=3, fourier_features=4,
+                         residual_codes=R, residual_leading=K)
+    new = with_residual_tokens(old, cfg)
+    assert torch.equal(new.embed.weight[:C + 1], old.embed.weight[:C + 1])
+    assert torch.equal(new.embed.weight[-1], old.embed.weight[-1])
+    assert torch.equal(new.head.bias[-1], old.head.bias[-1])
+    assert not new.code_table[C + 1:].any()
+    start = torch.zeros(1, 1, dtype=torch.long)
+    keep = torch.cat([torch.arange(1, C + 1), torch.tensor([C + R + 1])])
+    with torch.no_grad():
+        assert torch.allclose(new(start)[0, 0, keep], old(start)[0, 0, 1:], atol=1e-6)
+    with pytest.raises(ValueError):
+        with_residual_tokens(new, cfg)  # it has residual codes already

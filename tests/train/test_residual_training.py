@@ -117,3 +117,22 @@ def test_residual_codes_added_to_a_trained_tokenizer(chain, tmp_path):
     err = (res.tokenizer.decode_arrays(c_res, mask) - feats)[:, :4][mask[:, :4]]
     err0 = (base.tokenizer.decode_arrays(c_plain, mask) - feats)[:, :4][mask[:, :4]]
     assert (err ** 2).mean() < (err0 ** 2).mean()
+
+
+def test_a_pretrained_backbone_given_residual_codes_fine_tunes_and_samples(quick_model,
+                                                                            tmp_path, capsys):
+    """jetfm tokenizer residuals on a model with a backbone: the backbone comes along with its
+    vocabulary grown, then fine-tunes and samples."""
+    out = tmp_path / "res"
+    assert main(["tokenizer", "residuals", "--model", quick_model, "--data", str(AOJ_MINI),
+                 "-o", str(out), "--codes", "8", "--leading", "3"]) == 0
+    assert "tokenizer and backbone" in capsys.readouterr().out
+    base, res = load_pretrained(quick_model), load_pretrained(str(out))
+    k = base.codebook_size
+    assert res.backbone.cfg.vocab_size == k + 8 + 2 == res.backbone.embed.weight.shape[0]
+    assert torch.equal(res.backbone.embed.weight[-1], base.backbone.embed.weight[-1])
+    assert main(["finetune", "--from", str(out), "--data", str(AOJ_MINI), "-o",
+                 str(tmp_path / "ft"), "--preset", "quick", "--set",
+                 "finetuning.max_epochs=1"]) == 0
+    jets = sample(str(tmp_path / "ft"), 20, seed=1, progress=False)
+    assert len(jets) == 20

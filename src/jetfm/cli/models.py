@@ -375,17 +375,15 @@ def cmd_tokenizer_residuals(args) -> int:
     refuse_overwrite(args.out, args.data, folders=[args.model], option="-o output folder")
     d = add_residual_codes(args.model, args.data, args.out, args.codes, args.leading, args.seed,
                            args.max_jets)
-    info = _residual_info(d)
-    print(f"{args.codes} residual codes for the {args.leading} leading constituents: rms error "
-          f"of their features {_fmt(info['rms_before'])} -> {_fmt(info['rms_after'])}")
-    print(f"tokenizer -> {d}")
-    return 0
-
-
-def _residual_info(model_dir: str) -> dict:
     from jetfm.omnijet.model import load_pretrained
 
-    return load_pretrained(model_dir).provenance["tokenizer"]["residual_codes"]
+    model = load_pretrained(d)
+    info = model.provenance["tokenizer"]["residual_codes"]
+    print(f"{args.codes} residual codes for the {args.leading} leading constituents: rms error "
+          f"of their features {_fmt(info['rms_before'])} -> {_fmt(info['rms_after'])}")
+    print(("model (tokenizer and backbone, to fine-tune)" if model.backbone is not None
+           else "tokenizer") + f" -> {d}")
+    return 0
 
 
 def _fmt(values) -> str:

@@ -485,6 +485,37 @@ class SamplerState:
                               for x in (self.keys, self.kern, self.code)))
 
 
+def with_residual_tokens(model: JetGPT, cfg: BackboneConfig) -> JetGPT:
+    """A backbone of ``cfg`` (``model``'s settings with a tokenizer's residual codes: R more
+    tokens before the stop) holding ``model``'s weights: the rows of the start token and the
+    codes as they are, the stop token's row moved to the end; the new tokens' rows of the
+    embedding and the output layer start fresh (their code-table rows at 0). For fine-tuning a
+    backbone pre-trained without residual codes on a tokenizer given them afterwards."""
+    old = model.cfg
+    grow = cfg.vocab_size - old.vocab_size
+    if old.residual_codes or grow != cfg.residual_codes or grow <= 0:
+        raise ValueError(f"a backbone of {old.vocab_size} tokens and "
+                         f"{old.residual_codes} residual codes does not become one of "
+                         f"{cfg.vocab_size} tokens and {cfg.residual_codes}")
+    new = JetGPT(cfg)
+    state = new.state_dict()
+    for key, value in model.state_dict().items():
+        if key not in state:
+            raise ValueError(f"the new backbone has no '{key}'")
+        into = state[key]
+        if into.shape == value.shape:
+            state[key] = value.clone()
+        elif into.shape[1:] == value.shape[1:] and into.shape[0] == cfg.vocab_size:
+            into = into.clone()
+            into[:old.vocab_size - 1] = value[:-1]  # start and codes
+            into[-1] = value[-1]  # the stop token
+            state[key] = into
+        else:
+            raise ValueError(f"'{key}': {tuple(value.shape)} does not fit {tuple(into.shape)}")
+    new.load_state_dict(state)
+    return new.train(model.training)
+
+
 #: range of the magnitudes of the Fourier frequencies, per standardised unit of the code table's
 #: angles (one unit is about 0.8 in the preprocessed units, 0.27 rad): kernels from about 0.02
 #: rad (the spread of a prong's constituents) to 0.3 rad (the distance between prongs)

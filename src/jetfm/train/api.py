@@ -273,7 +273,9 @@ def add_residual_codes(tokenizer_dir: str, data: Sequence[str], out: str,
                        max_jets: int | None = None, jets: Jets | None = None) -> str:
     """A trained tokenizer plus a residual codebook (``tokenizer.residual_codes``, fitted to the
     jets ``data`` or ``jets``), exported to ``out/model``; returns that folder. The VQ-VAE is
-    unchanged. A backbone of ``tokenizer_dir`` is not carried over: its vocabulary grows."""
+    unchanged. A backbone of ``tokenizer_dir`` comes along with its vocabulary grown
+    (:func:`jetfm.omnijet.backbone.with_residual_tokens`: the new tokens' rows fresh), to be
+    fine-tuned; a classifier does not."""
     base = load_pretrained(tokenizer_dir)
     tok = base.tokenizer.with_residual_codes(residual_codes, residual_leading)
     cfg = dataclasses.replace(base.config, tokenizer=tok.cfg).resolved()
@@ -281,9 +283,16 @@ def add_residual_codes(tokenizer_dir: str, data: Sequence[str], out: str,
     prov = dict(base.provenance.get("tokenizer", {}))
     prov["residual_codes"] = _fit_residuals(tok, spec, base.preprocessing, seed)
     prov["residual_codes"]["from"] = os.path.abspath(tokenizer_dir)
+    backbone, prov_all = None, {"tokenizer": prov}
+    if base.backbone is not None:
+        from jetfm.omnijet.backbone import with_residual_tokens
+
+        backbone = with_residual_tokens(base.backbone, cfg.backbone).eval()
+        prov_all.update({k: v for k, v in base.provenance.items()
+                         if k in ("pretrain", "finetune", "scratch")})
     os.makedirs(out, exist_ok=True)
     save_config(cfg, out)
-    model = OmniJetModel(cfg, tokenizer=tok.eval(), provenance={"tokenizer": prov})
+    model = OmniJetModel(cfg, tokenizer=tok.eval(), backbone=backbone, provenance=prov_all)
     return model.save_pretrained(os.path.join(out, "model"))
 
 
