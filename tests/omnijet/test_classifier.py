@@ -186,7 +186,7 @@ def test_training_is_reproducible_and_resumes_from_its_checkpoint(labelled, tmp_
     b = train_classifier(base, lab, str(tmp_path / "b"), "pretrained", preset="quick", seed=4,
                          progress=False)
     np.testing.assert_array_equal(predict_proba(a, lab.seqs), predict_proba(b, lab.seqs))
-    # a finished run asked again resumes from its last checkpoint: no further steps
+    # a finished run asked again loads its best checkpoint: no further steps
     c = train_classifier(base, lab, str(tmp_path / "a"), "pretrained", preset="quick", seed=4,
                          progress=False)
     assert c.provenance["classification"]["resumed_from"]

@@ -259,7 +259,7 @@ def test_token_files_and_separate_validation_files(tokenizer, tmp_path, capsys, 
     capsys.readouterr()
     assert main(["pretrain", "--data", str(tmp_path / "other.h5"), "--tokenizer", tokenizer,
                  "-o", str(tmp_path / "r2"), "--preset", "quick"]) == 2
-    assert "codebook of 7 codes" in capsys.readouterr().err
+    assert "tokenizer with 7 codes, the model's tokenizer has 32" in capsys.readouterr().err
     assert main(["tokenizer", "train", "--data", str(tmp_path / "a.tok.h5"),
                  "-o", str(tmp_path / "r3"), "--preset", "quick"]) == 2
     assert "not on token files" in capsys.readouterr().err

@@ -186,7 +186,7 @@ def test_a_finished_training_is_not_resumed(trained, tmp_path):
     assert info["epochs"] < 12 and (tmp_path / "run" / "checkpoints" / FINISHED).is_file()
     rows = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text()
     again, info2 = run(over)
-    assert info2 == info
+    assert info2 == {**info, "resumed_from": info["checkpoint"]}
     assert (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text() == rows
     for k, v in first.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k

@@ -220,7 +220,7 @@ def fit(module: _Module, train_loader, val_loader, run_dir: str, seed: int,
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     done = _finished(ckpt_dir, tc) if resume else None
-    if done is not None:  # the same training ran to its end: its best weights, nothing retrained
+    if done is not None:  # the same training ran to its end: its best weights, nothing trained
         module.load_state_dict(torch.load(done["checkpoint"], map_location="cpu",
                                           weights_only=True)["state_dict"])
         return done
@@ -302,4 +302,5 @@ def _finished(ckpt_dir: str, tc: TrainConfig) -> dict | None:
     if not same or not os.path.isfile(best) or (
             newest and os.path.getmtime(newest) > os.path.getmtime(path)):
         return None
-    return {**info, "checkpoint": best}
+    # this call's weights come from that checkpoint
+    return {**info, "checkpoint": best, "resumed_from": best}
