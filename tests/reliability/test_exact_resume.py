@@ -182,20 +182,32 @@ def test_sigkilled_process_resumes_with_the_same_command(tmp_path):
 
     killed = start("killed")
     ckpt = out / "checkpoints" / "step.ckpt"
-    # killed once its step checkpoint reaches a random step among the first 15 of 69: a wait
-    # in seconds instead let a fast machine finish the whole run before the kill
+    # killed once its step checkpoint reaches a random step among the first 15 of 69. Each new
+    # checkpoint is read while the process is stopped (SIGSTOP), so reading it cannot race the
+    # training: a poll that read the file while training went on let a fast machine finish the
+    # whole run (model written) before the kill
     target = int(np.random.default_rng().integers(1, 16))
     deadline = time.monotonic() + 240
+    seen = None
     while killed.poll() is None and time.monotonic() < deadline:
-        if ckpt.exists():
-            try:
-                if _step_checkpoint(out)[0] >= target:
-                    break
-            except (OSError, RuntimeError, EOFError):  # caught while being replaced
-                pass
-        time.sleep(0.005)
+        try:
+            stamp = ckpt.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp is None or stamp == seen:
+            time.sleep(0.002)
+            continue
+        killed.send_signal(signal.SIGSTOP)
+        try:
+            step = _step_checkpoint(out)[0]
+        except (OSError, RuntimeError, EOFError):  # stopped within its rename: the next one
+            step = -1
+        seen = stamp
+        if step >= target:
+            break
+        killed.send_signal(signal.SIGCONT)
     assert killed.poll() is None, "the training ended before it could be killed"
-    killed.send_signal(signal.SIGKILL)
+    killed.send_signal(signal.SIGKILL)  # stopped: it has not moved since the checkpoint read
     assert killed.wait(30) == -signal.SIGKILL
     assert not (out / "model" / "config.json").exists()
     resume_step = _step_checkpoint(out)[0]
