@@ -341,14 +341,13 @@ class JetGPT(nn.Module):
             return self.head(h)
         return F.linear(h, self.output_weight() if weight is None else weight, self.head.bias)
 
-    def grammar(self, target_pos: torch.Tensor) -> torch.Tensor | None:
+    def grammar(self, target_pos: torch.Tensor) -> torch.Tensor:
         """With residual codes: the additive mask (..., vocab) (0 or -inf) of the tokens allowed
         at the given target positions (a position's index in the sequence, start = 0): the
         second token of each of the first ``residual_leading`` constituents (positions 2, 4, ..)
-        is a residual code, every other token a code or the stop. None without residual codes."""
+        is a residual code, every other token a code or the stop. Callers add it only when
+        ``cfg.residual_codes``: without them every position allows every token."""
         c = self.cfg
-        if not c.residual_codes:
-            return None
         first = c.vocab_size - 1 - c.residual_codes
         is_res = torch.zeros(c.vocab_size, dtype=torch.bool, device=target_pos.device)
         is_res[first:c.vocab_size - 1] = True
@@ -396,8 +395,9 @@ class JetGPT(nn.Module):
         """tokens (B, T) int64 in [0, vocab) -> logits (B, T, vocab) for the next token."""
         h = self.body(tokens)
         out = self.add_kernel_bias(self.logits(h), tokens, h)
-        g = self.grammar(torch.arange(1, tokens.shape[1] + 1, device=tokens.device))
-        return out if g is None else out + g
+        if self.cfg.residual_codes:
+            out = out + self.grammar(torch.arange(1, tokens.shape[1] + 1, device=tokens.device))
+        return out
 
     def loss(self, seqs: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over the real targets of ``seqs`` (B, L), -1 padded.
@@ -414,9 +414,8 @@ class JetGPT(nn.Module):
         h = self.body(inp)
         # in place: the head's backward does not need its output
         logits = self.add_kernel_bias(self.logits(h[valid]), inp, h, valid)
-        g = self.grammar(torch.nonzero(valid)[:, 1] + 1)
-        if g is not None:
-            logits = logits + g
+        if self.cfg.residual_codes:  # nonzero synchronises a GPU: only where it is needed
+            logits = logits + self.grammar(torch.nonzero(valid)[:, 1] + 1)
         return F.cross_entropy(logits, tgt[valid])
 
     def new_caches(self, batch: int, max_len: int, device=None, dtype=None):
@@ -459,9 +458,8 @@ class JetGPT(nn.Module):
         """The hidden state (B, dim) at position ``pos`` -> next-token logits (B, vocab), with
         the anchor kernels of the anchors recorded in ``state`` from ``kernel_from`` on."""
         out = self.logits(h, weight)
-        g = self.grammar(torch.tensor(pos + 1, device=h.device))
-        if g is not None:
-            out = out + g
+        if self.cfg.residual_codes:
+            out = out + self.grammar(torch.tensor(pos + 1, device=h.device))
         if not self.cfg.kernel_heads or pos < self.cfg.kernel_from:
             return out
         n = min(pos, self.cfg.kernel_anchors)
@@ -608,19 +606,16 @@ def tokens_to_codes(tokens: torch.Tensor, cfg: BackboneConfig
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated tokens (B, T) (start excluded) -> (codes (B, T), mask): :func:`cut_at_stop`,
     and with residual codes each residual token joined to the code before it (the combined
-    codes of :func:`jetfm.io.tokens.split_codes`), the codes moved to the front."""
-    codes, mask = cut_at_stop(tokens, cfg.stop_token)
+    codes of :func:`jetfm.io.tokens.split_codes`), the codes moved to the front, as
+    :func:`jetfm.io.tokens.sequences_to_codes` reads token files."""
     if not cfg.residual_codes:
-        return codes, mask
+        return cut_at_stop(tokens, cfg.stop_token)
+    from jetfm.io.tokens import sequences_to_codes
+
     k = cfg.vocab_size - 2 - cfg.residual_codes  # the tokenizer's codebook size
-    is_res = mask & (tokens > k)
-    is_code = mask & ~is_res
-    joins = is_res[:, 1:] & is_code[:, :-1]
-    codes = codes.clone()
-    codes[:, :-1] += torch.where(joins, k * (tokens[:, 1:] - k), 0)
-    order = torch.sort((~is_code).to(torch.int8), dim=1, stable=True).indices
-    codes = torch.where(is_code, codes, -1).gather(1, order)
-    return codes, is_code.gather(1, order)
+    codes, mask = sequences_to_codes(tokens.cpu().numpy(), k, residual_codes=cfg.residual_codes)
+    return (torch.from_numpy(codes).to(tokens.device),
+            torch.from_numpy(mask).to(tokens.device))
 
 
 @dataclass

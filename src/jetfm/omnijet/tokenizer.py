@@ -200,13 +200,15 @@ class VQVAETokenizer(nn.Module):
             return ((1 + lam * n * share) / (1 + lam)).unsqueeze(-1)
 
     @torch.no_grad()
-    def encode_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_features(self, x: torch.Tensor, mask: torch.Tensor,
+                        residual: bool = True) -> torch.Tensor:
         """(B, P, 3), (B, P) -> codes (B, P) int64, -1 on padding; with residual codes the
-        combined ones (:func:`jetfm.io.tokens.split_codes`) for the leading constituents."""
+        combined ones (:func:`jetfm.io.tokens.split_codes`) for the leading constituents
+        (``residual=False``: the VQ-VAE's codes alone)."""
         z = self.encoder(x, mask)
         codes = torch.full(mask.shape, -1, dtype=torch.long, device=x.device)
         codes[mask] = self.quantizer.quantize(z[mask])
-        if not self.cfg.residual_codes:
+        if not (residual and self.cfg.residual_codes):
             return codes
         lead = self._leading(mask)
         resid = (x - self.decoder(self.quantizer.lookup(codes), mask))[lead]
@@ -260,11 +262,9 @@ class VQVAETokenizer(nn.Module):
         if not r_codes:
             raise ValueError("the tokenizer has no residual codes (tokenizer.residual_codes = 0)")
         mask = np.asarray(mask, bool)
-        self.residual_codebook.zero_()
-        codes = self.encode_arrays(feats, mask) % self.codebook_size
-        dec = self.decode_arrays(codes, mask)
-        lead = mask.copy()
-        lead[:, self.cfg.residual_leading:] = False
+        codes = self.encode_arrays(feats, mask, residual=False)
+        dec = self.decode_arrays(codes, mask)  # plain codes: no residual vector added
+        lead = self._leading(torch.as_tensor(mask)).numpy()
         pts = torch.as_tensor(np.asarray(feats, np.float32)[lead] - dec[lead])
         if len(pts) == 0:
             raise ValueError("no constituents to fit the residual codebook to")
@@ -298,9 +298,10 @@ class VQVAETokenizer(nn.Module):
         feats, mask = self.preprocessing.forward(jets)
         return self.encode_arrays(feats, mask, batch_size), mask
 
-    def encode_arrays(self, feats: np.ndarray, mask: np.ndarray,
-                      batch_size: int = 256) -> np.ndarray:
-        """Preprocessed features (N, P, 3) and mask (N, P) -> codes (N, P) int64."""
+    def encode_arrays(self, feats: np.ndarray, mask: np.ndarray, batch_size: int = 256, *,
+                      residual: bool = True) -> np.ndarray:
+        """Preprocessed features (N, P, 3) and mask (N, P) -> codes (N, P) int64
+        (:meth:`encode_features`)."""
         was = self.training
         self.eval()
         dev = self._device()
@@ -310,7 +311,7 @@ class VQVAETokenizer(nn.Module):
                 m = mask[lo:lo + batch_size]
                 p = max(1, int(m.sum(1).max())) if len(m) else 1  # trim trailing padding
                 x = torch.as_tensor(feats[lo:lo + batch_size, :p], device=dev)
-                c = self.encode_features(x, torch.as_tensor(m[:, :p], device=dev))
+                c = self.encode_features(x, torch.as_tensor(m[:, :p], device=dev), residual)
                 out[lo:lo + batch_size, :p] = c.cpu().numpy()
         finally:
             self.train(was)

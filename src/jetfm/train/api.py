@@ -106,6 +106,14 @@ def _features(spec: DataSpec, prep, progress: bool):
     return load_features(spec.data, prep, spec.max_jets, progress=progress)
 
 
+def _first_features(spec: DataSpec, prep, cap: int):
+    """The preprocessed features ``(feats, mask)`` of the spec's first ``cap`` training jets
+    (fewer with its ``max_jets``)."""
+    n = cap if spec.max_jets is None else min(spec.max_jets, cap)
+    feats, mask, _ = _features(dataclasses.replace(spec, max_jets=n), prep, progress=False)
+    return feats, mask
+
+
 def _loaders(stage: str, spec: DataSpec, prep, tc: TrainConfig, seed: int, progress: bool,
              tokenizer=None) -> Loaders:
     """The training and validation loaders of one stage, in memory or streamed (see
@@ -260,8 +268,7 @@ RESIDUAL_JETS = 20_000
 def _fit_residuals(tok, data: DataSpec, prep, seed: int) -> dict:
     """Fit ``tok``'s residual codebook (:meth:`VQVAETokenizer.fit_residual_codebook`) to the
     first :data:`RESIDUAL_JETS` training jets; returns what it measured."""
-    n = RESIDUAL_JETS if data.max_jets is None else min(data.max_jets, RESIDUAL_JETS)
-    feats, mask, _ = _features(dataclasses.replace(data, max_jets=n), prep, progress=False)
+    feats, mask = _first_features(data, prep, RESIDUAL_JETS)
     tok.to("cpu", torch.float32)
     info = tok.fit_residual_codebook(feats, mask, seed=seed)
     info["n_jets"] = int(len(mask))
@@ -357,8 +364,7 @@ def _code_table(tok, data: DataSpec, prep) -> np.ndarray:
                                  for f in hdf5_files(expand_data(data.data)) or []):
         raise InputError("a backbone with code features (backbone.code_features > 0) is first "
                          "trained on jets (AOJ or JetClass files), not on token files")
-    n = CODE_TABLE_JETS if data.max_jets is None else min(data.max_jets, CODE_TABLE_JETS)
-    feats, mask, _ = _features(dataclasses.replace(data, max_jets=n), prep, progress=False)
+    feats, mask = _first_features(data, prep, CODE_TABLE_JETS)
     return code_table(tok.encode_arrays(feats, mask), feats, mask, tok.latent_codebook(),
                       tok.residual_codes)
 
