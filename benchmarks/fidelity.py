@@ -265,6 +265,10 @@ def main(argv=None) -> int:
     preset = args.preset or ("quick" if args.quick else "small")
     configs = QUICK if args.quick else CONFIGS
     names = args.configs.split(",") if args.configs else list(configs)
+    if args.pretrained and (args.tokenizer or args.residual_codes):
+        print("fidelity.py: --pretrained brings its own tokenizer: not with --tokenizer or "
+              "--residual-codes", file=sys.stderr)
+        return 2
     unknown = [n for n in names if n not in configs]
     if unknown:
         print(f"fidelity.py: unknown configurations {unknown}; known: {list(configs)}",
@@ -284,10 +288,6 @@ def main(argv=None) -> int:
     paths = data["paths"]
     tok_dir = args.pretrained or args.tokenizer
     tok_cpu = 0.0
-    if args.pretrained and (args.tokenizer or args.residual_codes):
-        print("fidelity.py: --pretrained brings its own tokenizer: not with --tokenizer or "
-              "--residual-codes", file=sys.stderr)
-        return 2
     if tok_dir is None:
         tok_dir = os.path.join(args.out, "tokenizer_" + _key(preset, args.tok_set, args.seed,
                                                              args.n_pretrain))

@@ -251,3 +251,15 @@ def test_fidelity_refuses_a_data_folder_with_too_few_jets(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "top.root" in lines[0] and "needs 100000" in lines[0]
     assert not any((tmp_path / "out").glob("tokenizer_*"))
+
+
+def test_fidelity_refuses_a_tokenizer_beside_a_pretrained_model(tmp_path):
+    """--pretrained brings its own tokenizer: another one beside it is one line, exit 2."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--quick",
+                        "--out", str(tmp_path / "out"), "--pretrained", "some/model",
+                        "--tokenizer", "other/model"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--pretrained brings its own tokenizer" in lines[0]
