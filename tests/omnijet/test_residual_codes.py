@@ -102,9 +102,12 @@ def test_grammar_allows_residual_tokens_exactly_in_their_places():
         assert torch.equal(allowed, want), pos
 
 
-def test_loss_is_the_grammar_masked_cross_entropy_and_samplers_agree():
-    m = _model(code_features=3)
+@pytest.mark.parametrize("fourier", [0, 4])
+def test_loss_is_the_grammar_masked_cross_entropy_and_samplers_agree(fourier):
+    m = _model(code_features=3, fourier_features=fourier)
     m.code_table.normal_()
+    with torch.no_grad():
+        m.head.bias.normal_()  # the residual tokens' logits far from uniform
     comb, mask = _combined(n=20)
     seqs = torch.tensor(codes_to_sequences(comb, mask, C, R))
     logits = m(seqs[:, :-1].clamp_min(0))
@@ -124,6 +127,43 @@ def test_loss_is_the_grammar_masked_cross_entropy_and_samplers_agree():
     # a jet cut by max_new inside a pair keeps its last code without residual
     complete = 2 * np.minimum(n, K) + np.maximum(n - K, 0) < 12
     assert np.array_equal(has[complete[:, 0]], (mask & (pos < K))[complete[:, 0]])
+
+
+def test_residual_tokens_carry_their_place_in_and_out():
+    """A residual token enters as the refined constituent (its code's row plus its offset) and
+    its logit gets the output layer's Fourier term at that place: both against a naive
+    computation, one token at a time."""
+    m = _model(code_features=3, fourier_features=4).eval()
+    m.code_table.normal_()
+    m.code_table[0] = m.code_table[-1] = 0
+    m.code_table[C + 1:C + R + 1] *= 0.1  # offsets
+    seq = torch.tensor([[0, 3, C + 1 + 5, 7, C + 1 + 2, 4]])
+    with torch.no_grad():
+        emb = m.embed_tokens(seq)
+        for t in range(seq.shape[1]):
+            tok = int(seq[0, t])
+            row = m.code_table[tok].clone()
+            if C + 1 <= tok < C + R + 1:
+                row += m.code_table[int(seq[0, t - 1])]
+            want = m.embed.weight[tok] + m._code_embedding(row[None])[0]
+            assert torch.allclose(emb[0, t], want, atol=1e-5), t
+        h = torch.randn(3, 16)
+        codes = torch.tensor([3, 7, 1])
+        got = m.residual_field(h, codes)
+        for i in range(3):
+            for r in range(R):
+                x = m.code_table[int(codes[i])] + m.code_table[C + 1 + r]
+                want = h[i] @ m.four_out(m._fourier(x[None])[0])
+                assert torch.allclose(got[i, r], want, atol=1e-4), (i, r)
+        # the logits of the full forward at the residual places hold it, from the code fed there
+        logits = m(seq)
+        hs = m.body(seq)
+        plain = m.logits(hs) + m.grammar(torch.arange(1, 7))
+        for t in (1, 3):
+            extra = logits[0, t, C + 1:C + R + 1] - plain[0, t, C + 1:C + R + 1]
+            assert torch.allclose(extra, m.residual_field(hs[0, t:t + 1], seq[0, t:t + 1])[0],
+                                  atol=1e-4)
+        assert torch.equal(logits[0, 4], plain[0, 4])
 
 
 def test_kernel_heads_refuse_residual_codes():

@@ -61,9 +61,11 @@ def test_token_files_pretraining_and_sampling(chain, tmp_path):
                      *over]) == 0
     model = load_pretrained(str(tmp_path / "from_jets" / "model"))
     assert model.backbone.code_table.shape[0] == model.backbone.cfg.vocab_size
-    # residual rows are 0 (the start and stop rows too)
-    k = model.codebook_size
-    assert not model.backbone.code_table[k + 1:].any()
+    # residual rows: the tokenizer's residual vectors in the code rows' units; stop row 0
+    k, table = model.codebook_size, model.backbone.code_table.numpy()
+    ratio = table[k + 1:-1, :3] / model.tokenizer.residual_vectors()
+    assert np.all(ratio > 0) and np.allclose(ratio, ratio[:1], rtol=1e-4)
+    assert not table[k + 1:-1, 3:].any() and not table[-1].any()
     jets = sample(str(tmp_path / "from_jets"), 40, seed=3, progress=False)
     assert len(jets) == 40 and jets.n_constituents.min() >= 3
     # benchmarks/residual_codes.py backbone: the cross-entropy of both kinds of places
@@ -136,3 +138,31 @@ def test_a_pretrained_backbone_given_residual_codes_fine_tunes_and_samples(quick
                  "finetuning.max_epochs=1"]) == 0
     jets = sample(str(tmp_path / "ft"), 20, seed=1, progress=False)
     assert len(jets) == 20
+
+
+def test_residual_codes_added_to_a_backbone_with_the_code_table(tmp_path):
+    """The grown backbone keeps its code rows and gets its residual tokens' rows: the fitted
+    offsets scaled like its feature columns."""
+    from jetfm.omnijet.backbone import JetGPT
+    from jetfm.omnijet.config import load_omnijet_config
+    from jetfm.omnijet.model import OmniJetModel
+    from jetfm.omnijet.tokenizer import VQVAETokenizer
+
+    cfg = load_omnijet_config("quick")
+    width = 3 + cfg.tokenizer.quantizer.dim
+    cfg = load_omnijet_config("quick", [f"backbone.code_features={width}"])
+    torch.manual_seed(5)
+    tok = VQVAETokenizer(cfg.tokenizer, cfg.preprocessing.build()).eval()
+    backbone = JetGPT(cfg.resolved().backbone).eval()
+    backbone.code_table.normal_()
+    backbone.code_table[0] = backbone.code_table[-1] = 0
+    src = OmniJetModel(cfg, tokenizer=tok, backbone=backbone).save_pretrained(
+        str(tmp_path / "src" / "model"))
+    out = api.add_residual_codes(src, [str(AOJ_MINI)], str(tmp_path / "res"),
+                                 residual_codes=8, residual_leading=3)
+    res = load_pretrained(out)
+    k = res.codebook_size
+    old, new = backbone.code_table.numpy(), res.backbone.code_table.numpy()
+    assert np.array_equal(new[:k + 1], old[:k + 1]) and not new[-1].any()
+    ratio = new[k + 1:-1, :3] / res.tokenizer.residual_vectors()
+    assert np.all(ratio > 0) and np.allclose(ratio, ratio[:1], rtol=1e-4)

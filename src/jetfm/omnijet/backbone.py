@@ -69,7 +69,8 @@ class BackboneConfig:
     #: the tokenizer's residual codes (set from it): tokens ``vocab_size - 1 - residual_codes``
     #: to ``vocab_size - 2`` are residual codes, and each of a jet's first ``residual_leading``
     #: constituents is its code's token followed by a residual one; the logits of every position
-    #: allow only the kind of token its place takes (:meth:`JetGPT.grammar`)
+    #: allow only the kind of token its place takes (:meth:`JetGPT.grammar`). With the code
+    #: table a residual token also carries its geometry: see :class:`JetGPT`
     residual_codes: int = 0
     residual_leading: int = 0
 
@@ -270,6 +271,15 @@ class JetGPT(nn.Module):
     next soft constituent lands near the prongs the hard ones set, an operation a plain
     embedding learns slowly from few jets.
 
+    With residual codes (:attr:`BackboneConfig.residual_codes`) and the code table, a residual
+    token's table row holds its offset (the tokenizer's residual vector, in the table's
+    standardised units; :func:`code_table`), and the token enters the embedding as the refined
+    constituent: the row of the code before it plus its offset. With Fourier features its logit
+    also gets the same Fourier term a code's logit gets, evaluated at that refined place
+    (:meth:`JetGPT.residual_field`): the output layer's map of where the next constituent lies
+    is read at 0.015 rad instead of a code's spread, and a backbone pre-trained without residual
+    codes already has that map.
+
     With ``kernel_heads > 0`` the logits also get the exact kernel density around the jet's
     leading constituents (:class:`AnchorKernel`, ``kernel``); the sampler then keeps the
     anchors in its :class:`SamplerState` (:meth:`new_state`, :meth:`advance`,
@@ -309,18 +319,71 @@ class JetGPT(nn.Module):
             out = out + self.four_in(self._fourier(rows))
         return out
 
-    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _residual_range(self) -> tuple[int, int]:
+        """The residual tokens: ``first`` to ``end - 1``."""
+        end = self.cfg.vocab_size - 1
+        return end - self.cfg.residual_codes, end
+
+    def _is_residual(self, tokens: torch.Tensor) -> torch.Tensor:
+        first, end = self._residual_range()
+        return (tokens >= first) & (tokens < end)
+
+    def embed_tokens(self, tokens: torch.Tensor, prev: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """tokens (B, T) -> input embeddings (B, T, dim); ``prev`` (B,): the token before the
+        first one (default the start token), which a residual token's place needs."""
         x = self.embed(tokens)
-        if self.cfg.code_features:
-            if tokens.numel() > len(self.code_table):  # the MLP once per code, not per token
-                x = x + self._code_embedding(self.code_table)[tokens]
-            else:
-                x = x + self._code_embedding(self.code_table[tokens])
+        if not self.cfg.code_features:
+            return x
+        if tokens.numel() > len(self.code_table):  # the MLP once per code, not per token
+            x = x + self._code_embedding(self.code_table)[tokens]
+        else:
+            x = x + self._code_embedding(self.code_table[tokens])
+        if self.cfg.residual_codes:
+            where = self._is_residual(tokens).nonzero(as_tuple=True)
+            if len(where[0]):
+                first = torch.full_like(tokens[:, :1], START) if prev is None else prev[:, None]
+                before = torch.cat([first, tokens[:, :-1]], 1)[where]
+                res = self.code_table[tokens[where]]
+                # the refined constituent in place of the offset alone
+                x = x.index_put(where, self._code_embedding(res + self.code_table[before])
+                                - self._code_embedding(res), accumulate=True)
         return x
 
-    def body(self, tokens: torch.Tensor, caches=None, pos: int = 0) -> torch.Tensor:
-        """tokens (B, T) -> hidden states (B, T, dim)."""
-        x = self.drop(self.embed_tokens(tokens))
+    def residual_field(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Hidden states (N, dim) of positions whose next token is a residual code, and the code
+        tokens (N,) just fed there -> what each of the R residual tokens adds to its logit
+        (N, R): the output layer's Fourier term ``h . four_out(phi(x))`` at the refined place
+        ``x`` = code's mean angles + residual offset. Written as a rotation of ``h``'s Fourier
+        coefficients by the code's phases (``phi(c + o)`` from ``phi(c)`` and ``phi(o)``), so it
+        costs (N, 2M) x (2M, R) instead of R feature maps per row. 0 without Fourier features."""
+        first, end = self._residual_range()
+        if not (self.cfg.fourier_features and self.cfg.code_features):
+            return h.new_zeros(len(h), end - first)
+        m = self.cfg.fourier_features
+        u = h @ self.four_out.weight  # (N, 2M): h's coefficient of each sin and cos
+        us, uc = u[:, :m], u[:, m:]
+        arg = self.code_table[codes][:, 1:3] @ self.fourier_freqs.T
+        sc, cc = torch.sin(arg), torch.cos(arg)
+        # u_s sin(a + b) + u_c cos(a + b) = sin b (u_s cos a - u_c sin a) + cos b (...)
+        rot = torch.cat([us * cc - uc * sc, us * sc + uc * cc], 1)
+        off = self.code_table[first:end, 1:3] @ self.fourier_freqs.T
+        return rot @ torch.cat([torch.sin(off), torch.cos(off)], 1).T
+
+    def _add_residual_field(self, logits: torch.Tensor, h: torch.Tensor,
+                            codes: torch.Tensor) -> torch.Tensor:
+        first, end = self._residual_range()
+        pad = logits.new_zeros(len(h), first)
+        stop = logits.new_zeros(len(h), logits.shape[-1] - end)
+        return logits + torch.cat([pad, self.residual_field(h, codes), stop], 1)
+
+    def _residual_slot(self, target_pos: torch.Tensor) -> torch.Tensor:
+        return (target_pos % 2 == 0) & (target_pos <= 2 * self.cfg.residual_leading)
+
+    def body(self, tokens: torch.Tensor, caches=None, pos: int = 0,
+             prev: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T) -> hidden states (B, T, dim); ``prev``: see :meth:`embed_tokens`."""
+        x = self.drop(self.embed_tokens(tokens, prev))
         for i, blk in enumerate(self.blocks):
             x = blk(x, None if caches is None else caches[i], pos)
         return self.ln_f(x)
@@ -331,7 +394,11 @@ class JetGPT(nn.Module):
             return self.head.weight
         w = self.head.weight + self.feat_out(self.code_table)
         if self.cfg.fourier_features:
-            w = w + self.four_out(self._fourier(self.code_table))
+            phi = self._fourier(self.code_table)
+            if self.cfg.residual_codes:  # a residual's place is its code's: residual_field
+                first, end = self._residual_range()
+                phi = torch.cat([phi[:first], torch.zeros_like(phi[first:end]), phi[end:]])
+            w = w + self.four_out(phi)
         return w
 
     def logits(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -351,7 +418,7 @@ class JetGPT(nn.Module):
         first = c.vocab_size - 1 - c.residual_codes
         is_res = torch.zeros(c.vocab_size, dtype=torch.bool, device=target_pos.device)
         is_res[first:c.vocab_size - 1] = True
-        res_slot = (target_pos % 2 == 0) & (target_pos <= 2 * c.residual_leading)
+        res_slot = self._residual_slot(target_pos)
         allowed = torch.where(res_slot[..., None], is_res, ~is_res)
         allowed[..., START] = False
         zero = torch.zeros((), device=target_pos.device)
@@ -396,7 +463,15 @@ class JetGPT(nn.Module):
         h = self.body(tokens)
         out = self.add_kernel_bias(self.logits(h), tokens, h)
         if self.cfg.residual_codes:
-            out = out + self.grammar(torch.arange(1, tokens.shape[1] + 1, device=tokens.device))
+            target = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
+            out = out + self.grammar(target)
+            at = torch.nonzero(self._residual_slot(target)).flatten()
+            if len(at):
+                b, n = tokens.shape[0], len(at)
+                rows = self._add_residual_field(out[:, at].reshape(b * n, -1),
+                                                h[:, at].reshape(b * n, -1),
+                                                tokens[:, at].reshape(-1))
+                out = out.index_copy(1, at, rows.view(b, n, -1))
         return out
 
     def loss(self, seqs: torch.Tensor) -> torch.Tensor:
@@ -412,10 +487,16 @@ class JetGPT(nn.Module):
         # the head (dim x vocab: most of the FLOPs with thousands of codes) only on positions
         # with a target: a batch is padded to its longest jet, about twice the mean length
         h = self.body(inp)
+        hv = h[valid]
         # in place: the head's backward does not need its output
-        logits = self.add_kernel_bias(self.logits(h[valid]), inp, h, valid)
+        logits = self.add_kernel_bias(self.logits(hv), inp, h, valid)
         if self.cfg.residual_codes:  # nonzero synchronises a GPU: only where it is needed
-            logits = logits + self.grammar(torch.nonzero(valid)[:, 1] + 1)
+            target = torch.nonzero(valid)[:, 1] + 1
+            logits = logits + self.grammar(target)
+            at = torch.nonzero(self._residual_slot(target)).flatten()
+            if len(at):
+                logits = logits.index_copy(0, at, self._add_residual_field(
+                    logits[at], hv[at], inp[valid][at]))
         return F.cross_entropy(logits, tgt[valid])
 
     def new_caches(self, batch: int, max_len: int, device=None, dtype=None):
@@ -441,8 +522,11 @@ class JetGPT(nn.Module):
 
     def advance(self, tokens: torch.Tensor, state: SamplerState, pos: int) -> torch.Tensor:
         """Feed tokens (B, T) at positions ``pos .. pos + T - 1`` (a prefix at pos 0, or one
-        token a step) -> hidden states (B, T, dim); records the anchors among them."""
-        h = self.body(tokens, state.caches, pos)
+        token a step) -> hidden states (B, T, dim); records the anchors among them and the
+        last token (a residual token's place needs the code before it)."""
+        h = self.body(tokens, state.caches, pos, state.prev if pos else None)
+        if self.cfg.residual_codes:
+            state.prev = tokens[:, -1]
         if self.cfg.kernel_heads:
             lo, hi = max(pos, 1), min(pos + tokens.shape[1] - 1, self.cfg.kernel_anchors)
             if lo <= hi:
@@ -459,7 +543,10 @@ class JetGPT(nn.Module):
         the anchor kernels of the anchors recorded in ``state`` from ``kernel_from`` on."""
         out = self.logits(h, weight)
         if self.cfg.residual_codes:
-            out = out + self.grammar(torch.tensor(pos + 1, device=h.device))
+            target = torch.tensor(pos + 1, device=h.device)
+            out = out + self.grammar(target)
+            if bool(self._residual_slot(target)) and state.prev is not None:
+                out = self._add_residual_field(out, h, state.prev)
         if not self.cfg.kernel_heads or pos < self.cfg.kernel_from:
             return out
         n = min(pos, self.cfg.kernel_anchors)
@@ -469,26 +556,29 @@ class JetGPT(nn.Module):
 
 @dataclass
 class SamplerState:
-    """What the cached sampler keeps per sequence: the key/value caches of the blocks and, with
-    anchor-kernel heads, the anchors' keys, kernels and whether each is a code."""
+    """What the cached sampler keeps per sequence: the key/value caches of the blocks, with
+    anchor-kernel heads the anchors' keys, kernels and whether each is a code, and with
+    residual codes the last token fed."""
     caches: list
     keys: torch.Tensor | None = None
     kern: torch.Tensor | None = None
     code: torch.Tensor | None = None
+    prev: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> SamplerState:
         """The state of the given rows only."""
         return SamplerState([(k[rows], v[rows]) for k, v in self.caches],
                             *(None if x is None else x[rows]
-                              for x in (self.keys, self.kern, self.code)))
+                              for x in (self.keys, self.kern, self.code, self.prev)))
 
 
 def with_residual_tokens(model: JetGPT, cfg: BackboneConfig) -> JetGPT:
     """A backbone of ``cfg`` (``model``'s settings with a tokenizer's residual codes: R more
     tokens before the stop) holding ``model``'s weights: the rows of the start token and the
     codes as they are, the stop token's row moved to the end; the new tokens' rows of the
-    embedding and the output layer start fresh (their code-table rows at 0). For fine-tuning a
-    backbone pre-trained without residual codes on a tokenizer given them afterwards."""
+    embedding and the output layer start fresh (their code-table rows at 0: the caller sets
+    them, :func:`residual_rows`). For fine-tuning a backbone pre-trained without residual
+    codes on a tokenizer given them afterwards."""
     old = model.cfg
     grow = cfg.vocab_size - old.vocab_size
     if old.residual_codes or grow != cfg.residual_codes or grow <= 0:
@@ -531,7 +621,7 @@ def fourier_frequencies(m: int) -> torch.Tensor:
 
 
 def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
-               latents: np.ndarray, residual_codes: int = 0) -> np.ndarray:
+               latents: np.ndarray, residual_vectors: np.ndarray | None = None) -> np.ndarray:
     """The code table of :class:`JetGPT` (``code_features = C + D``): one row per token, float32
     (codebook_size + 2, C + D). The row of code k (token k + 1) holds the mean preprocessed
     features (C of them) of the training constituents the tokenizer maps to code k, then the
@@ -540,8 +630,11 @@ def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
     and stop rows are 0.
 
     ``codes`` (N, P) int, ``feats`` (N, P, C), ``mask`` (N, P) bool: encoded training jets.
-    With ``residual_codes`` R the codes may be combined ones (their residual index is ignored)
-    and the table has R more rows of 0, for the residual tokens, before the stop row."""
+    With a tokenizer's residual codes, ``residual_vectors`` (R, C) (its residual codebook): the
+    codes may be combined ones (their residual index is ignored) and the table has R more rows,
+    before the stop row, holding each residual vector in the standardised units of the feature
+    columns (divided by their spread over the codes; the latent columns 0): the offset the
+    residual token moves its code's constituent by."""
     k = len(latents)
     c = np.asarray(codes)[mask].astype(np.int64) % max(k, 1)
     x = np.asarray(feats, np.float64)[mask]
@@ -550,9 +643,15 @@ def code_table(codes: np.ndarray, feats: np.ndarray, mask: np.ndarray,
     mean = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None],
                     x.mean(0) if len(x) else 0.0)
     rows = np.concatenate([mean, np.asarray(latents, np.float64)], 1)
-    rows = (rows - rows.mean(0)) / np.where(rows.std(0) > 0, rows.std(0), 1.0)
-    table = np.zeros((k + residual_codes + 2, rows.shape[1]), np.float32)
+    spread = np.where(rows.std(0) > 0, rows.std(0), 1.0)
+    rows = (rows - rows.mean(0)) / spread
+    r = 0 if residual_vectors is None else len(residual_vectors)
+    table = np.zeros((k + r + 2, rows.shape[1]), np.float32)
     table[1:k + 1] = rows
+    if r:
+        n_feat = mean.shape[1]
+        table[k + 1:k + r + 1, :n_feat] = np.asarray(residual_vectors, np.float64) / \
+            spread[:n_feat]
     return table
 
 

@@ -265,7 +265,7 @@ def labelled_code_table(tok, seqs: np.ndarray) -> np.ndarray:
     p = max(1, int(mask.sum(1).max()))
     codes, mask = codes[:, :p], mask[:, :p]
     return code_table(codes, tok.decode_arrays(codes, mask), mask, tok.latent_codebook(),
-                      tok.residual_codes)
+                      tok.residual_vectors())
 
 
 def train_classifier(base, data: LabelledData, out: str, arm: str = "pretrained",

@@ -152,6 +152,13 @@ class VQVAETokenizer(nn.Module):
     def residual_codes(self) -> int:
         return self.cfg.residual_codes
 
+    def residual_vectors(self) -> np.ndarray | None:
+        """(residual_codes, 3) float32: the residual codebook (offsets in the preprocessed
+        features); None without residual codes."""
+        if not self.cfg.residual_codes:
+            return None
+        return self.residual_codebook.detach().cpu().float().numpy()
+
     def latent_codebook(self) -> np.ndarray:
         """(codebook_size, dim) float32: the codes as the encoder sees them (affine applied)."""
         with torch.no_grad():

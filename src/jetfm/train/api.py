@@ -265,13 +265,25 @@ def run_tokenizer(data: DataSpec, run: RunSpec) -> TrainResult:
 RESIDUAL_JETS = 20_000
 
 
-def _fit_residuals(tok, data: DataSpec, prep, seed: int) -> dict:
+def _fit_residuals(tok, data: DataSpec, prep, seed: int, backbone=None) -> dict:
     """Fit ``tok``'s residual codebook (:meth:`VQVAETokenizer.fit_residual_codebook`) to the
-    first :data:`RESIDUAL_JETS` training jets; returns what it measured."""
+    first :data:`RESIDUAL_JETS` training jets; returns what it measured. A ``backbone`` (grown
+    by :func:`jetfm.omnijet.backbone.with_residual_tokens`) gets its residual tokens' rows of
+    the code table."""
     feats, mask = _first_features(data, prep, RESIDUAL_JETS)
     tok.to("cpu", torch.float32)
     info = tok.fit_residual_codebook(feats, mask, seed=seed)
     info["n_jets"] = int(len(mask))
+    if backbone is not None and backbone.cfg.code_features:
+        from jetfm.omnijet.backbone import code_table
+
+        # the residual tokens' rows (their offsets, scaled as the codes' rows were on these
+        # jets); the code rows the backbone was trained with stay
+        table = code_table(tok.encode_arrays(feats, mask), feats, mask, tok.latent_codebook(),
+                           tok.residual_vectors())
+        first, end = len(table) - 1 - tok.residual_codes, len(table) - 1
+        with torch.no_grad():
+            backbone.code_table[first:end] = torch.from_numpy(table[first:end])
     return info
 
 
@@ -288,8 +300,6 @@ def add_residual_codes(tokenizer_dir: str, data: Sequence[str], out: str,
     cfg = dataclasses.replace(base.config, tokenizer=tok.cfg).resolved()
     spec = _data_spec(data, jets, max_jets, False, None, None, None)
     prov = dict(base.provenance.get("tokenizer", {}))
-    prov["residual_codes"] = _fit_residuals(tok, spec, base.preprocessing, seed)
-    prov["residual_codes"]["from"] = os.path.abspath(tokenizer_dir)
     backbone, prov_all = None, {"tokenizer": prov}
     if base.backbone is not None:
         from jetfm.omnijet.backbone import with_residual_tokens
@@ -297,6 +307,8 @@ def add_residual_codes(tokenizer_dir: str, data: Sequence[str], out: str,
         backbone = with_residual_tokens(base.backbone, cfg.backbone).eval()
         prov_all.update({k: v for k, v in base.provenance.items()
                          if k in ("pretrain", "finetune", "scratch")})
+    prov["residual_codes"] = _fit_residuals(tok, spec, base.preprocessing, seed, backbone)
+    prov["residual_codes"]["from"] = os.path.abspath(tokenizer_dir)
     os.makedirs(out, exist_ok=True)
     save_config(cfg, out)
     model = OmniJetModel(cfg, tokenizer=tok.eval(), backbone=backbone, provenance=prov_all)
@@ -366,7 +378,7 @@ def _code_table(tok, data: DataSpec, prep) -> np.ndarray:
                          "trained on jets (AOJ or JetClass files), not on token files")
     feats, mask = _first_features(data, prep, CODE_TABLE_JETS)
     return code_table(tok.encode_arrays(feats, mask), feats, mask, tok.latent_codebook(),
-                      tok.residual_codes)
+                      tok.residual_vectors())
 
 
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],
