@@ -55,6 +55,15 @@ CONFIGS: dict[str, dict] = {
     # constituents for the output layer)
     "cf_fourier": _chain(CF_FOURIER),
     "cf_fourier64": _chain([*CF, "backbone.fourier_features=64"]),
+    # cf_fourier with the learning rate cooled to 0 over the last 30 % of each stage's steps
+    # (fine-tuning: the 26 epochs cf_fourier ran before it stopped)
+    "cf_fourier_cool": {"model": CF_FOURIER,
+                        "pretrain": ["pretraining.max_epochs=6",
+                                     "pretraining.schedule=warmup_cooldown",
+                                     "pretraining.warmup_steps=20"],
+                        "finetune": ["finetuning.max_epochs=26", "finetuning.patience=26",
+                                     "finetuning.schedule=warmup_cooldown",
+                                     "finetuning.warmup_steps=10"]},
     # and anchor-kernel heads: every constituent after the first gets the exact Gaussian kernel
     # density around the earlier ones among the 16 leading ones (1 and 2 heads) ...
     "cf_kernel": _chain([*CF_FOURIER, "backbone.kernel_heads=1", "backbone.kernel_anchors=16",

@@ -73,6 +73,10 @@ class BackboneConfig:
     #: table a residual token also carries its geometry: see :class:`JetGPT`
     residual_codes: int = 0
     residual_leading: int = 0
+    #: with residual codes and the code table: a residual token enters as the refined
+    #: constituent and its logit reads the output layer's Fourier map at the refined place (see
+    #: :class:`JetGPT`); False: its table row is ignored (the models saved before this existed)
+    residual_geometry: bool = True
 
     @property
     def stop_token(self) -> int:
@@ -328,6 +332,20 @@ class JetGPT(nn.Module):
         first, end = self._residual_range()
         return (tokens >= first) & (tokens < end)
 
+    def _geometry(self) -> bool:
+        c = self.cfg
+        return bool(c.residual_codes and c.code_features and c.residual_geometry)
+
+    def _table(self) -> torch.Tensor:
+        """The code table as the layers read it: without residual geometry the residual rows
+        count as 0."""
+        if not self.cfg.residual_codes or self.cfg.residual_geometry:
+            return self.code_table
+        first, end = self._residual_range()
+        keep = torch.ones(len(self.code_table), 1, device=self.code_table.device)
+        keep[first:end] = 0
+        return self.code_table * keep
+
     def embed_tokens(self, tokens: torch.Tensor, prev: torch.Tensor | None = None
                      ) -> torch.Tensor:
         """tokens (B, T) -> input embeddings (B, T, dim); ``prev`` (B,): the token before the
@@ -335,11 +353,12 @@ class JetGPT(nn.Module):
         x = self.embed(tokens)
         if not self.cfg.code_features:
             return x
-        if tokens.numel() > len(self.code_table):  # the MLP once per code, not per token
-            x = x + self._code_embedding(self.code_table)[tokens]
+        table = self._table()
+        if tokens.numel() > len(table):  # the MLP once per code, not per token
+            x = x + self._code_embedding(table)[tokens]
         else:
-            x = x + self._code_embedding(self.code_table[tokens])
-        if self.cfg.residual_codes:
+            x = x + self._code_embedding(table[tokens])
+        if self._geometry():
             where = self._is_residual(tokens).nonzero(as_tuple=True)
             if len(where[0]):
                 first = torch.full_like(tokens[:, :1], START) if prev is None else prev[:, None]
@@ -358,7 +377,7 @@ class JetGPT(nn.Module):
         coefficients by the code's phases (``phi(c + o)`` from ``phi(c)`` and ``phi(o)``), so it
         costs (N, 2M) x (2M, R) instead of R feature maps per row. 0 without Fourier features."""
         first, end = self._residual_range()
-        if not (self.cfg.fourier_features and self.cfg.code_features):
+        if not (self.cfg.fourier_features and self._geometry()):
             return h.new_zeros(len(h), end - first)
         m = self.cfg.fourier_features
         u = h @ self.four_out.weight  # (N, 2M): h's coefficient of each sin and cos
@@ -392,10 +411,11 @@ class JetGPT(nn.Module):
         """The (vocab, dim) weight of the next-token logits."""
         if not self.cfg.code_features:
             return self.head.weight
-        w = self.head.weight + self.feat_out(self.code_table)
+        table = self._table()
+        w = self.head.weight + self.feat_out(table)
         if self.cfg.fourier_features:
-            phi = self._fourier(self.code_table)
-            if self.cfg.residual_codes:  # a residual's place is its code's: residual_field
+            phi = self._fourier(table)
+            if self._geometry():  # a residual's place is its code's: residual_field
                 first, end = self._residual_range()
                 phi = torch.cat([phi[:first], torch.zeros_like(phi[first:end]), phi[end:]])
             w = w + self.four_out(phi)
@@ -466,7 +486,7 @@ class JetGPT(nn.Module):
             target = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
             out = out + self.grammar(target)
             at = torch.nonzero(self._residual_slot(target)).flatten()
-            if len(at):
+            if len(at) and self.cfg.fourier_features and self._geometry():
                 b, n = tokens.shape[0], len(at)
                 rows = self._add_residual_field(out[:, at].reshape(b * n, -1),
                                                 h[:, at].reshape(b * n, -1),
@@ -494,7 +514,7 @@ class JetGPT(nn.Module):
             target = torch.nonzero(valid)[:, 1] + 1
             logits = logits + self.grammar(target)
             at = torch.nonzero(self._residual_slot(target)).flatten()
-            if len(at):
+            if len(at) and self.cfg.fourier_features and self._geometry():
                 logits = logits.index_copy(0, at, self._add_residual_field(
                     logits[at], hv[at], inp[valid][at]))
         return F.cross_entropy(logits, tgt[valid])
@@ -545,7 +565,8 @@ class JetGPT(nn.Module):
         if self.cfg.residual_codes:
             target = torch.tensor(pos + 1, device=h.device)
             out = out + self.grammar(target)
-            if bool(self._residual_slot(target)) and state.prev is not None:
+            if self.cfg.fourier_features and self._geometry() and state.prev is not None \
+                    and bool(self._residual_slot(target)):
                 out = self._add_residual_field(out, h, state.prev)
         if not self.cfg.kernel_heads or pos < self.cfg.kernel_from:
             return out

@@ -213,4 +213,10 @@ def load_omnijet_config(preset: str = "small", overrides: Sequence[str] = ()) ->
 
 
 def config_from_dict(data: dict) -> OmniJetConfig:
+    """A saved model's config. One saved before ``backbone.residual_geometry`` existed keeps the
+    behaviour it was trained with (False)."""
+    backbone = data.get("backbone")
+    if isinstance(backbone, dict) and backbone.get("residual_codes") and \
+            "residual_geometry" not in backbone:
+        data = {**data, "backbone": {**backbone, "residual_geometry": False}}
     return from_dict(OmniJetConfig, data).resolved()
