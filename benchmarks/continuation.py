@@ -10,8 +10,13 @@ is the jets themselves through the tokenizer (what a perfect backbone would give
 stays far from the tokenized value even with the leading constituents given, the backbone
 misplaces the soft ones.
 
+A second table (``--leading``) follows tau32 as the jets grow: the medians of tau32, tau21, mass
+and pT fraction of each jet's N leading constituents alone, for the raw jets, the tokenized ones
+and the plain generation (k = 0, or the shortest prompt). Where tokenized and raw part, the
+tokenizer loses the structure; where generated and tokenized part, the backbone does.
+
     python benchmarks/continuation.py runs/demo_default/scan/.../model \\
-        runs/demo_default/data/top.root [--n 600] [--k 0,3,10]
+        runs/demo_default/data/top.root [--n 600] [--k 0,3,10] [--leading 3,6,10,20]
 """
 from __future__ import annotations
 
@@ -94,6 +99,34 @@ def soft_distance(jets, n_hard: int = N_HARD, upto: int | None = None) -> np.nda
         return np.where(tot > 0, (w * d).sum(1) / tot, np.nan)
 
 
+def constituent_pt(jets) -> np.ndarray:
+    """(N, P) pT of each constituent, 0 on padding (a ``pt`` column or px, py)."""
+    pt = jets.c("pt") if "pt" in jets.constituent_names else np.hypot(jets.c("px"), jets.c("py"))
+    return np.where(jets.mask, pt, 0.0)
+
+
+def leading_profile(jets, ns) -> dict:
+    """Per N in ``ns``: the medians of tau32, tau21, mass of each jet's N leading (pT)
+    constituents alone, and of the pT fraction they carry."""
+    import dataclasses
+
+    from jetfm.evaluate.fidelity import fidelity_observables
+
+    pt = constituent_pt(jets)
+    rank = np.argsort(np.argsort(-pt, 1, kind="stable"), 1, kind="stable")
+    total = pt.sum(1)
+    out = {}
+    for n in ns:
+        keep = jets.mask & (rank < n)
+        obs = fidelity_observables(dataclasses.replace(jets, mask=keep))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(total > 0, np.where(keep, pt, 0).sum(1) / total, np.nan)
+        out[n] = {"tau32": float(np.median(obs["tau32"])),
+                  "tau21": float(np.median(obs["tau21"])),
+                  "mass": float(np.median(obs["mass"])), "pt_fraction": float(np.nanmedian(frac))}
+    return out
+
+
 def summary(jets) -> dict:
     from jetfm.evaluate.fidelity import fidelity_observables
 
@@ -112,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=600, help="the last N jets of the file")
     ap.add_argument("--k", default="0,1,3,5,10", help="prompt lengths, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--leading", default="3,6,10,20",
+                    help="N of the leading-constituent table, comma-separated ('' : none)")
     args = ap.parse_args(argv)
     from jetfm.io import read_jets
     from jetfm.train.api import load_pretrained
@@ -130,22 +165,38 @@ def main(argv=None) -> int:
         p = max(1, int(m.sum(1).max()))
         return tok.decode(np.where(m, c, -1)[:, :p], m[:, :p])
 
-    rows = {"tokenized": summary(decode(codes, mask))}
+    tokenized = decode(codes, mask)
+    rows = {"tokenized": summary(tokenized)}
     max_new = model.config.sampling.max_new
-    for k in (int(x) for x in args.k.split(",")):
+    plain = None
+    for k in sorted(int(x) for x in args.k.split(",")):
         c, m = continue_codes(model.backbone, tok, codes, mask, k, args.seed, max_new)
         keep = m.sum(1) >= 1
-        rows[f"first {k} given"] = summary(decode(c[keep], m[keep]))
+        made = decode(c[keep], m[keep])
+        plain = (k, made) if plain is None else plain
+        rows[f"first {k} given"] = summary(made)
     print(f"{len(jets)} jets of {args.jets}, continued by {args.model} at temperature 1")
     print(f"{'jets':22s}{'mass':>8s}{'tau21':>8s}{'tau32':>8s}{'mult.':>7s}{'soft dR':>9s}"
           f"{'prong dR':>10s}")
     for name, r in rows.items():
         print(f"{name:22s}{r['mass']:8.1f}{r['tau21']:8.3f}{r['tau32']:8.3f}"
               f"{r['n_constituents']:7.0f}{r['soft_distance']:9.3f}{r['prong_distance']:10.3f}")
+    profile = {}
+    if args.leading and plain is not None:
+        ns = [int(x) for x in args.leading.split(",")]
+        sets = {"raw": jets, "tokenized": tokenized, f"first {plain[0]} given": plain[1]}
+        profile = {name: leading_profile(j, ns) for name, j in sets.items()}
+        print("\nthe N leading constituents alone: medians of tau32, tau21, mass [GeV] and "
+              "pT fraction")
+        print(f"{'N':>4s}" + "".join(f"{name:>30s}" for name in sets))
+        for n in ns:
+            print(f"{n:4d}" + "".join(
+                f"{p[n]['tau32']:8.3f}{p[n]['tau21']:8.3f}{p[n]['mass']:7.0f}"
+                f"{p[n]['pt_fraction']:7.2f}" for p in profile.values()))
     first = [k for k in rows if k != "tokenized"][-1]
     emit("continuation", rows[first]["tau32"], f"tau32 median, {first}",
          rows["tokenized"]["tau32"], rows[first]["tau32"] / rows["tokenized"]["tau32"],
-         rows=rows, n_jets=len(jets))
+         rows=rows, n_jets=len(jets), leading=profile)
     return 0
 
 

@@ -107,13 +107,19 @@ def test_benchmark_quick_chain(tmp_path):
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(summary) == {"quick"}
+    assert set(summary) == {"quick", "quick_res"}
     assert set(summary["quick"]["T=1"]) >= {"mass median", "tau32 median"}
     res = json.loads((tmp_path / "r.json").read_text())
     fid = res[0]["samplers"]["T=1"]["fidelity"]
     assert set(fid) == set(FIDELITY_OBSERVABLES)
     assert all(np.isfinite(fid[o]["kl_floor"]) for o in fid)
     assert "the tokenizer" in r.stdout and "targets:" in r.stdout
+    # quick_res: the same pre-training given residual codes, compared with that tokenizer's floor
+    assert len(list(out.glob("pretrain_*"))) == 1 and len(list(out.glob("preres_*"))) == 1
+    assert "residual codes" in res[1]["cpu_s"] and "16 residual codes" in r.stdout
+    res_fid = res[1]["samplers"]["T=1"]["fidelity"]
+    assert res_fid["mass"]["ref_median"] == fid["mass"]["ref_median"]
+    assert res_fid["tau32"]["tok_median"] != fid["tau32"]["tok_median"]
 
 
 def test_tokenizer_resolution_benchmark(quick_model):
@@ -194,6 +200,17 @@ def test_continuation_keeps_the_prompt_and_measures_soft_distances(quick_model):
                  for j in range(n_hard, min(n, upto))]
             w = pt[n_hard:upto]
             assert dist[i] == pytest.approx(np.dot(w, d) / w.sum(), rel=1e-6)
+    # the leading-constituent table: the jets cut to their 3 hardest another way, and all of them
+    from jetfm.evaluate.fidelity import fidelity_observables
+
+    prof = continuation.leading_profile(jets, [3, 500])
+    three = fidelity_observables(jets.sort_by(jets.c("pt")).truncate(3))
+    full = fidelity_observables(jets)
+    for key in ("tau32", "tau21", "mass"):
+        assert prof[3][key] == pytest.approx(np.median(three[key]), rel=1e-6)
+        assert prof[500][key] == pytest.approx(np.median(full[key]), rel=1e-6)
+    assert prof[500]["pt_fraction"] == pytest.approx(1.0)
+    assert 0 < prof[3]["pt_fraction"] < 1
 
 
 def test_continuation_refuses_a_model_without_backbone(tmp_path):

@@ -166,6 +166,29 @@ def test_residual_tokens_carry_their_place_in_and_out():
         assert torch.equal(logits[0, 4], plain[0, 4])
 
 
+def test_without_residual_geometry_the_residual_rows_are_ignored():
+    """residual_geometry False (models saved before it existed, their residual rows 0): the
+    same logits whatever the residual rows hold, and a saved config without the key loads so."""
+    from jetfm.config import to_dict
+    from jetfm.omnijet.config import config_from_dict, load_omnijet_config
+
+    m = _model(code_features=3, fourier_features=4, residual_geometry=False).eval()
+    m.code_table.normal_()
+    m.code_table[0] = m.code_table[-1] = 0
+    seq = torch.tensor([[0, 3, C + 1 + 5, 7, C + 1 + 2, 4]])
+    with torch.no_grad():
+        before = m(seq)
+        m.code_table[C + 1:C + R + 1] = 0
+        assert torch.allclose(m(seq), before, atol=1e-6)
+    saved = to_dict(load_omnijet_config("quick", ["tokenizer.residual_codes=8"]).resolved())
+    assert config_from_dict(saved).backbone.residual_geometry
+    del saved["backbone"]["residual_geometry"]
+    assert not config_from_dict(saved).backbone.residual_geometry
+    saved["backbone"]["residual_codes"] = 0
+    saved["tokenizer"]["residual_codes"] = 0
+    assert config_from_dict(saved).backbone.residual_geometry
+
+
 def test_kernel_heads_refuse_residual_codes():
     with pytest.raises(Exception, match="residual codes"):
         _model(code_features=3, kernel_heads=1)
@@ -215,6 +238,9 @@ def test_a_backbone_without_residual_codes_carried_over():
                          max_len=12 + K, code_features=3, fourier_features=4,
                          residual_codes=R, residual_leading=K)
     new = with_residual_tokens(old, cfg)
+    torch.rand(7)  # the global generator moved: the fresh rows are the seed's all the same
+    assert torch.equal(with_residual_tokens(old, cfg).embed.weight, new.embed.weight)
+    assert not torch.equal(with_residual_tokens(old, cfg, seed=1).head.weight, new.head.weight)
     assert torch.equal(new.embed.weight[:C + 1], old.embed.weight[:C + 1])
     assert torch.equal(new.embed.weight[-1], old.embed.weight[-1])
     assert torch.equal(new.head.bias[-1], old.head.bias[-1])

@@ -336,6 +336,10 @@ class JetGPT(nn.Module):
         c = self.cfg
         return bool(c.residual_codes and c.code_features and c.residual_geometry)
 
+    def _field(self) -> bool:
+        """Whether the residual tokens' logits get :meth:`residual_field`."""
+        return bool(self.cfg.fourier_features) and self._geometry()
+
     def _table(self) -> torch.Tensor:
         """The code table as the layers read it: without residual geometry the residual rows
         count as 0."""
@@ -377,7 +381,7 @@ class JetGPT(nn.Module):
         coefficients by the code's phases (``phi(c + o)`` from ``phi(c)`` and ``phi(o)``), so it
         costs (N, 2M) x (2M, R) instead of R feature maps per row. 0 without Fourier features."""
         first, end = self._residual_range()
-        if not (self.cfg.fourier_features and self._geometry()):
+        if not self._field():
             return h.new_zeros(len(h), end - first)
         m = self.cfg.fourier_features
         u = h @ self.four_out.weight  # (N, 2M): h's coefficient of each sin and cos
@@ -486,7 +490,7 @@ class JetGPT(nn.Module):
             target = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
             out = out + self.grammar(target)
             at = torch.nonzero(self._residual_slot(target)).flatten()
-            if len(at) and self.cfg.fourier_features and self._geometry():
+            if len(at) and self._field():
                 b, n = tokens.shape[0], len(at)
                 rows = self._add_residual_field(out[:, at].reshape(b * n, -1),
                                                 h[:, at].reshape(b * n, -1),
@@ -514,7 +518,7 @@ class JetGPT(nn.Module):
             target = torch.nonzero(valid)[:, 1] + 1
             logits = logits + self.grammar(target)
             at = torch.nonzero(self._residual_slot(target)).flatten()
-            if len(at) and self.cfg.fourier_features and self._geometry():
+            if len(at) and self._field():
                 logits = logits.index_copy(0, at, self._add_residual_field(
                     logits[at], hv[at], inp[valid][at]))
         return F.cross_entropy(logits, tgt[valid])
@@ -565,8 +569,7 @@ class JetGPT(nn.Module):
         if self.cfg.residual_codes:
             target = torch.tensor(pos + 1, device=h.device)
             out = out + self.grammar(target)
-            if self.cfg.fourier_features and self._geometry() and state.prev is not None \
-                    and bool(self._residual_slot(target)):
+            if self._field() and state.prev is not None and bool(self._residual_slot(target)):
                 out = self._add_residual_field(out, h, state.prev)
         if not self.cfg.kernel_heads or pos < self.cfg.kernel_from:
             return out
@@ -593,20 +596,22 @@ class SamplerState:
                               for x in (self.keys, self.kern, self.code, self.prev)))
 
 
-def with_residual_tokens(model: JetGPT, cfg: BackboneConfig) -> JetGPT:
+def with_residual_tokens(model: JetGPT, cfg: BackboneConfig, seed: int = 0) -> JetGPT:
     """A backbone of ``cfg`` (``model``'s settings with a tokenizer's residual codes: R more
     tokens before the stop) holding ``model``'s weights: the rows of the start token and the
     codes as they are, the stop token's row moved to the end; the new tokens' rows of the
-    embedding and the output layer start fresh (their code-table rows at 0: the caller sets
-    them, :func:`residual_rows`). For fine-tuning a backbone pre-trained without residual
-    codes on a tokenizer given them afterwards."""
+    embedding and the output layer start fresh, drawn from ``seed`` (their code-table rows at
+    0: the caller sets them from :func:`code_table`). For fine-tuning a backbone pre-trained
+    without residual codes on a tokenizer given them afterwards."""
     old = model.cfg
     grow = cfg.vocab_size - old.vocab_size
     if old.residual_codes or grow != cfg.residual_codes or grow <= 0:
         raise ValueError(f"a backbone of {old.vocab_size} tokens and "
                          f"{old.residual_codes} residual codes does not become one of "
                          f"{cfg.vocab_size} tokens and {cfg.residual_codes}")
-    new = JetGPT(cfg)
+    with torch.random.fork_rng(devices=[]):  # the same rows whatever ran before
+        torch.manual_seed(seed)
+        new = JetGPT(cfg)
     state = new.state_dict()
     for key, value in model.state_dict().items():
         if key not in state:

@@ -304,7 +304,7 @@ def add_residual_codes(tokenizer_dir: str, data: Sequence[str], out: str,
     if base.backbone is not None:
         from jetfm.omnijet.backbone import with_residual_tokens
 
-        backbone = with_residual_tokens(base.backbone, cfg.backbone).eval()
+        backbone = with_residual_tokens(base.backbone, cfg.backbone, seed).eval()
         prov_all.update({k: v for k, v in base.provenance.items()
                          if k in ("pretrain", "finetune", "scratch")})
     prov["residual_codes"] = _fit_residuals(tok, spec, base.preprocessing, seed, backbone)
