@@ -191,9 +191,9 @@ def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held_for,
         c0 = _cpu()
         res_dir = os.path.join(args.out, "preres_" + _key(pre_dir, r_codes,
                                                           args.residual_leading, args.seed))
-        pre_model = os.path.join(res_dir, "model")
+        plain, pre_model = pre_model, os.path.join(res_dir, "model")
         if not os.path.exists(os.path.join(pre_model, "model.safetensors")):
-            api.add_residual_codes(str(pre_model), [], res_dir, r_codes, args.residual_leading,
+            api.add_residual_codes(str(plain), [], res_dir, r_codes, args.residual_leading,
                                    args.seed, jets=read_jets(paths["aoj"], stop=args.n_pretrain))
         pre_dir = res_dir
         cpu["residual codes"] = _cpu() - c0
