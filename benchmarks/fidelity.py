@@ -187,6 +187,8 @@ def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held_for,
                                  seed=args.seed, jets=aoj, progress=False)
     cpu["pretrain"], wall = _cpu() - c0, {"pretrain": time.perf_counter() - w0}
     r_codes = int(spec.get("residual_codes", 0))
+    if r_codes and api.load_pretrained(pre_model).tokenizer.residual_codes:
+        r_codes = 0  # a --pretrained model that has them already: fine-tuned as it is
     if r_codes:  # the pre-trained model given residual codes (once per pre-trained model)
         c0 = _cpu()
         res_dir = os.path.join(args.out, "preres_" + _key(pre_dir, r_codes,
@@ -198,7 +200,7 @@ def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held_for,
         pre_dir = res_dir
         cpu["residual codes"] = _cpu() - c0
         print_floor(held_for(pre_model), f"{name}: the tokenizer with {r_codes} residual codes")
-    held = held_for(pre_model if r_codes else tok_dir)
+    held = held_for(str(pre_model) if r_codes else tok_dir)
     d = int(spec.get("d", args.d))
     ft_dir = os.path.join(args.out, "finetune_" + _key(pre_dir, ft_over, d, args.seed))
     c0, w0 = _cpu(), time.perf_counter()

@@ -120,6 +120,17 @@ def test_benchmark_quick_chain(tmp_path):
     res_fid = res[1]["samplers"]["T=1"]["fidelity"]
     assert res_fid["mass"]["ref_median"] == fid["mass"]["ref_median"]
     assert res_fid["tau32"]["tok_median"] != fid["tau32"]["tok_median"]
+    # a --pretrained model that has residual codes already is fine-tuned as it is
+    given = next(out.glob("preres_*")) / "model"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--quick",
+                        "--out", str(out), "--pretrained", str(given), "--configs", "quick_res",
+                        "--json", str(tmp_path / "r2.json")],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((tmp_path / "r2.json").read_text())[0]
+    assert "residual codes" not in again["cpu_s"] and len(list(out.glob("preres_*"))) == 1
+    assert again["samplers"]["T=1"]["fidelity"]["tau32"]["tok_median"] == \
+        res_fid["tau32"]["tok_median"]
 
 
 def test_tokenizer_resolution_benchmark(quick_model):
