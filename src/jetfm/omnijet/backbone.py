@@ -438,10 +438,9 @@ class JetGPT(nn.Module):
         second token of each of the first ``residual_leading`` constituents (positions 2, 4, ..)
         is a residual code, every other token a code or the stop. Callers add it only when
         ``cfg.residual_codes``: without them every position allows every token."""
-        c = self.cfg
-        first = c.vocab_size - 1 - c.residual_codes
-        is_res = torch.zeros(c.vocab_size, dtype=torch.bool, device=target_pos.device)
-        is_res[first:c.vocab_size - 1] = True
+        first, end = self._residual_range()
+        is_res = torch.zeros(self.cfg.vocab_size, dtype=torch.bool, device=target_pos.device)
+        is_res[first:end] = True
         res_slot = self._residual_slot(target_pos)
         allowed = torch.where(res_slot[..., None], is_res, ~is_res)
         allowed[..., START] = False

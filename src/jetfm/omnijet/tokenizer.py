@@ -259,17 +259,21 @@ class VQVAETokenizer(nn.Module):
 
     @torch.no_grad()
     def fit_residual_codebook(self, feats: np.ndarray, mask: np.ndarray, seed: int = 0,
-                              iters: int = 30, max_points: int = 200_000) -> dict:
+                              iters: int = 30, max_points: int = 200_000,
+                              codes: np.ndarray | None = None) -> dict:
         """Fit the residual codebook (``cfg.residual_codes`` vectors) by k-means (Lloyd's
         algorithm from a seeded random choice of points; an emptied cluster restarts at the point
         farthest from its centre) to the residuals of the leading constituents of the preprocessed
         jets ``feats`` (N, P, 3), ``mask`` (N, P): their features minus what the decoder gives
-        for their codes. Returns the rms residual before and after, per feature."""
+        for their codes (``codes``: those plain codes, ``encode_arrays(..., residual=False)``,
+        when the caller has them already). Returns the rms residual before and after, per
+        feature."""
         r_codes = self.cfg.residual_codes
         if not r_codes:
             raise ValueError("the tokenizer has no residual codes (tokenizer.residual_codes = 0)")
         mask = np.asarray(mask, bool)
-        codes = self.encode_arrays(feats, mask, residual=False)
+        if codes is None:
+            codes = self.encode_arrays(feats, mask, residual=False)
         dec = self.decode_arrays(codes, mask)  # plain codes: no residual vector added
         lead = self._leading(torch.as_tensor(mask)).numpy()
         pts = torch.as_tensor(np.asarray(feats, np.float32)[lead] - dec[lead])

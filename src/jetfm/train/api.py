@@ -272,16 +272,17 @@ def _fit_residuals(tok, data: DataSpec, prep, seed: int, backbone=None) -> dict:
     the code table."""
     feats, mask = _first_features(data, prep, RESIDUAL_JETS)
     tok.to("cpu", torch.float32)
-    info = tok.fit_residual_codebook(feats, mask, seed=seed)
+    codes = tok.encode_arrays(feats, mask, residual=False)  # for the fit and the table
+    info = tok.fit_residual_codebook(feats, mask, seed=seed, codes=codes)
     info["n_jets"] = int(len(mask))
     if backbone is not None and backbone.cfg.code_features:
         from jetfm.omnijet.backbone import code_table
 
         # the residual tokens' rows (their offsets, scaled as the codes' rows were on these
-        # jets); the code rows the backbone was trained with stay
-        table = code_table(tok.encode_arrays(feats, mask), feats, mask, tok.latent_codebook(),
-                           tok.residual_vectors())
-        first, end = len(table) - 1 - tok.residual_codes, len(table) - 1
+        # jets; the table ignores the residual index, so the plain codes give it); the code
+        # rows the backbone was trained with stay
+        table = code_table(codes, feats, mask, tok.latent_codebook(), tok.residual_vectors())
+        first, end = backbone._residual_range()
         with torch.no_grad():
             backbone.code_table[first:end] = torch.from_numpy(table[first:end])
     return info
