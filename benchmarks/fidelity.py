@@ -11,8 +11,9 @@ sampling options), and compare them with held-out top jets that no training saw.
 configuration: reference / tokenized / generated median, W1 and KL of soft-drop mass, jet mass,
 tau21, tau32, D2 and multiplicity, the tokenizer floor (KL of the tokenized reference), the
 fraction of jets in 150-190 GeV, the demo's acceptance targets and the CPU seconds of each
-stage. Stages are cached in ``--out`` by their settings, so configurations that share a
-pre-training train it once. The last line is one JSON object.
+stage. Stages are cached in ``--out`` by their settings and the contents of their jets, so
+configurations that share a pre-training train it once, and a stage trained on other jets
+(another ``--data`` folder) is never taken for this one. The last line is one JSON object.
 
 Configurations are override lists of the training preset (``section.key=value``), see
 :data:`CONFIGS`.
@@ -102,6 +103,15 @@ CONFIGS: dict[str, dict] = {
 #: model (``residual_codes``: :func:`jetfm.train.api.add_residual_codes`, fitted to the
 #: pre-training jets) before fine-tuning; the floor is then that tokenizer's
 CONFIGS["long_res"] = {**CONFIGS["long"], "residual_codes": 256}
+#: ``long_res`` without pre-training: the same tokenizer with its residual codes, the backbone
+#: trained on the top jets alone (``scratch``), for as many epochs as the fine-tuning ran
+CONFIGS["long_res_scratch"] = {**CONFIGS["long_res"], "scratch": True,
+                               "finetune": ["finetuning.max_epochs=15",
+                                            "finetuning.patience=3"]}
+#: ``long_res`` for three times the target jets (48 000): at most 8 fine-tuning epochs, about
+#: the number of jet passes where the 16 000-jet fine-tuning stopped improving, times 1.6
+CONFIGS["long_res48"] = {**CONFIGS["long_res"],
+                         "finetune": ["finetuning.max_epochs=8", "finetuning.patience=3"]}
 #: whole chains: data sizes, tokenizer settings and configurations (``--recipe``); ``long``:
 #: about 90 minutes of training on an idle 2-core machine (fine-tuning on 16 000 top jets: four
 #: times the 4 000 of its first version took the generated jets' tau32 median from 0.735 to 0.63;
@@ -119,10 +129,21 @@ QUICK = {
 }
 # the same pre-training (cached) given 16 residual codes before fine-tuning
 QUICK["quick_res"] = {**QUICK["quick"], "residual_codes": 16}
+# and the backbone trained from scratch on the top jets with that tokenizer
+QUICK["quick_scratch"] = {**QUICK["quick_res"], "scratch": True}
 
 
 def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _jets_id(jets) -> str:
+    """A digest of the jets' contents, part of every cache key: a stage cached in ``--out`` is
+    never taken for one trained on other jets (another ``--data`` folder, say)."""
+    h = hashlib.sha1()
+    for a in (jets.constituents, jets.mask, jets.jet):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:12]
 
 
 def _cpu() -> float:
@@ -157,18 +178,17 @@ def ensure_data(data_dir: str, n_pretrain: int, n_top: int, seed: int, workers: 
     return {"paths": paths, "cpu": t}
 
 
-def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held_for,
-               top_pool, preset: str) -> dict:
-    """Pre-train (or take ``--pretrained``), optionally add residual codes, fine-tune, sample
-    and compare; ``held_for(model_dir)``: the held-out observables and floor of that model's
-    tokenizer."""
+def run_config(name: str, spec: dict, args, aoj, tok_dir: str, held_for, top_pool,
+               preset: str) -> dict:
+    """Pre-train on the jets ``aoj`` (or take ``--pretrained``), optionally add residual codes,
+    fine-tune on ``top_pool``, sample and compare; ``held_for(model_dir)``: the held-out
+    observables and floor of that model's tokenizer."""
     from jetfm.evaluate.fidelity import (
         check_long_targets,
         check_targets,
         fidelity,
         fidelity_observables,
     )
-    from jetfm.io import read_jets
     from jetfm.omnijet.model import sample_jets
     from jetfm.train import api
 
@@ -176,41 +196,48 @@ def run_config(name: str, spec: dict, args, paths: dict, tok_dir: str, held_for,
     pre_over = model + list(spec.get("pretrain", []))
     ft_over = model + list(spec.get("finetune", []))
     cpu: dict[str, float] = {}
+    aoj_id = _jets_id(aoj)
     pre_dir = os.path.join(args.out, "pretrain_" + _key(preset, pre_over, tok_dir, args.seed,
-                                                         args.n_pretrain))
+                                                         args.n_pretrain, aoj_id))
     c0, w0 = _cpu(), time.perf_counter()
-    if args.pretrained:  # given: its backbone and tokenizer, nothing pre-trained here
+    scratch = bool(spec.get("scratch"))
+    if scratch:  # no pre-training: the backbone is trained on the top jets alone
+        pre_dir = pre_model = args.pretrained or tok_dir
+    elif args.pretrained:  # given: its backbone and tokenizer, nothing pre-trained here
         pre_dir = pre_model = args.pretrained
     else:
-        aoj = read_jets(paths["aoj"], stop=args.n_pretrain)
         pre_model = api.pretrain([], pre_dir, tok_dir, preset=preset, overrides=pre_over,
                                  seed=args.seed, jets=aoj, progress=False)
     cpu["pretrain"], wall = _cpu() - c0, {"pretrain": time.perf_counter() - w0}
     r_codes = int(spec.get("residual_codes", 0))
     if r_codes and api.load_pretrained(pre_model).tokenizer.residual_codes:
         r_codes = 0  # a --pretrained model that has them already: fine-tuned as it is
-    if r_codes:  # the pre-trained model given residual codes (once per pre-trained model)
+    if r_codes:  # the pre-trained model (or the tokenizer) given residual codes, once
         c0 = _cpu()
-        res_dir = os.path.join(args.out, "preres_" + _key(pre_dir, r_codes,
-                                                          args.residual_leading, args.seed))
+        res_dir = os.path.join(args.out, ("tokres_" if scratch else "preres_") + _key(
+            pre_dir, r_codes, args.residual_leading, args.seed, aoj_id))
         plain, pre_model = pre_model, os.path.join(res_dir, "model")
         if not os.path.exists(os.path.join(pre_model, "model.safetensors")):
             api.add_residual_codes(str(plain), [], res_dir, r_codes, args.residual_leading,
-                                   args.seed, jets=read_jets(paths["aoj"], stop=args.n_pretrain))
+                                   args.seed, jets=aoj)
         pre_dir = res_dir
         cpu["residual codes"] = _cpu() - c0
         print_floor(held_for(pre_model), f"{name}: the tokenizer with {r_codes} residual codes")
     held = held_for(str(pre_model) if r_codes else tok_dir)
     d = int(spec.get("d", args.d))
-    ft_dir = os.path.join(args.out, "finetune_" + _key(pre_dir, ft_over, d, args.seed))
+    ft_dir = os.path.join(args.out, "finetune_" + _key(pre_dir, ft_over, d, args.seed,
+                                                       _jets_id(top_pool[:d])))
     c0, w0 = _cpu(), time.perf_counter()
-    ft_model = api.finetune(pre_model, [], ft_dir, preset=preset, overrides=ft_over,
-                            seed=args.seed + 1, jets=top_pool[:d], progress=False)
+    train = api.train_from_scratch if scratch else api.finetune
+    ft_model = train(str(pre_model), [], ft_dir, preset=preset, overrides=ft_over,
+                     seed=args.seed + 1, jets=top_pool[:d], progress=False)
     cpu["finetune"], wall["finetune"] = _cpu() - c0, time.perf_counter() - w0
     out = {"config": name, "spec": spec, "cpu_s": cpu, "wall_s": wall, "samplers": {}}
     loaded = api.load_pretrained(ft_model)
     out["val_loss"] = {s: loaded.provenance.get(s, {}).get("best_val_loss")
                        for s in ("pretrain", "finetune")}
+    if scratch:  # the top-jet training's, in the fine-tuning's place
+        out["val_loss"]["finetune"] = loaded.provenance.get("scratch", {}).get("best_val_loss")
     samplers = {"T=1": {}} | dict(spec.get("sampling", {}))
     for sname, skw in samplers.items():
         c0 = _cpu()
@@ -323,24 +350,23 @@ def main(argv=None) -> int:
     data = ensure_data(args.data or os.path.join(args.out, "data"), args.n_pretrain, args.n_top,
                        args.seed, args.workers)
     paths = data["paths"]
+    aoj = read_jets(paths["aoj"], stop=args.n_pretrain)
     tok_dir = args.pretrained or args.tokenizer
     tok_cpu = 0.0
     if tok_dir is None:
         tok_dir = os.path.join(args.out, "tokenizer_" + _key(preset, args.tok_set, args.seed,
-                                                             args.n_pretrain))
+                                                             args.n_pretrain, _jets_id(aoj)))
         c0 = _cpu()
         tok_dir = api.train_tokenizer([], tok_dir, preset=preset, seed=args.seed,
-                                      overrides=args.tok_set,
-                                      jets=read_jets(paths["aoj"], stop=args.n_pretrain),
-                                      progress=False)
+                                      overrides=args.tok_set, jets=aoj, progress=False)
         tok_cpu = _cpu() - c0
     if args.residual_codes:
         c0 = _cpu()
         tok_dir = api.add_residual_codes(
             tok_dir, [], os.path.join(args.out, "tokres_" + _key(
-                tok_dir, args.residual_codes, args.residual_leading, args.seed, args.n_pretrain)),
-            args.residual_codes, args.residual_leading, args.seed,
-            jets=read_jets(paths["aoj"], stop=args.n_pretrain))
+                tok_dir, args.residual_codes, args.residual_leading, args.seed, args.n_pretrain,
+                _jets_id(aoj))),
+            args.residual_codes, args.residual_leading, args.seed, jets=aoj)
         tok_cpu += _cpu() - c0
     top = read_jets(paths["top"])
     ref_idx, pool = split_target(len(top), args.n_reference, args.seed)
@@ -371,7 +397,7 @@ def main(argv=None) -> int:
         return 0
     results = []
     for name in names:
-        res = run_config(name, configs[name], args, paths, tok_dir, held_for, top_pool, preset)
+        res = run_config(name, configs[name], args, aoj, tok_dir, held_for, top_pool, preset)
         res["tokenizer_cpu_s"] = tok_cpu
         res["data_cpu_s"] = data["cpu"]
         print_result(res)

@@ -107,7 +107,7 @@ def test_benchmark_quick_chain(tmp_path):
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(summary) == {"quick", "quick_res"}
+    assert set(summary) == {"quick", "quick_res", "quick_scratch"}
     assert set(summary["quick"]["T=1"]) >= {"mass median", "tau32 median"}
     res = json.loads((tmp_path / "r.json").read_text())
     fid = res[0]["samplers"]["T=1"]["fidelity"]
@@ -131,6 +131,33 @@ def test_benchmark_quick_chain(tmp_path):
     assert "residual codes" not in again["cpu_s"] and len(list(out.glob("preres_*"))) == 1
     assert again["samplers"]["T=1"]["fidelity"]["tau32"]["tok_median"] == \
         res_fid["tau32"]["tok_median"]
+    # quick_scratch: nothing pre-trained, the tokenizer given the same residual codes (fitted
+    # to the same jets with the same seed), the backbone trained on the top jets alone
+    scratch = res[2]
+    assert scratch["config"] == "quick_scratch" and scratch["val_loss"]["pretrain"] is None
+    assert scratch["val_loss"]["finetune"] is not None and len(list(out.glob("tokres_*"))) == 1
+    s_fid = scratch["samplers"]["T=1"]["fidelity"]
+    assert s_fid["tau32"]["tok_median"] == res_fid["tau32"]["tok_median"]
+
+
+def test_benchmark_cache_keys_name_the_jets():
+    """A stage cached by benchmarks/fidelity.py is keyed by the contents of the jets it was
+    trained on: the same settings on other jets never load it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fidelity as bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from jetfm.io import read_jets
+    from tests.conftest import AOJ_MINI
+
+    jets = read_jets(AOJ_MINI)
+    same = read_jets(AOJ_MINI)
+    assert bench._jets_id(jets) == bench._jets_id(same)
+    assert bench._jets_id(jets[:50]) != bench._jets_id(jets[1:51])
+    moved = read_jets(AOJ_MINI)
+    moved.constituents[0, 0, 0] += 1.0
+    assert bench._jets_id(moved) != bench._jets_id(jets)
 
 
 def test_tokenizer_resolution_benchmark(quick_model):
@@ -291,3 +318,26 @@ def test_fidelity_refuses_a_tokenizer_beside_a_pretrained_model(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--pretrained brings its own tokenizer" in lines[0]
+
+
+def test_compare_models_lines_per_model_seed_and_file(quick_model, tmp_path):
+    """benchmarks/compare_models.py: one row per model, sampling seed and data file; one
+    model's sample is the same against every file (its medians), the references differ."""
+    from tests.conftest import AOJ_MINI, JETCLASS2_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "compare_models.py"),
+           "--model", quick_model, "--data", str(AOJ_MINI), "--data", str(JETCLASS2_ROOT),
+           "--seeds", "2,3", "--n-generated", "40", "--n-reference", "30"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [(x["seed"], x["data"]) for x in rows] == [
+        (s, str(d)) for s in (2, 3) for d in (AOJ_MINI, JETCLASS2_ROOT)]
+    a, b = rows[0]["fidelity"], rows[1]["fidelity"]
+    assert a["tau32"]["gen_median"] == b["tau32"]["gen_median"]
+    assert a["mass"]["ref_median"] != b["mass"]["ref_median"]
+    assert len(r.stdout.strip().splitlines()) == 5 and "seed 3 vs" in r.stdout
+    bad = subprocess.run(cmd[:2] + ["--model", str(tmp_path / "none"), "--data", str(AOJ_MINI)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "none: no such file" in bad.stderr
