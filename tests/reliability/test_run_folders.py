@@ -44,7 +44,7 @@ def test_rerun_with_other_seed_or_data_is_refused_and_keeps_the_model(tok_run, c
     before = _digest(weights)
     capsys.readouterr()
     for extra, what in ((["--data", str(AOJ_MINI), "--seed", "5"], "(seed)"),
-                        (["--data", str(JETCLASS2_ROOT)], "(data)")):
+                        (["--data", str(JETCLASS2_ROOT)], "(data, data_contents)")):
         assert main(["tokenizer", "train", "-o", tok_run, *QUICK_TOK, *extra]) == 2
         err = _error(capsys)
         assert f"started with other settings {what}" in err and "--overwrite" in err
@@ -159,3 +159,63 @@ def test_anomaly_rerun_with_other_settings_is_refused(tmp_path, capsys):
     assert "other settings (seed)" in _error(capsys)
     assert main(base + ["--seed", "2", "--overwrite"]) == 0
     assert json.load(open(tmp_path / "runs" / "a" / "train_summary.json"))["seed"] == 2
+
+
+def test_data_rewritten_under_the_same_name_is_other_data(tmp_path, capsys):
+    """A run folder records a digest of its data files' contents: a file rewritten with other
+    jets under the same name is refused like other data; a record of an earlier version (no
+    digest) resumes and gains one."""
+    import shutil
+
+    from jetfm.io import read_jets
+    from jetfm.io.aoj import write_aoj
+
+    data = str(tmp_path / "aoj.h5")
+    shutil.copyfile(AOJ_MINI, data)
+    run = str(tmp_path / "tok")
+    assert main(["tokenizer", "train", "--data", data, "-o", run, *QUICK_TOK]) == 0
+    record = os.path.join(run, RUN_RECORD)
+    first = json.load(open(record))["settings"]["data_contents"]
+    weights = os.path.join(run, "model", "model.safetensors")
+    before = _digest(weights)
+    # an earlier version's record, without the digest: the same command resumes
+    rec = json.load(open(record))
+    del rec["settings"]["data_contents"]
+    json.dump(rec, open(record, "w"))
+    assert main(["tokenizer", "train", "--data", data, "-o", run, *QUICK_TOK]) == 0
+    assert json.load(open(record))["settings"]["data_contents"] == first
+    # the same name, other jets
+    os.remove(data)
+    write_aoj(data, read_jets(AOJ_MINI)[:150])
+    capsys.readouterr()
+    assert main(["tokenizer", "train", "--data", data, "-o", run, *QUICK_TOK]) == 2
+    err = _error(capsys)
+    assert "started with other settings (data_contents)" in err and "--overwrite" in err
+    assert _digest(weights) == before
+    assert json.load(open(record))["settings"]["data_contents"] == first
+
+
+def test_contents_digest_reads_size_head_and_tail(tmp_path):
+    from jetfm.io.output import contents_digest
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    body = os.urandom(3 << 20)
+    a.write_bytes(body)
+    b.write_bytes(body)
+    assert contents_digest([str(a)]) == contents_digest([str(b)])
+    b.write_bytes(body[:-1] + bytes([body[-1] ^ 1]))  # the last byte
+    assert contents_digest([str(a)]) != contents_digest([str(b)])
+    b.write_bytes(body + b"x")  # one byte longer
+    assert contents_digest([str(a)]) != contents_digest([str(b)])
+    assert contents_digest([str(a), str(b)]) != contents_digest([str(b), str(a)])
+    small = tmp_path / "s.bin"
+    small.write_bytes(b"jets")
+    assert contents_digest([str(small)]) != contents_digest([str(small)] * 2)
+
+
+def test_missing_data_file_is_one_line_and_no_run_folder(tmp_path, capsys):
+    run = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--data", str(tmp_path / "gone.h5"), "-o", str(run),
+                 *QUICK_TOK]) == 2
+    assert "gone.h5: no such file" in _error(capsys)
+    assert not run.exists()

@@ -68,7 +68,13 @@ def _training_run(args, stage: str, models: dict[str, str], **extra):
     """Hold the run folder ``args.out`` for the whole training: refuse an output that would
     overwrite an input, a second run on the same folder, and a rerun with other settings
     (without --overwrite)."""
-    from jetfm.io.output import RUN_LOCK, RUN_RECORD, refuse_overwrite, run_folder
+    from jetfm.io.output import (
+        RUN_LOCK,
+        RUN_RECORD,
+        contents_digest,
+        refuse_overwrite,
+        run_folder,
+    )
     from jetfm.train.data import expand_data
 
     def files(data):
@@ -79,6 +85,8 @@ def _training_run(args, stage: str, models: dict[str, str], **extra):
                 "preset": os.path.abspath(args.preset) if os.path.isfile(args.preset)
                 else args.preset, "overrides": list(args.overrides),
                 **{k: os.path.abspath(v) for k, v in models.items()}, **extra}
+    # the files' contents too: a data file rewritten under the same name is other data
+    settings["data_contents"] = contents_digest(settings["data"] + (settings["val_data"] or []))
     owned = set(RUN_ENTRIES) | {RUN_LOCK, RUN_RECORD}
     refuse_overwrite(args.out, settings["data"] + (settings["val_data"] or []),
                      folders=models.values(), owned=owned.__contains__, option="-o run folder")

@@ -293,7 +293,33 @@ def _is_secondary_rank() -> bool:
 
 
 def _differing(old: dict, new: dict) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    """The settings that differ; one the old record lacks was not recorded then (a run folder
+    of an earlier version) and is not compared."""
+    return sorted(k for k in set(old) | set(new) if k in old and old.get(k) != new.get(k))
+
+
+def contents_digest(paths: Iterable[str], block: int = 1 << 20) -> str:
+    """A digest of the files' contents, cheap for any size: each file's size and its first
+    and last ``block`` bytes. A rewritten data file changes them (its header, index or last
+    chunks), so a run folder can tell its data from other data under the same name without
+    reading every file whole."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for path in paths:
+        try:
+            size = os.path.getsize(path)
+            h.update(f"{size}:".encode())
+            with open(path, "rb") as fh:
+                h.update(fh.read(block))
+                if size > block:
+                    fh.seek(max(block, size - block))
+                    h.update(fh.read(block))
+        except FileNotFoundError:
+            raise InputError("no such file", path) from None
+        except OSError as err:
+            raise InputError(f"cannot read it: {err.strerror or err}", path) from None
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -338,7 +364,7 @@ def _check_settings(out: str, settings: dict, overwrite: bool, fresh: Iterable[s
                 shutil.rmtree(p)
             elif os.path.lexists(p):
                 os.remove(p)
-    elif old is not None and old != settings and (started(out) if started else True):
+    elif old is not None and _differing(old, settings) and (started(out) if started else True):
         raise InputError(f"this run folder was started with other settings "
                          f"({', '.join(_differing(old, settings))}); rerun with the same "
                          "settings to resume, or add --overwrite to start afresh", out)
