@@ -29,17 +29,14 @@ KL_OBSERVABLES = ("mass", "tau21", "tau32", "d2", "n_constituents")
 def held_out(path: str, tok_model, n_reference: int, n_floor: int, seed: int) -> dict:
     """The held-out jets of ``path`` (raw and through ``tok_model``'s tokenizer) and the floor:
     ``n_floor`` training-pool jets through it, as ``fidelity.py`` takes them."""
-    from jetfm.evaluate.fidelity import fidelity_observables
-    from jetfm.evaluate.scan import frame_and_tokenized, reference_sets, split_target
+    from jetfm.evaluate.fidelity import held_out_sets
+    from jetfm.evaluate.scan import split_target
     from jetfm.io import read_jets
 
     top = read_jets(path)
     ref_idx, pool = split_target(len(top), n_reference, seed)
-    refs = reference_sets(top[ref_idx], tok_model)
-    held = {k: fidelity_observables(j, obs) for k, (j, obs) in refs.items()}
-    others = frame_and_tokenized(top[np.sort(pool)][-min(len(pool), n_floor):], tok_model)
-    held["floor"] = fidelity_observables(others[1])
-    return held
+    return held_out_sets(top[ref_idx], top[np.sort(pool)][-min(len(pool), n_floor):],
+                         tok_model)
 
 
 def row_line(model: str, seed: int, data: str, fid: dict) -> str:

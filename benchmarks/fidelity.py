@@ -178,11 +178,11 @@ def ensure_data(data_dir: str, n_pretrain: int, n_top: int, seed: int, workers: 
     return {"paths": paths, "cpu": t}
 
 
-def run_config(name: str, spec: dict, args, aoj, tok_dir: str, held_for, top_pool,
-               preset: str) -> dict:
-    """Pre-train on the jets ``aoj`` (or take ``--pretrained``), optionally add residual codes,
-    fine-tune on ``top_pool``, sample and compare; ``held_for(model_dir)``: the held-out
-    observables and floor of that model's tokenizer."""
+def run_config(name: str, spec: dict, args, aoj, aoj_id: str, tok_dir: str, held_for,
+               top_pool, preset: str) -> dict:
+    """Pre-train on the jets ``aoj`` (their digest ``aoj_id``; or take ``--pretrained``),
+    optionally add residual codes, fine-tune on ``top_pool``, sample and compare;
+    ``held_for(model_dir)``: the held-out observables and floor of that model's tokenizer."""
     from jetfm.evaluate.fidelity import (
         check_long_targets,
         check_targets,
@@ -196,7 +196,6 @@ def run_config(name: str, spec: dict, args, aoj, tok_dir: str, held_for, top_poo
     pre_over = model + list(spec.get("pretrain", []))
     ft_over = model + list(spec.get("finetune", []))
     cpu: dict[str, float] = {}
-    aoj_id = _jets_id(aoj)
     pre_dir = os.path.join(args.out, "pretrain_" + _key(preset, pre_over, tok_dir, args.seed,
                                                          args.n_pretrain, aoj_id))
     c0, w0 = _cpu(), time.perf_counter()
@@ -340,7 +339,7 @@ def main(argv=None) -> int:
         return 2
     import torch
 
-    from jetfm.evaluate.fidelity import fidelity_observables
+    from jetfm.evaluate.fidelity import held_out_sets
     from jetfm.evaluate.scan import split_target
     from jetfm.io import read_jets
     from jetfm.train import api
@@ -351,11 +350,12 @@ def main(argv=None) -> int:
                        args.seed, args.workers)
     paths = data["paths"]
     aoj = read_jets(paths["aoj"], stop=args.n_pretrain)
+    aoj_id = _jets_id(aoj)
     tok_dir = args.pretrained or args.tokenizer
     tok_cpu = 0.0
     if tok_dir is None:
         tok_dir = os.path.join(args.out, "tokenizer_" + _key(preset, args.tok_set, args.seed,
-                                                             args.n_pretrain, _jets_id(aoj)))
+                                                             args.n_pretrain, aoj_id))
         c0 = _cpu()
         tok_dir = api.train_tokenizer([], tok_dir, preset=preset, seed=args.seed,
                                       overrides=args.tok_set, jets=aoj, progress=False)
@@ -365,13 +365,11 @@ def main(argv=None) -> int:
         tok_dir = api.add_residual_codes(
             tok_dir, [], os.path.join(args.out, "tokres_" + _key(
                 tok_dir, args.residual_codes, args.residual_leading, args.seed, args.n_pretrain,
-                _jets_id(aoj))),
+                aoj_id)),
             args.residual_codes, args.residual_leading, args.seed, jets=aoj)
         tok_cpu += _cpu() - c0
     top = read_jets(paths["top"])
     ref_idx, pool = split_target(len(top), args.n_reference, args.seed)
-    from jetfm.evaluate.scan import frame_and_tokenized, reference_sets
-
     top_pool = top[np.sort(pool)]
     helds: dict[str, dict] = {}
 
@@ -379,13 +377,9 @@ def main(argv=None) -> int:
         """The held-out jets' observables, raw and through ``model_dir``'s tokenizer, and the
         floor: training-pool jets through it, as many as generated."""
         if model_dir not in helds:
-            tok_model = api.load_pretrained(model_dir)
-            refs = reference_sets(top[ref_idx], tok_model)
-            held = {k: fidelity_observables(j, obs) for k, (j, obs) in refs.items()}
-            others = frame_and_tokenized(top_pool[-min(len(top_pool), args.n_generated):],
-                                         tok_model)
-            held["floor"] = fidelity_observables(others[1])
-            helds[model_dir] = held
+            helds[model_dir] = held_out_sets(
+                top[ref_idx], top_pool[-min(len(top_pool), args.n_generated):],
+                api.load_pretrained(model_dir))
         return helds[model_dir]
 
     held = held_for(tok_dir)
@@ -397,7 +391,8 @@ def main(argv=None) -> int:
         return 0
     results = []
     for name in names:
-        res = run_config(name, configs[name], args, aoj, tok_dir, held_for, top_pool, preset)
+        res = run_config(name, configs[name], args, aoj, aoj_id, tok_dir, held_for, top_pool,
+                         preset)
         res["tokenizer_cpu_s"] = tok_cpu
         res["data_cpu_s"] = data["cpu"]
         print_result(res)

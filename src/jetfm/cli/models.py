@@ -85,10 +85,11 @@ def _training_run(args, stage: str, models: dict[str, str], **extra):
                 "preset": os.path.abspath(args.preset) if os.path.isfile(args.preset)
                 else args.preset, "overrides": list(args.overrides),
                 **{k: os.path.abspath(v) for k, v in models.items()}, **extra}
+    inputs = settings["data"] + (settings["val_data"] or [])
     # the files' contents too: a data file rewritten under the same name is other data
-    settings["data_contents"] = contents_digest(settings["data"] + (settings["val_data"] or []))
+    settings["data_contents"] = contents_digest(inputs)
     owned = set(RUN_ENTRIES) | {RUN_LOCK, RUN_RECORD}
-    refuse_overwrite(args.out, settings["data"] + (settings["val_data"] or []),
+    refuse_overwrite(args.out, inputs,
                      folders=models.values(), owned=owned.__contains__, option="-o run folder")
     with run_folder(args.out, settings, overwrite=args.overwrite or args.no_resume,
                     fresh=("checkpoints", "model"), started=_run_started,

@@ -144,6 +144,19 @@ def fidelity_lines(fid: Mapping[str, Mapping[str, float]]) -> list[str]:
     return lines
 
 
+def held_out_sets(ref_jets: Jets, floor_jets: Jets, model) -> dict[str, dict[str, np.ndarray]]:
+    """What generated jets are compared with (:func:`fidelity`): the observables of the held-out
+    jets ``ref_jets`` in the generator's frame (``raw``) and through ``model``'s tokenizer and
+    back (``tokenized``), and of ``floor_jets`` (other jets of the target, as many as generated)
+    through it (``floor``)."""
+    from jetfm.evaluate.scan import frame_and_tokenized, reference_sets
+
+    sets = {k: fidelity_observables(j, obs) for k, (j, obs) in
+            reference_sets(ref_jets, model).items()}
+    sets["floor"] = fidelity_observables(frame_and_tokenized(floor_jets, model)[1])
+    return sets
+
+
 # ------------------------------------------------------------------------- in a D-scan
 def reference_arrays(refs: Mapping[str, tuple], floor_jets: Jets, model) -> dict[str, np.ndarray]:
     """What the D-scan stores for the fidelity check beside its reference observables: the

@@ -364,9 +364,10 @@ def _check_settings(out: str, settings: dict, overwrite: bool, fresh: Iterable[s
                 shutil.rmtree(p)
             elif os.path.lexists(p):
                 os.remove(p)
-    elif old is not None and _differing(old, settings) and (started(out) if started else True):
+    elif old is not None and (differing := _differing(old, settings)) and (
+            started(out) if started else True):
         raise InputError(f"this run folder was started with other settings "
-                         f"({', '.join(_differing(old, settings))}); rerun with the same "
+                         f"({', '.join(differing)}); rerun with the same "
                          "settings to resume, or add --overwrite to start afresh", out)
     if old != settings:
         write_text_atomic(path, json.dumps({"settings": settings}, indent=1))
