@@ -138,6 +138,16 @@ def test_benchmark_quick_chain(tmp_path):
     assert scratch["val_loss"]["finetune"] is not None and len(list(out.glob("tokres_*"))) == 1
     s_fid = scratch["samplers"]["T=1"]["fidelity"]
     assert s_fid["tau32"]["tok_median"] == res_fid["tau32"]["tok_median"]
+    # --n-tokenizer: the tokenizer (a new cache entry) is fitted to the first N jets only
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--quick",
+                        "--out", str(out), "--n-tokenizer", "120", "--floor-only"],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from jetfm.train.api import load_pretrained
+
+    fitted = sorted(load_pretrained(str(p / "model")).provenance["tokenizer"]["data"]["n_jets"]
+                    for p in out.glob("tokenizer_*"))
+    assert fitted == [120, 300]
 
 
 def test_benchmark_cache_keys_name_the_jets():
