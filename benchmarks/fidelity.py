@@ -117,8 +117,8 @@ CONFIGS["long_res48"] = {**CONFIGS["long_res"],
 #: repeated ones (simulating them costs 5.5 ms of wall time per jet on 2 cores); with
 #: ``--residual-codes 256`` the backbone meets its residual codes from the start of
 #: pre-training instead of at fine-tuning (recipe ``long_fresh``). Measured: no gain (tau32
-#: 0.61-0.62 against the recipe's 0.60; the validation loss stopped falling after 2 epochs with
-#: the training loss close to it: the backbone under-fits, it is not short of data)
+#: 0.61-0.62 against the recipe's 0.60, the top jets' codes predicted no better; the validation
+#: loss stopped falling after the second pass over the jets)
 CONFIGS["long_fresh"] = {**CONFIGS["long"],
                          "pretrain": ["pretraining.max_epochs=3", "pretraining.patience=3"]}
 #: whole chains: data sizes, tokenizer settings and configurations (``--recipe``); ``long``:
