@@ -61,10 +61,12 @@ CONFIGS: dict[str, dict] = {
     "cf_fourier_cool": {"model": CF_FOURIER,
                         "pretrain": ["pretraining.max_epochs=6",
                                      "pretraining.schedule=warmup_cooldown",
-                                     "pretraining.warmup_steps=20"],
+                                     "pretraining.warmup_steps=20",
+                                     "pretraining.cooldown_fraction=0.3"],
                         "finetune": ["finetuning.max_epochs=26", "finetuning.patience=26",
                                      "finetuning.schedule=warmup_cooldown",
-                                     "finetuning.warmup_steps=10"]},
+                                     "finetuning.warmup_steps=10",
+                                     "finetuning.cooldown_fraction=0.3"]},
     # and anchor-kernel heads: every constituent after the first gets the exact Gaussian kernel
     # density around the earlier ones among the 16 leading ones (1 and 2 heads) ...
     "cf_kernel": _chain([*CF_FOURIER, "backbone.kernel_heads=1", "backbone.kernel_anchors=16",
@@ -112,6 +114,14 @@ CONFIGS["long_res_scratch"] = {**CONFIGS["long_res"], "scratch": True,
 #: the number of jet passes where the 16 000-jet fine-tuning stopped improving, times 1.6
 CONFIGS["long_res48"] = {**CONFIGS["long_res"],
                          "finetune": ["finetuning.max_epochs=8", "finetuning.patience=3"]}
+#: ``long_res``'s fine-tuning with the learning rate cooled to 0 over its last 30 % of 16 epochs
+#: (the recipe's constant rate ran 19, the best after 15), to be given the recipe's pre-trained
+#: model with its residual codes (``--pretrained``)
+CONFIGS["long_res_cool"] = {**CONFIGS["long_res"],
+                            "finetune": ["finetuning.max_epochs=16", "finetuning.patience=16",
+                                         "finetuning.schedule=warmup_cooldown",
+                                         "finetuning.warmup_steps=10",
+                                         "finetuning.cooldown_fraction=0.3"]}
 #: ``long`` pre-trained on five times the AOJ-like jets (``--n-pretrain 100000``) for at most 3
 #: epochs (300 000 jet passes, the recipe's 18 x 20 000 less a sixth): fresh jets instead of
 #: repeated ones (simulating them costs 5.5 ms of wall time per jet on 2 cores); with
@@ -347,6 +357,10 @@ def main(argv=None) -> int:
     if args.pretrained and (args.tokenizer or args.residual_codes):
         print("fidelity.py: --pretrained brings its own tokenizer: not with --tokenizer or "
               "--residual-codes", file=sys.stderr)
+        return 2
+    if args.n_tokenizer is not None and args.n_tokenizer < 1:
+        print(f"fidelity.py: --n-tokenizer must be at least 1, got {args.n_tokenizer}",
+              file=sys.stderr)
         return 2
     unknown = [n for n in names if n not in configs]
     if unknown:

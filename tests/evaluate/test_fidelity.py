@@ -150,6 +150,22 @@ def test_benchmark_quick_chain(tmp_path):
     assert fitted == [120, 300]
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--n-tokenizer", "0"], "--n-tokenizer must be at least 1"),
+    (["--configs", "nonesuch"], "unknown configurations"),
+])
+def test_benchmark_refuses_bad_arguments(tmp_path, args, says):
+    """benchmarks/fidelity.py: a bad argument is one line and exit 2, before anything is made."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--quick",
+                        "--out", str(tmp_path / "fid"), *args],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]
+    assert not (tmp_path / "fid").exists()
+
+
 def test_benchmark_cache_keys_name_the_jets():
     """A stage cached by benchmarks/fidelity.py is keyed by the contents of the jets it was
     trained on: the same settings on other jets never load it."""
