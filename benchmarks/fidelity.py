@@ -202,10 +202,11 @@ def ensure_data(data_dir: str, n_pretrain: int, n_top: int, seed: int, workers: 
     return {"paths": paths, "cpu": t}
 
 
-def run_config(name: str, spec: dict, args, aoj, aoj_id: str, tok_dir: str, held_for,
-               top_pool, preset: str) -> dict:
+def run_config(name: str, spec: dict, args, aoj, aoj_id: str, tok_fit: tuple, tok_dir: str,
+               held_for, top_pool, preset: str) -> dict:
     """Pre-train on the jets ``aoj`` (their digest ``aoj_id``; or take ``--pretrained``),
-    optionally add residual codes, fine-tune on ``top_pool``, sample and compare;
+    optionally add residual codes (fitted to ``tok_fit``: the tokenizer's jets and their digest,
+    as the command line's are), fine-tune on ``top_pool``, sample and compare;
     ``held_for(model_dir)``: the held-out observables and floor of that model's tokenizer."""
     from jetfm.evaluate.fidelity import (
         check_long_targets,
@@ -238,11 +239,11 @@ def run_config(name: str, spec: dict, args, aoj, aoj_id: str, tok_dir: str, held
     if r_codes:  # the pre-trained model (or the tokenizer) given residual codes, once
         c0 = _cpu()
         res_dir = os.path.join(args.out, ("tokres_" if scratch else "preres_") + _key(
-            pre_dir, r_codes, args.residual_leading, args.seed, aoj_id))
+            pre_dir, r_codes, args.residual_leading, args.seed, tok_fit[1]))
         plain, pre_model = pre_model, os.path.join(res_dir, "model")
         if not os.path.exists(os.path.join(pre_model, "model.safetensors")):
             api.add_residual_codes(str(plain), [], res_dir, r_codes, args.residual_leading,
-                                   args.seed, jets=aoj)
+                                   args.seed, jets=tok_fit[0])
         pre_dir = res_dir
         cpu["residual codes"] = _cpu() - c0
         print_floor(held_for(pre_model), f"{name}: the tokenizer with {r_codes} residual codes")
@@ -424,8 +425,8 @@ def main(argv=None) -> int:
         return 0
     results = []
     for name in names:
-        res = run_config(name, configs[name], args, aoj, aoj_id, tok_dir, held_for, top_pool,
-                         preset)
+        res = run_config(name, configs[name], args, aoj, aoj_id, (tok_jets, tok_id), tok_dir,
+                         held_for, top_pool, preset)
         res["tokenizer_cpu_s"] = tok_cpu
         res["data_cpu_s"] = data["cpu"]
         print_result(res)
