@@ -13,7 +13,11 @@ misplaces the soft ones.
 A second table (``--leading``) follows tau32 as the jets grow: the medians of tau32, tau21, mass
 and pT fraction of each jet's N leading constituents alone, for the raw jets, the tokenized ones
 and the plain generation (k = 0, or the shortest prompt). Where tokenized and raw part, the
-tokenizer loses the structure; where generated and tokenized part, the backbone does.
+tokenizer loses the structure; where generated and tokenized part, the backbone does. A third
+table, with it, gives how the three leading constituents lie: the quartiles of the distance
+between the 1st and the 2nd (d12) and from the 3rd to the nearer of them (d3). In top jets the
+two leading ones are often nearly collinear (one prong's core); a backbone that places them too
+far apart blurs the prongs from the first constituents on.
 
     python benchmarks/continuation.py runs/demo_default/scan/.../model \\
         runs/demo_default/data/top.root [--n 600] [--k 0,3,10] [--leading 3,6,10,20]
@@ -127,6 +131,22 @@ def leading_profile(jets, ns) -> dict:
     return out
 
 
+def leading_distances(jets) -> dict:
+    """How the three leading (pT) constituents lie: per jet the distance in (eta_rel, phi_rel)
+    between the 1st and the 2nd (``d12``) and from the 3rd to the nearer of them (``d3``);
+    quartiles of each over the jets with at least three constituents. Two nearly collinear
+    leading constituents (a prong's core) give the small tau21 of the three leading ones."""
+    pt = constituent_pt(jets)
+    order = np.argsort(-pt, axis=1, kind="stable")[:, :3]
+    rel = "eta_rel" in jets.constituent_names  # decoded jets; raw JetClass jets: deta, dphi
+    eta = np.take_along_axis(jets.c("eta_rel" if rel else "deta"), order, 1)
+    phi = np.take_along_axis(jets.c("phi_rel" if rel else "dphi"), order, 1)
+    ok = jets.mask.sum(1) >= 3
+    d = lambda i, j: np.hypot(eta[ok, i] - eta[ok, j], phi[ok, i] - phi[ok, j])  # noqa: E731
+    dist = {"d12": d(0, 1), "d3": np.minimum(d(2, 0), d(2, 1))}
+    return {k: [float(q) for q in np.quantile(v, [0.25, 0.5, 0.75])] for k, v in dist.items()}
+
+
 def summary(jets) -> dict:
     from jetfm.evaluate.fidelity import fidelity_observables
 
@@ -193,6 +213,12 @@ def main(argv=None) -> int:
             print(f"{n:4d}" + "".join(
                 f"{p[n]['tau32']:8.3f}{p[n]['tau21']:8.3f}{p[n]['mass']:7.0f}"
                 f"{p[n]['pt_fraction']:7.2f}" for p in profile.values()))
+        profile["distances"] = {name: leading_distances(j) for name, j in sets.items()}
+        print("\nthe three leading constituents: quartiles (25, 50, 75 %) of the distance of the "
+              "2nd to the 1st (d12) and of the 3rd to the nearer of them (d3)")
+        for name, q in profile["distances"].items():
+            print(f"{name:22s}" + "".join(f"  {k} " + " ".join(f"{x:.3f}" for x in q[k])
+                                          for k in ("d12", "d3")))
     first = [k for k in rows if k != "tokenized"][-1]
     emit("continuation", rows[first]["tau32"], f"tau32 median, {first}",
          rows["tokenized"]["tau32"], rows[first]["tau32"] / rows["tokenized"]["tau32"],

@@ -131,6 +131,20 @@ CONFIGS["long_res_cool"] = {**CONFIGS["long_res"],
 #: loss stopped falling after the second pass over the jets)
 CONFIGS["long_fresh"] = {**CONFIGS["long"],
                          "pretrain": ["pretraining.max_epochs=3", "pretraining.patience=3"]}
+#: ``long_res`` with twice the backbone's depth (4 blocks instead of 2, width unchanged): 1.34
+#: times the CPU of a training step (``benchmarks/backbone_shapes.py``), so the epochs are capped
+#: (pre-training 20, fine-tuning 18; the recipe's stopped after 18 and 19) to keep the training
+#: within 2 hours on an idle 2-core machine
+CONFIGS["long_res_deep"] = {**CONFIGS["long_res"],
+                            "model": [*CF_FOURIER, "backbone.n_blocks=4"],
+                            "pretrain": ["pretraining.max_epochs=20", "pretraining.patience=3"],
+                            "finetune": ["finetuning.max_epochs=18", "finetuning.patience=3"]}
+#: ``long_res_deep`` with 64 Fourier frequencies instead of 32: a finer angular basis for the
+#: output layer (at the demo's size 64 cost no more CPU and brought the leading constituents
+#: closer together, ``benchmarks/continuation.py``'s d12 and d3)
+CONFIGS["long_res_deep64"] = {**CONFIGS["long_res_deep"],
+                              "model": [*CF, "backbone.fourier_features=64",
+                                        "backbone.n_blocks=4"]}
 #: whole chains: data sizes, tokenizer settings and configurations (``--recipe``); ``long``:
 #: about 90 minutes of training on an idle 2-core machine (fine-tuning on 16 000 top jets: four
 #: times the 4 000 of its first version took the generated jets' tau32 median from 0.735 to 0.63;

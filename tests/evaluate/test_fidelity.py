@@ -186,6 +186,40 @@ def test_benchmark_cache_keys_name_the_jets():
     assert bench._jets_id(moved) != bench._jets_id(jets)
 
 
+def test_backbone_shapes_benchmark():
+    """benchmarks/backbone_shapes.py times real training steps: its batches follow the residual
+    grammar (a finite loss; a token in a wrong slot would make it infinite), every shape's line
+    has a ratio to the recipe's, and a deeper backbone has more parameters."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import backbone_shapes as bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from jetfm.omnijet.backbone import JetGPT
+    from jetfm.omnijet.config import load_omnijet_config
+
+    cfg = load_omnijet_config("small", bench.RECIPE).backbone
+    assert (cfg.residual_codes, cfg.residual_leading, cfg.vocab_size) == (256, 10, 2306)
+    seqs = bench.batch_of_jets(cfg, 6, torch.Generator().manual_seed(1))
+    assert (seqs[:, 0] == 0).all() and ((seqs == cfg.stop_token).sum(1) == 1).all()
+    torch.manual_seed(0)
+    assert torch.isfinite(JetGPT(cfg).loss(seqs))
+    wrong = seqs.clone()
+    wrong[:, 2] = 1  # a code where the first residual token belongs
+    assert not torch.isfinite(JetGPT(cfg).loss(wrong))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backbone_shapes.py"),
+                        "--quick", "--threads", "1"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rec["shape"] == "n_blocks=4" and rec["ratio"] > 0
+    lines = r.stdout.splitlines()
+    base = next(x for x in lines if "the recipe" in x)
+    deep = next(x for x in lines if x.strip().startswith("n_blocks=4"))
+    assert float(deep.split()[1].rstrip("M")) > float(base.split()[6].rstrip("M"))
+
+
 def test_tokenizer_resolution_benchmark(quick_model):
     """benchmarks/tokenizer_resolution.py on real AOJ jets: its exact row is the jets'
     observables in the generator's frame, and noise on the angles widens the jets (the mass
@@ -275,6 +309,27 @@ def test_continuation_keeps_the_prompt_and_measures_soft_distances(quick_model):
         assert prof[500][key] == pytest.approx(np.median(full[key]), rel=1e-6)
     assert prof[500]["pt_fraction"] == pytest.approx(1.0)
     assert 0 < prof[3]["pt_fraction"] < 1
+    # how the three leading constituents lie: quartiles of d12 and d3, against one jet at a time
+    d12, d3 = [], []
+    for i in range(len(jets)):
+        n = int(jets.mask[i].sum())
+        if n < 3:
+            continue
+        pt, eta, phi = (jets.c(x)[i, :n] for x in ("pt", "eta_rel", "phi_rel"))
+        a, b, c = np.argsort(-pt, kind="stable")[:3]
+        d12.append(np.hypot(eta[a] - eta[b], phi[a] - phi[b]))
+        d3.append(min(np.hypot(eta[c] - eta[a], phi[c] - phi[a]),
+                      np.hypot(eta[c] - eta[b], phi[c] - phi[b])))
+    dist = continuation.leading_distances(jets)
+    np.testing.assert_allclose(dist["d12"], np.quantile(d12, [0.25, 0.5, 0.75]), rtol=1e-6)
+    np.testing.assert_allclose(dist["d3"], np.quantile(d3, [0.25, 0.5, 0.75]), rtol=1e-6)
+    assert dist["d3"][0] < dist["d12"][2]
+    # raw JetClass jets carry deta, dphi instead
+    from tests.conftest import JETCLASS2_ROOT
+
+    raw = read_jets(JETCLASS2_ROOT)
+    got = continuation.leading_distances(raw)
+    assert all(0 <= q[0] <= q[1] <= q[2] < 1.5 for q in got.values())
 
 
 def test_continuation_refuses_a_model_without_backbone(tmp_path):
