@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit  # noqa: E402
+from _common import best_of, emit  # noqa: E402
+from fidelity import CONFIGS, RECIPES  # noqa: E402
 
 from jetfm.omnijet.backbone import JetGPT  # noqa: E402
 from jetfm.omnijet.config import load_omnijet_config  # noqa: E402
 
-RECIPE = ["tokenizer.quantizer.codebook_size=2048", "tokenizer.residual_codes=256",
-          "tokenizer.residual_leading=10", "backbone.code_features=7",
-          "backbone.fourier_features=32"]
+#: the long recipe's backbone settings, taken from fidelity.py: its codebook, the residual codes
+#: of ``long_res`` (for fidelity.py's default 10 leading constituents) and its model overrides
+RECIPE = [*(s for s in RECIPES["long"]["tok_set"] if s.startswith("tokenizer.quantizer.")),
+          f"tokenizer.residual_codes={CONFIGS['long_res']['residual_codes']}",
+          "tokenizer.residual_leading=10", *CONFIGS["long_res"]["model"]]
 SHAPES = ["n_blocks=3", "n_blocks=4", "dim=192,ff_dim=768", "dim=192,ff_dim=768,n_blocks=3",
           "dim=256,ff_dim=1024,n_blocks=3"]
 
@@ -66,12 +68,7 @@ def step_time(shape: str, seqs: torch.Tensor, repeats: int) -> tuple[float, floa
         opt.step()
 
     step()  # warm-up: allocations, AdamW state
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t0)
-    return best, sum(p.numel() for p in net.parameters()) / 1e6
+    return best_of(step, repeats), sum(p.numel() for p in net.parameters()) / 1e6
 
 
 def main() -> None:

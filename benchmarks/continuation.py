@@ -86,14 +86,22 @@ def continue_codes(backbone, tok, codes: np.ndarray, mask: np.ndarray, k: int, s
     return np.concatenate(out_c), np.concatenate(out_m)
 
 
+def pt_ordered(jets, first: int | None = None) -> tuple[np.ndarray, ...]:
+    """(pT, eta, phi) of each jet's constituents in falling pT (the ``first`` leading ones, default
+    all), pT 0 on padding; the angles relative to the jet: eta_rel, phi_rel of decoded jets,
+    deta, dphi of raw JetClass ones."""
+    pt = constituent_pt(jets)
+    order = np.argsort(-pt, axis=1, kind="stable")[:, :first]
+    rel = "eta_rel" in jets.constituent_names
+    return tuple(np.take_along_axis(a, order, 1) for a in (
+        pt, jets.c("eta_rel" if rel else "deta"), jets.c("phi_rel" if rel else "dphi")))
+
+
 def soft_distance(jets, n_hard: int = N_HARD, upto: int | None = None) -> np.ndarray:
     """Per jet: the pT-weighted mean distance in (eta_rel, phi_rel) of the constituents after the
     ``n_hard``-th (pT order; up to the ``upto``-th, default all) to the nearest of the
     ``n_hard`` leading ones; NaN for jets with at most ``n_hard``."""
-    pt = np.where(jets.mask, jets.c("pt"), 0.0)
-    order = np.argsort(-pt, axis=1, kind="stable")
-    take = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
-    pt, eta, phi = take(pt), take(jets.c("eta_rel")), take(jets.c("phi_rel"))
+    pt, eta, phi = pt_ordered(jets)
     sl = slice(n_hard, upto)
     d = np.hypot(eta[:, sl, None] - eta[:, None, :n_hard],
                  phi[:, sl, None] - phi[:, None, :n_hard]).min(-1)
@@ -136,11 +144,7 @@ def leading_distances(jets) -> dict:
     between the 1st and the 2nd (``d12``) and from the 3rd to the nearer of them (``d3``);
     quartiles of each over the jets with at least three constituents. Two nearly collinear
     leading constituents (a prong's core) give the small tau21 of the three leading ones."""
-    pt = constituent_pt(jets)
-    order = np.argsort(-pt, axis=1, kind="stable")[:, :3]
-    rel = "eta_rel" in jets.constituent_names  # decoded jets; raw JetClass jets: deta, dphi
-    eta = np.take_along_axis(jets.c("eta_rel" if rel else "deta"), order, 1)
-    phi = np.take_along_axis(jets.c("phi_rel" if rel else "dphi"), order, 1)
+    _, eta, phi = pt_ordered(jets, 3)
     ok = jets.mask.sum(1) >= 3
     d = lambda i, j: np.hypot(eta[ok, i] - eta[ok, j], phi[ok, i] - phi[ok, j])  # noqa: E731
     dist = {"d12": d(0, 1), "d3": np.minimum(d(2, 0), d(2, 1))}
