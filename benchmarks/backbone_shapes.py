@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, emit  # noqa: E402
 from fidelity import CONFIGS, RECIPES  # noqa: E402
 
+from jetfm.errors import InputError  # noqa: E402
 from jetfm.omnijet.backbone import JetGPT  # noqa: E402
 from jetfm.omnijet.config import load_omnijet_config  # noqa: E402
 
@@ -71,7 +72,7 @@ def step_time(shape: str, seqs: torch.Tensor, repeats: int) -> tuple[float, floa
     return best_of(step, repeats), sum(p.numel() for p in net.parameters()) / 1e6
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="16 jets, 1 repeat, one shape")
     ap.add_argument("--shape", action="append", default=None, metavar="KEY=VALUE[,..]",
@@ -81,6 +82,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     shapes = args.shape or (SHAPES[1:2] if args.quick else SHAPES)
+    for shape in shapes:  # a bad shape is refused before anything is timed
+        try:
+            load_omnijet_config("small", [*RECIPE, *(f"backbone.{kv}" for kv in shape.split(","))])
+        except InputError as err:
+            print(f"backbone_shapes.py: --shape {shape}: {err}", file=sys.stderr)
+            return 2
     n_jets, repeats = (16, 1) if args.quick else (128, args.repeats)
     base_cfg = load_omnijet_config("small", RECIPE).backbone
     seqs = batch_of_jets(base_cfg, n_jets, torch.Generator().manual_seed(0))
@@ -95,7 +102,8 @@ def main() -> None:
         print(f"  {shape:34s} {par:7.2f}M {t * 1e3:6.0f}ms {t / base:9.2f}")
         emit("backbone_step_s", t, "s", base, t / base, shape=shape, jets=n_jets,
              threads=args.threads, baseline_unit="s per step of the recipe's shape")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -218,6 +218,13 @@ def test_backbone_shapes_benchmark():
     base = next(x for x in lines if "the recipe" in x)
     deep = next(x for x in lines if x.strip().startswith("n_blocks=4"))
     assert float(deep.split()[1].rstrip("M")) > float(base.split()[6].rstrip("M"))
+    for shape, says in (("nope=3", "unknown config key"), ("dim=100", "do not divide")):
+        bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backbone_shapes.py"),
+                              "--quick", "--shape", shape], capture_output=True, text=True,
+                             env=env, timeout=120)
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and bad.stdout == "" and len(lines) == 1
+        assert shape in lines[0] and says in lines[0]
 
 
 def test_tokenizer_resolution_benchmark(quick_model):
