@@ -64,7 +64,9 @@ def continue_codes(backbone, tok, codes: np.ndarray, mask: np.ndarray, k: int, s
             # a jet shorter than the prompt: its whole sequence, stop included, is the prompt
             gen[:, :kt] = torch.where(body >= 0, body, torch.full_like(body, stop))
             length = ((body >= 0) & (body != stop)).sum(1)
-            state = backbone.new_state(n, max_new + 1)
+            # a backbone conditioned on the multiplicity continues each jet to its own
+            mult = torch.as_tensor(mask[lo:lo + batch_size].sum(1)) if cfg.multiplicity else None
+            state = backbone.new_state(n, max_new + 1, multiplicity=mult)
             tok_in = torch.cat([s[:, :1], gen[:, :kt]], 1)
             h = backbone.advance(tok_in, state, pos=0)
             # the hidden state after each jet's last prompt token

@@ -56,6 +56,12 @@ CONFIGS: dict[str, dict] = {
     # constituents for the output layer)
     "cf_fourier": _chain(CF_FOURIER),
     "cf_fourier64": _chain([*CF, "backbone.fourier_features=64"]),
+    # cf_fourier (and cf_fourier64) conditioned on the jet's multiplicity: N drawn from the
+    # training jets' histogram, every constituent knowing how many are left, the stop exactly
+    # after the last
+    "cf_fourier_mult": _chain([*CF_FOURIER, "backbone.multiplicity=true"]),
+    "cf_fourier64_mult": _chain([*CF, "backbone.fourier_features=64",
+                                 "backbone.multiplicity=true"]),
     # cf_fourier with the learning rate cooled to 0 over the last 30 % of each stage's steps
     # (fine-tuning: the 26 epochs cf_fourier ran before it stopped)
     "cf_fourier_cool": {"model": CF_FOURIER,
@@ -146,6 +152,12 @@ CONFIGS["long_res_deep"] = {**CONFIGS["long_res"],
 CONFIGS["long_res_deep64"] = {**CONFIGS["long_res_deep"],
                               "model": [*CF, "backbone.fourier_features=64",
                                         "backbone.n_blocks=4"]}
+#: ``long_res_deep64`` conditioned on the jet's multiplicity (``backbone.multiplicity``): its
+#: jets came out short and light (52 constituents against 55); here N is drawn from the
+#: fine-tuning jets' histogram and each constituent knows how many are left
+CONFIGS["long_res_deep64_mult"] = {**CONFIGS["long_res_deep64"],
+                                   "model": [*CONFIGS["long_res_deep64"]["model"],
+                                             "backbone.multiplicity=true"]}
 #: whole chains: data sizes, tokenizer settings and configurations (``--recipe``); ``long``:
 #: about 90 minutes of training on an idle 2-core machine (fine-tuning on 16 000 top jets: four
 #: times the 4 000 of its first version took the generated jets' tau32 median from 0.735 to 0.63;

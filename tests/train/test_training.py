@@ -194,3 +194,40 @@ def test_a_finished_training_is_not_resumed(trained, tmp_path):
     _, info3 = run(["pretraining.max_epochs=2", "pretraining.patience=0"], "more")
     _, info4 = run(["pretraining.max_epochs=3", "pretraining.patience=0"], "more")
     assert info4["resumed_from"] and info4["steps"] > info3["steps"]
+
+
+def test_multiplicity_conditioned_backbone_trains_fine_tunes_and_samples(trained, tmp_path,
+                                                                        capsys):
+    """backbone.multiplicity: the histogram counts every training jet once per epoch, restarts
+    on the fine-tuning jets, and ``jetfm sample --multiplicity`` gives jets of that many."""
+    over = ["backbone.multiplicity=true", "pretraining.max_epochs=2"]
+    d = api.pretrain([str(AOJ_MINI)], str(tmp_path / "pre"), str(trained / "tok"),
+                     preset="quick", seed=1, progress=False, overrides=over)
+    pre = load_pretrained(d)
+    counts = pre.backbone.multiplicity_counts
+    n_train = pre.provenance["pretrain"]["n_train"]
+    assert counts.sum() == 2 * n_train
+    n_max = pre.preprocessing.n_max
+    want = np.minimum(read_jets(AOJ_MINI).n_constituents, n_max)
+    assert counts.nonzero().max() <= n_max and counts[want.max()] > 0
+    jets = read_jets(JETCLASS2_PARQUET)
+    d2 = api.finetune(d, [], str(tmp_path / "ft"), preset="quick", seed=2, jets=jets,
+                      progress=False, overrides=["finetuning.max_epochs=1"])
+    ft = load_pretrained(d2)
+    assert ft.backbone.multiplicity_counts.sum() == ft.provenance["finetune"]["n_train"]
+    out = tmp_path / "gen.h5"
+    assert main(["sample", "--model", d2, "-n", "20", "-o", str(out), "--multiplicity",
+                 "9"]) == 0
+    assert (read_jets(out).n_constituents == 9).all()
+    with h5py.File(out) as f:
+        assert f.attrs["multiplicity"] == 9
+    drawn = sample(d2, 200, seed=1, progress=False).n_constituents
+    assert len(np.unique(drawn)) > 5  # drawn per jet from the top jets' histogram
+    # a multiplicity the model cannot give, or a model without the option: one line, exit 2
+    assert main(["sample", "--model", d2, "-n", "5", "-o", str(tmp_path / "x.h5"),
+                 "--multiplicity", str(n_max + 1)]) == 2
+    assert main(["sample", "--model", str(trained / "pre"), "-n", "5", "-o",
+                 str(tmp_path / "y.h5"), "--multiplicity", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "multiplicity must be in" in err and "without backbone.multiplicity" in err
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()

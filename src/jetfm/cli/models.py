@@ -186,6 +186,9 @@ def register(sub) -> None:
                    help="sample among the k likeliest tokens")
     p.add_argument("--top-p", type=number(0.0, 1.0, lo_open=True), default=None,
                    help="nucleus sampling: among the likeliest tokens holding this probability")
+    p.add_argument("--multiplicity", type=positive_int, default=None, metavar="N",
+                   help="every jet with N constituents (models trained with "
+                        "backbone.multiplicity; default: drawn from their training jets)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("info", help="what a model is: sizes, parameters, training data")
@@ -279,12 +282,12 @@ def cmd_sample(args) -> int:
     refuse_overwrite(out, folders=[args.model], option="-o output")
     t0 = time.perf_counter()
     jets = sample(args.model, args.n, args.seed, args.batch_size, args.temperature, args.top_k,
-                  top_p=args.top_p)
+                  top_p=args.top_p, multiplicity=args.multiplicity)
     dt = time.perf_counter() - t0
     attrs = {"generator": jets.meta["generator"], "model": jets.meta["model"],
              "seed": args.seed, "batch_size": jets.meta["batch_size"],
              "temperature": jets.meta["temperature"], "top_k": jets.meta["top_k"],
-             "top_p": jets.meta["top_p"]}
+             "top_p": jets.meta["top_p"], "multiplicity": jets.meta["multiplicity"]}
     # generated constituents carry no species: charge 0 and pdgId 0 ("unknown"); the track
     # columns get the writer's neutral defaults (-1)
     zeros = np.zeros(jets.mask.shape, np.float32)

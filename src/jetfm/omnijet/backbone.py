@@ -34,6 +34,8 @@ from jetfm.config import ConfigValueError, check_model_size, check_range
 from jetfm.omnijet.quantizer import MAX_CODEBOOK
 
 START = 0
+#: mixed into a sampling seed for the multiplicity draws (their own random stream)
+MULTIPLICITY_SEED = 0x6D756C74
 
 
 @dataclass
@@ -77,10 +79,21 @@ class BackboneConfig:
     #: constituent and its logit reads the output layer's Fourier map at the refined place (see
     #: :class:`JetGPT`); False: its table row is ignored (the models saved before this existed)
     residual_geometry: bool = True
+    #: condition every position on how many constituents the jet has left to come (a learned
+    #: embedding of that count added to the input), and learn the jet's multiplicity as a
+    #: histogram of the training jets: the sampler draws a jet's multiplicity first, then its
+    #: constituents, and the stop token comes exactly after the last one (see :class:`JetGPT`)
+    multiplicity: bool = False
 
     @property
     def stop_token(self) -> int:
         return self.vocab_size - 1
+
+    @property
+    def max_multiplicity(self) -> int:
+        """The most constituents a sequence holds (``max_len`` less start, stop and the
+        residual tokens)."""
+        return max(0, self.max_len - 2 - self.residual_leading)
 
     def validate(self) -> None:
         # codes, residual codes + start, stop
@@ -121,6 +134,8 @@ class BackboneConfig:
             if self.code_features else 0
         feats += 4 * self.fourier_features * self.dim
         feats += self.kernel_heads * self.dim * (2 * AnchorKernel.KEY_DIM + 1)
+        if self.multiplicity:
+            feats += (self.max_multiplicity + 1) * self.dim
         return self.n_blocks * (4 * self.dim ** 2 + 2 * self.dim * self.ff_dim) + \
             2 * self.vocab_size * self.dim + feats
 
@@ -287,7 +302,18 @@ class JetGPT(nn.Module):
     With ``kernel_heads > 0`` the logits also get the exact kernel density around the jet's
     leading constituents (:class:`AnchorKernel`, ``kernel``); the sampler then keeps the
     anchors in its :class:`SamplerState` (:meth:`new_state`, :meth:`advance`,
-    :meth:`next_logits`)."""
+    :meth:`next_logits`).
+
+    With ``multiplicity`` the model is ``p(N) p(constituents | N)``: every position's input gets
+    a learned embedding (``remaining``) of how many constituents of the jet are still to come,
+    ``N`` less the codes fed so far (a residual token is no constituent of its own), so each
+    constituent is drawn knowing how many softer ones will share the rest of the jet; the logits
+    allow the stop token exactly when none is left and a code only while one is
+    (:meth:`multiplicity_mask`), so the stop is no longer a draw. ``p(N)`` is the histogram of
+    the training jets' multiplicities (``multiplicity_counts``, counted by
+    :meth:`count_multiplicity` on every training batch, reset when fine-tuning starts): its
+    maximum-likelihood estimate. The samplers draw ``N`` from it first (:meth:`draw_multiplicity`)
+    or take the caller's."""
 
     def __init__(self, cfg: BackboneConfig | None = None):
         super().__init__()
@@ -309,6 +335,59 @@ class JetGPT(nn.Module):
             nn.init.normal_(self.four_out.weight, std=0.02)
         if cfg.kernel_heads:
             self.kernel = AnchorKernel(cfg)
+        if cfg.multiplicity:
+            self.remaining = nn.Embedding(cfg.max_multiplicity + 1, cfg.dim)
+            nn.init.normal_(self.remaining.weight, std=0.02)
+            self.register_buffer("multiplicity_counts",
+                                 torch.zeros(cfg.max_multiplicity + 1, dtype=torch.float64))
+
+    # ------------------------------------------------------------------ multiplicity
+    def _is_constituent(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens that start a constituent: the codes (not start, stop, residual or padding)."""
+        return (tokens > START) & (tokens < self._residual_range()[0])
+
+    def multiplicities(self, seqs: torch.Tensor) -> torch.Tensor:
+        """Token sequences (B, L) (-1 padded) -> their numbers of constituents (B,)."""
+        return self._is_constituent(seqs).sum(1)
+
+    def remaining_after(self, tokens: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, T) fed after a point where ``left`` (B,) constituents were still to come
+        -> how many are still to come after each of them (B, T)."""
+        return left[:, None] - torch.cumsum(self._is_constituent(tokens).long(), 1)
+
+    @torch.no_grad()
+    def count_multiplicity(self, seqs: torch.Tensor) -> None:
+        """Add the multiplicities of training sequences (B, L) to ``multiplicity_counts``."""
+        if self.cfg.multiplicity:
+            n = self.multiplicities(seqs).clamp(0, self.cfg.max_multiplicity)
+            self.multiplicity_counts += torch.bincount(
+                n, minlength=len(self.multiplicity_counts)).to(self.multiplicity_counts)
+
+    def draw_multiplicity(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` multiplicities (int64, CPU) drawn from the training jets' histogram, by
+        inverse CDF from a generator of their own seeded from ``seed`` (the token draws of the
+        samplers do not shift)."""
+        counts = self.multiplicity_counts.detach().double().cpu()
+        if not self.cfg.multiplicity or float(counts.sum()) <= 0:
+            raise ValueError("this backbone has no multiplicity histogram (trained without "
+                             "backbone.multiplicity, or not trained)")
+        cdf = counts.cumsum(0)
+        g = torch.Generator().manual_seed(int(seed) ^ MULTIPLICITY_SEED)
+        u = torch.rand(n, generator=g, dtype=torch.float64) * cdf[-1]
+        return torch.searchsorted(cdf, u[:, None], right=True).squeeze(1).clamp_max(
+            len(counts) - 1)
+
+    def multiplicity_mask(self, logits: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+        """Logits (..., vocab) of positions after which ``left`` (...) constituents are still
+        to come -> the same with the stop token forbidden while one is left and the codes
+        forbidden when none is (residual tokens stay to the grammar)."""
+        vocab = torch.arange(logits.shape[-1], device=logits.device)
+        code = (vocab > START) & (vocab < self._residual_range()[0])
+        forbid = torch.where((left <= 0)[..., None], code, vocab == self.cfg.stop_token)
+        return logits.masked_fill(forbid, -math.inf)
+
+    def _remaining_input(self, left: torch.Tensor) -> torch.Tensor:
+        return self.remaining(left.clamp(0, self.cfg.max_multiplicity))
 
     def _fourier(self, rows: torch.Tensor) -> torch.Tensor:
         """Code-table rows (..., code_features) -> their Fourier features (..., 2 M); 0 for the
@@ -404,9 +483,17 @@ class JetGPT(nn.Module):
         return (target_pos % 2 == 0) & (target_pos <= 2 * self.cfg.residual_leading)
 
     def body(self, tokens: torch.Tensor, caches=None, pos: int = 0,
-             prev: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (B, T) -> hidden states (B, T, dim); ``prev``: see :meth:`embed_tokens`."""
-        x = self.drop(self.embed_tokens(tokens, prev))
+             prev: torch.Tensor | None = None, left: torch.Tensor | None = None
+             ) -> torch.Tensor:
+        """tokens (B, T) -> hidden states (B, T, dim); ``prev``: see :meth:`embed_tokens`.
+        With ``multiplicity``: ``left`` (B, T), the constituents still to come after each
+        token; by default those of whole sequences (start to stop, or padded)."""
+        x = self.embed_tokens(tokens, prev)
+        if self.cfg.multiplicity:
+            if left is None:
+                left = self.remaining_after(tokens, self.multiplicities(tokens))
+            x = x + self._remaining_input(left)
+        x = self.drop(x)
         for i, blk in enumerate(self.blocks):
             x = blk(x, None if caches is None else caches[i], pos)
         return self.ln_f(x)
@@ -481,10 +568,19 @@ class JetGPT(nn.Module):
         bias = self.kernel.bias(h[:, first:], keys, kern, allowed, where[:, first:])
         return logits.index_add_(0, rows, bias)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T) int64 in [0, vocab) -> logits (B, T, vocab) for the next token."""
-        h = self.body(tokens)
+    def forward(self, tokens: torch.Tensor, multiplicity: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """tokens (B, T) int64 in [0, vocab) from the start on -> logits (B, T, vocab) for the
+        next token. With ``multiplicity``: the jets' multiplicities (B,), by default the
+        constituents in ``tokens`` (whole sequences)."""
+        left = None
+        if self.cfg.multiplicity:
+            n = self.multiplicities(tokens) if multiplicity is None else multiplicity
+            left = self.remaining_after(tokens, n.to(tokens.device))
+        h = self.body(tokens, left=left)
         out = self.add_kernel_bias(self.logits(h), tokens, h)
+        if left is not None:
+            out = self.multiplicity_mask(out, left)
         if self.cfg.residual_codes:
             target = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
             out = out + self.grammar(target)
@@ -509,10 +605,15 @@ class JetGPT(nn.Module):
         valid = tgt >= 0
         # the head (dim x vocab: most of the FLOPs with thousands of codes) only on positions
         # with a target: a batch is padded to its longest jet, about twice the mean length
-        h = self.body(inp)
+        left = None
+        if self.cfg.multiplicity:
+            left = self.remaining_after(inp, self.multiplicities(seqs))
+        h = self.body(inp, left=left)
         hv = h[valid]
         # in place: the head's backward does not need its output
         logits = self.add_kernel_bias(self.logits(hv), inp, h, valid)
+        if left is not None:
+            logits = self.multiplicity_mask(logits, left[valid])
         if self.cfg.residual_codes:  # nonzero synchronises a GPU: only where it is needed
             target = torch.nonzero(valid)[:, 1] + 1
             logits = logits + self.grammar(target)
@@ -530,24 +631,37 @@ class JetGPT(nn.Module):
         return [(torch.empty(batch, c.heads, max_len, hd, **kw),
                  torch.empty(batch, c.heads, max_len, hd, **kw)) for _ in range(c.n_blocks)]
 
-    def new_state(self, batch: int, max_len: int, device=None) -> SamplerState:
-        """An empty :class:`SamplerState` for ``batch`` sequences of up to ``max_len`` tokens."""
+    def new_state(self, batch: int, max_len: int, device=None,
+                  multiplicity: torch.Tensor | None = None) -> SamplerState:
+        """An empty :class:`SamplerState` for ``batch`` sequences of up to ``max_len`` tokens;
+        with ``multiplicity`` (the config's) the jets' multiplicities (batch,), required."""
         caches = self.new_caches(batch, max_len, device)
-        if not self.cfg.kernel_heads:
-            return SamplerState(caches)
         c, dev = self.cfg, caches[0][0].device
+        left = None
+        if c.multiplicity:
+            if multiplicity is None or len(multiplicity) != batch:
+                raise ValueError("a backbone conditioned on the multiplicity samples "
+                                 "with one multiplicity per sequence")
+            left = torch.as_tensor(multiplicity, dtype=torch.long).to(dev)
+        if not c.kernel_heads:
+            return SamplerState(caches, left=left)
         kw = {"device": dev, "dtype": caches[0][0].dtype}
         a = c.kernel_anchors
         return SamplerState(caches,
                             torch.zeros(batch, c.kernel_heads, a, AnchorKernel.KEY_DIM, **kw),
                             torch.zeros(batch, c.kernel_heads, a, c.vocab_size, **kw),
-                            torch.zeros(batch, a, dtype=torch.bool, device=dev))
+                            torch.zeros(batch, a, dtype=torch.bool, device=dev), left=left)
 
     def advance(self, tokens: torch.Tensor, state: SamplerState, pos: int) -> torch.Tensor:
         """Feed tokens (B, T) at positions ``pos .. pos + T - 1`` (a prefix at pos 0, or one
         token a step) -> hidden states (B, T, dim); records the anchors among them and the
-        last token (a residual token's place needs the code before it)."""
-        h = self.body(tokens, state.caches, pos, state.prev if pos else None)
+        last token (a residual token's place needs the code before it) and, with
+        ``multiplicity``, the constituents still to come."""
+        left = None
+        if state.left is not None:
+            left = self.remaining_after(tokens, state.left)
+            state.left = left[:, -1]
+        h = self.body(tokens, state.caches, pos, state.prev if pos else None, left)
         if self.cfg.residual_codes:
             state.prev = tokens[:, -1]
         if self.cfg.kernel_heads:
@@ -563,8 +677,11 @@ class JetGPT(nn.Module):
     def next_logits(self, h: torch.Tensor, state: SamplerState, pos: int,
                     weight: torch.Tensor | None = None) -> torch.Tensor:
         """The hidden state (B, dim) at position ``pos`` -> next-token logits (B, vocab), with
-        the anchor kernels of the anchors recorded in ``state`` from ``kernel_from`` on."""
+        the anchor kernels of the anchors recorded in ``state`` from ``kernel_from`` on, and
+        the multiplicity's mask."""
         out = self.logits(h, weight)
+        if state.left is not None:
+            out = self.multiplicity_mask(out, state.left)
         if self.cfg.residual_codes:
             target = torch.tensor(pos + 1, device=h.device)
             out = out + self.grammar(target)
@@ -580,19 +697,20 @@ class JetGPT(nn.Module):
 @dataclass
 class SamplerState:
     """What the cached sampler keeps per sequence: the key/value caches of the blocks, with
-    anchor-kernel heads the anchors' keys, kernels and whether each is a code, and with
-    residual codes the last token fed."""
+    anchor-kernel heads the anchors' keys, kernels and whether each is a code, with residual
+    codes the last token fed, and with ``multiplicity`` the constituents still to come."""
     caches: list
     keys: torch.Tensor | None = None
     kern: torch.Tensor | None = None
     code: torch.Tensor | None = None
     prev: torch.Tensor | None = None
+    left: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> SamplerState:
         """The state of the given rows only."""
         return SamplerState([(k[rows], v[rows]) for k, v in self.caches],
                             *(None if x is None else x[rows]
-                              for x in (self.keys, self.kern, self.code, self.prev)))
+                              for x in (self.keys, self.kern, self.code, self.prev, self.left)))
 
 
 def with_residual_tokens(model: JetGPT, cfg: BackboneConfig, seed: int = 0) -> JetGPT:
@@ -717,6 +835,24 @@ def _batch_generators(seed: int, n: int, batch_size: int, device) -> list[torch.
     return gens
 
 
+def _multiplicities(model: JetGPT, n: int, seed: int, given) -> torch.Tensor | None:
+    """The multiplicities the samplers condition on (None without ``multiplicity``): the
+    caller's (one int for every jet, or n of them), else drawn from the model's histogram."""
+    if not model.cfg.multiplicity:
+        if given is not None:
+            raise ValueError("this backbone was trained without backbone.multiplicity: it "
+                             "cannot be given the jets' multiplicities")
+        return None
+    if given is None:
+        return model.draw_multiplicity(n, seed)
+    out = torch.as_tensor(given, dtype=torch.long).flatten()
+    out = out.expand(n).clone() if out.numel() == 1 else out
+    top = model.cfg.max_multiplicity
+    if len(out) != n or bool(((out < 1) | (out > top)).any()):
+        raise ValueError(f"multiplicity: one value or {n} values, each in 1..{top}")
+    return out
+
+
 def cut_at_stop(tokens: torch.Tensor, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated tokens (B, T) (start excluded) -> (codes (B, T) = token - 1 with -1 from the first
     stop on, mask (B, T)). A sequence without stop keeps all T tokens."""
@@ -766,14 +902,17 @@ def _step_flops(cfg: BackboneConfig, rows: int, ctx: int, q_len: int = 1,
 def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0,
              top_k: int | None = None, seed: int = 0, batch_size: int = 512,
              progress: bool = False, stats: SampleStats | None = None,
-             top_p: float | None = None):
+             top_p: float | None = None, multiplicity=None):
     """Sample ``n`` token sequences with a key/value cache and early stop.
 
     Returns ``(codes (n, max_new) int64, -1 on padding, mask (n, max_new) bool)``: codebook
     indices (token - 1; combined ones with residual codes, :func:`tokens_to_codes`) of each jet
     up to its first stop token. Same seed and batch_size ->
-    same codes, equal to :func:`generate_reference`.
+    same codes, equal to :func:`generate_reference`. A backbone with ``multiplicity`` draws
+    each jet's multiplicity from its histogram first, or takes ``multiplicity`` (one int, or
+    ``n``).
     """
+    mult = _multiplicities(model, n, seed, multiplicity)
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -790,7 +929,8 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
         for bi, lo in enumerate(range(0, n, batch_size)):
             b = min(batch_size, n - lo)
             g = gens[bi]
-            state = model.new_state(b, max_new, dev)
+            state = model.new_state(b, max_new, dev,
+                                    None if mult is None else mult[lo:lo + b])
             rows = torch.arange(b, device=dev)  # original row of each active row
             tok = torch.full((b, 1), START, dtype=torch.long, device=dev)
             gen = torch.full((b, max_new), stop, dtype=torch.long, device=dev)
@@ -826,10 +966,12 @@ def generate(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0
 @torch.no_grad()
 def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: float = 1.0,
                        top_k: int | None = None, seed: int = 0, batch_size: int = 512,
-                       stats: SampleStats | None = None, top_p: float | None = None):
+                       stats: SampleStats | None = None, top_p: float | None = None,
+                       multiplicity=None):
     """The reference sampler: the whole sequence recomputed every step (logits at every
     position, the last one used), always ``max_new`` steps, then each jet cut at its first stop.
     Same return value and random stream as :func:`generate`."""
+    mult = _multiplicities(model, n, seed, multiplicity)
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -840,7 +982,7 @@ def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: f
             b = min(batch_size, n - lo)
             seq = torch.full((b, 1), START, dtype=torch.long, device=dev)
             for t in range(max_new):
-                logits = model(seq)[:, -1]
+                logits = model(seq, None if mult is None else mult[lo:lo + b])[:, -1]
                 u = torch.rand(b, generator=gens[bi], device=dev, dtype=torch.float64)
                 seq = torch.cat([seq, draw_tokens(logits, u, temperature, top_k, top_p)[:, None]],
                                 1)

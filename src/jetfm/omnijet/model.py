@@ -190,10 +190,13 @@ def load_pretrained(folder: str) -> OmniJetModel:
 # ------------------------------------------------------------------------------ sampling
 def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | None = None,
                 temperature: float | None = None, top_k: int | None = None,
-                progress: bool = True, top_p: float | None = None) -> Jets:
+                progress: bool = True, top_p: float | None = None,
+                multiplicity: int | None = None) -> Jets:
     """Generate ``n`` jets: cached sampling of token sequences, decoding through the tokenizer,
     jets with fewer than ``sampling.min_constituents`` constituents dropped (as the reference
-    does) and replaced by further draws, so exactly ``n`` jets come back.
+    does) and replaced by further draws, so exactly ``n`` jets come back. A backbone trained
+    with ``backbone.multiplicity`` draws each jet's multiplicity from its training jets' or
+    generates every jet with ``multiplicity`` constituents.
 
     Returns Jets with constituent columns pt, eta_rel, phi_rel, px, py, pz, E (GeV, radians; a
     jet axis at eta = phi = 0) and jet fields pt, eta, phi, mass of the constituent sum.
@@ -204,6 +207,16 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     if n <= 0:
         raise InputError(f"number of jets must be positive, got {n}")
     sc = model.config.sampling
+    if multiplicity is not None:
+        cfg = model.config.backbone
+        if not cfg.multiplicity:
+            raise InputError("this model was trained without backbone.multiplicity: it cannot "
+                             "be given the jets' multiplicity")
+        top = min(cfg.max_multiplicity, sc.max_new - cfg.residual_leading)
+        if not sc.min_constituents <= multiplicity <= top:
+            raise InputError(f"multiplicity must be in {sc.min_constituents}..{top} "
+                             f"(sampling.min_constituents .. the longest jet), got "
+                             f"{multiplicity}")
     need = n * (sc.max_new + 2) * SAMPLE_BYTES_PER_TOKEN
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > memory // 2:
@@ -220,7 +233,7 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
         # later rounds draw from seeds of their own, so round 0 equals a plain generate(seed)
         s = seed if rnd == 0 else int(np.random.default_rng((seed, rnd)).integers(2 ** 62))
         codes, mask = generate(model.backbone, want, sc.max_new, temp, k, s, bs,
-                               progress=progress, top_p=tp)
+                               progress=progress, top_p=tp, multiplicity=multiplicity)
         keep = (mask.sum(1) >= sc.min_constituents).numpy()
         got_c.append(codes.numpy()[keep])
         got_m.append(mask.numpy()[keep])
@@ -239,7 +252,9 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     check_generated(jets, sc.min_constituents)
     jets.meta.update({"generator": "jetfm sample (OmniJet-alpha)", "seed": seed,
                       "batch_size": bs, "temperature": temp, "top_k": -1 if k is None else k,
-                      "top_p": 1.0 if tp is None else tp})
+                      "top_p": 1.0 if tp is None else tp,
+                      # -1: drawn per jet (or decided by the stop token)
+                      "multiplicity": -1 if multiplicity is None else int(multiplicity)})
     return jets
 
 
@@ -271,11 +286,13 @@ def check_generated(jets: Jets, min_constituents: int) -> None:
 
 def sample(model_dir: str, n: int, seed: int = 0, batch_size: int | None = None,
            temperature: float | None = None, top_k: int | None = None,
-           progress: bool = True, top_p: float | None = None) -> Jets:
+           progress: bool = True, top_p: float | None = None,
+           multiplicity: int | None = None) -> Jets:
     """Load ``model_dir`` and generate ``n`` jets (see :func:`sample_jets`)."""
     model = load_pretrained(model_dir)
     try:
-        jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress, top_p)
+        jets = sample_jets(model, n, seed, batch_size, temperature, top_k, progress, top_p,
+                           multiplicity)
     except InputError as err:
         raise InputError(err.message, model_dir) from err
     jets.meta["model"] = os.path.abspath(model_dir)

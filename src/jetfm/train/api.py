@@ -348,6 +348,8 @@ def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, data: Da
                             tokenizer=tok if loaders.kind == "aoj" else None)
     if init_state is not None:
         module.model.load_state_dict(init_state)
+        if cfg.backbone.multiplicity:  # the multiplicities of the jets it is fine-tuned on
+            module.model.multiplicity_counts.zero_()
     elif cfg.backbone.code_features:
         table = _code_table(tok, data, base.preprocessing)
         if table.shape[1] != cfg.backbone.code_features:

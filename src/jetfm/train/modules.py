@@ -171,6 +171,8 @@ class BackboneModule(_Module):
 
     def _step(self, batch, stage: str):
         seqs = self.sequences(batch)
+        if stage == "train":
+            self.model.count_multiplicity(seqs)
         loss = self.model.loss(seqs)
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(seqs),
                  sync_dist=stage == "val")
