@@ -158,6 +158,10 @@ CONFIGS["long_res_deep64"] = {**CONFIGS["long_res_deep"],
 CONFIGS["long_res_deep64_mult"] = {**CONFIGS["long_res_deep64"],
                                    "model": [*CONFIGS["long_res_deep64"]["model"],
                                              "backbone.multiplicity=true"]}
+#: the recipe (``long_res``) conditioned on the jet's multiplicity
+CONFIGS["long_res_mult"] = {**CONFIGS["long_res"],
+                            "model": [*CONFIGS["long_res"]["model"],
+                                      "backbone.multiplicity=true"]}
 #: whole chains: data sizes, tokenizer settings and configurations (``--recipe``); ``long``:
 #: about 90 minutes of training on an idle 2-core machine (fine-tuning on 16 000 top jets: four
 #: times the 4 000 of its first version took the generated jets' tau32 median from 0.735 to 0.63;

@@ -207,6 +207,12 @@ def test_backbone_shapes_benchmark():
     wrong = seqs.clone()
     wrong[:, 2] = 1  # a code where the first residual token belongs
     assert not torch.isfinite(JetGPT(cfg).loss(wrong))
+    # --no-residual: the same backbone without residual codes, its batches codes only
+    plain = load_omnijet_config("small", bench.PLAIN).backbone
+    assert (plain.residual_codes, plain.vocab_size, plain.fourier_features) == (0, 2050, 32)
+    pseqs = bench.batch_of_jets(plain, 6, torch.Generator().manual_seed(1))
+    assert ((pseqs > 0) & (pseqs < plain.stop_token)).sum(1).min() >= 40
+    assert torch.isfinite(JetGPT(plain).loss(pseqs))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backbone_shapes.py"),
                         "--quick", "--threads", "1"], capture_output=True, text=True, env=env,

@@ -77,6 +77,28 @@ def test_a_backbone_with_anchor_kernels_loads_without_them():
     assert not any(k.startswith(("body.head", "body.kernel")) for k in clf.state_dict())
 
 
+def test_a_multiplicity_backbone_loads_and_padding_still_never_counts():
+    """backbone.multiplicity: the classifier's states are the generator's, every token told
+    the jet's multiplicity from the sequence itself, padding (-1, fed as the start token) not
+    counted."""
+    import dataclasses
+    bb = dataclasses.replace(BB, multiplicity=True)
+    torch.manual_seed(0)
+    gpt = JetGPT(bb).eval()
+    clf = JetClassifier(bb, ClassifierConfig(dropout=0.0), 2).eval()
+    clf.load_backbone(gpt.state_dict())
+    s = _seqs(np.random.default_rng(4))
+    wider = torch.cat([s, torch.full((len(s), 5), -1)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(clf.body.body(s.clamp_min(0)), gpt.body(s.clamp_min(0)))
+        torch.testing.assert_close(clf(s), clf(wider), rtol=1e-5, atol=1e-6)
+        # the same first tokens in a jet of another multiplicity: other states from the start
+        longer = s[:1].clone()
+        n = int((longer >= 0).sum())
+        longer = torch.cat([longer[:, :n - 1], torch.tensor([[5, 33]])], 1)
+        assert not torch.allclose(gpt.body(longer)[0, 0], gpt.body(s[:1, :n])[0, 0])
+
+
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="at least 2 classes"):
         JetClassifier(BB, ClassifierConfig(), 1)

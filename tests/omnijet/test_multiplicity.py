@@ -42,20 +42,26 @@ def _sequences(n_const, residual=False, seed=0):
 
 
 @pytest.mark.parametrize("residual", [False, True])
-def test_stop_comes_exactly_after_the_last_constituent(residual):
+def test_stop_allowed_exactly_after_the_last_constituent(residual):
+    """The samplers' mask allows the stop at the stop's place only, and there nothing else;
+    training keeps the plain next-token loss (the stop a target like any other)."""
     m = _model(residual).eval()
     n_const = [1, 2, 4, 7, 9]
     seqs = _sequences(n_const, residual)
     assert m.multiplicities(seqs).tolist() == n_const
-    logits = m(seqs[:, :-1].clamp_min(0))
+    inp = seqs[:, :-1].clamp_min(0)
+    logits = m(inp)  # with residual codes, the grammar's mask in them
+    left = m.remaining_after(inp, m.multiplicities(seqs))
+    masked = m.multiplicity_mask(logits, left)
     stop = m.cfg.stop_token
     for i in range(len(n_const)):
         real = int((seqs[i] >= 0).sum()) - 1  # targets: every token after the start
-        allowed_stop = torch.isfinite(logits[i, :real, stop])
-        # the stop is allowed at the stop's place only, and there it is the only choice
+        allowed_stop = torch.isfinite(masked[i, :real, stop])
         assert allowed_stop.nonzero().flatten().tolist() == [real - 1]
-        assert torch.isfinite(logits[i, real - 1, 1:]).sum() == 1  # (the start is never drawn)
-    # the loss is the masked cross-entropy: the forced stop costs nothing
+        assert torch.isfinite(masked[i, real - 1, 1:]).sum() == 1  # (the start is never drawn)
+        # every real target stays allowed
+        tgt = seqs[i, 1:real + 1]
+        assert torch.isfinite(masked[i, torch.arange(real), tgt]).all()
     tgt = seqs[:, 1:]
     valid = tgt >= 0
     assert torch.allclose(m.loss(seqs), F.cross_entropy(logits[valid], tgt[valid]), atol=1e-6)

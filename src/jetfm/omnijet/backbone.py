@@ -307,9 +307,12 @@ class JetGPT(nn.Module):
     With ``multiplicity`` the model is ``p(N) p(constituents | N)``: every position's input gets
     a learned embedding (``remaining``) of how many constituents of the jet are still to come,
     ``N`` less the codes fed so far (a residual token is no constituent of its own), so each
-    constituent is drawn knowing how many softer ones will share the rest of the jet; the logits
-    allow the stop token exactly when none is left and a code only while one is
-    (:meth:`multiplicity_mask`), so the stop is no longer a draw. ``p(N)`` is the histogram of
+    constituent is drawn knowing how many softer ones will share the rest of the jet. Training
+    keeps the plain next-token loss (the stop token a target like any other, learned from the
+    count, so validation losses compare with an unconditioned backbone's, and no mask over the
+    vocabulary costs a training step anything); the samplers allow the stop token exactly when
+    none is left and a code only while one is (:meth:`multiplicity_mask`), so a jet has the N
+    constituents it was drawn with. ``p(N)`` is the histogram of
     the training jets' multiplicities (``multiplicity_counts``, counted by
     :meth:`count_multiplicity` on every training batch, reset when fine-tuning starts): its
     maximum-likelihood estimate. The samplers draw ``N`` from it first (:meth:`draw_multiplicity`)
@@ -579,8 +582,6 @@ class JetGPT(nn.Module):
             left = self.remaining_after(tokens, n.to(tokens.device))
         h = self.body(tokens, left=left)
         out = self.add_kernel_bias(self.logits(h), tokens, h)
-        if left is not None:
-            out = self.multiplicity_mask(out, left)
         if self.cfg.residual_codes:
             target = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
             out = out + self.grammar(target)
@@ -612,8 +613,6 @@ class JetGPT(nn.Module):
         hv = h[valid]
         # in place: the head's backward does not need its output
         logits = self.add_kernel_bias(self.logits(hv), inp, h, valid)
-        if left is not None:
-            logits = self.multiplicity_mask(logits, left[valid])
         if self.cfg.residual_codes:  # nonzero synchronises a GPU: only where it is needed
             target = torch.nonzero(valid)[:, 1] + 1
             logits = logits + self.grammar(target)
@@ -982,7 +981,12 @@ def generate_reference(model: JetGPT, n: int, max_new: int = 128, temperature: f
             b = min(batch_size, n - lo)
             seq = torch.full((b, 1), START, dtype=torch.long, device=dev)
             for t in range(max_new):
-                logits = model(seq, None if mult is None else mult[lo:lo + b])[:, -1]
+                if mult is None:
+                    logits = model(seq)[:, -1]
+                else:
+                    n_b = mult[lo:lo + b].to(dev)
+                    logits = model.multiplicity_mask(model(seq, n_b)[:, -1],
+                                                     model.remaining_after(seq, n_b)[:, -1])
                 u = torch.rand(b, generator=gens[bi], device=dev, dtype=torch.float64)
                 seq = torch.cat([seq, draw_tokens(logits, u, temperature, top_k, top_p)[:, None]],
                                 1)
