@@ -195,8 +195,8 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     """Generate ``n`` jets: cached sampling of token sequences, decoding through the tokenizer,
     jets with fewer than ``sampling.min_constituents`` constituents dropped (as the reference
     does) and replaced by further draws, so exactly ``n`` jets come back. A backbone trained
-    with ``backbone.multiplicity`` draws each jet's multiplicity from its training jets' or
-    generates every jet with ``multiplicity`` constituents.
+    with ``backbone.multiplicity`` draws each jet's multiplicity from its training jets'
+    histogram, or gives every jet ``multiplicity`` constituents.
 
     Returns Jets with constituent columns pt, eta_rel, phi_rel, px, py, pz, E (GeV, radians; a
     jet axis at eta = phi = 0) and jet fields pt, eta, phi, mass of the constituent sum.
