@@ -18,6 +18,16 @@ def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
     return min(times)
 
 
+def best_interleaved(fns: list[Callable[[], object]], repeats: int = 3) -> list[float]:
+    """Smallest wall time of each of ``fns`` over ``repeats`` rounds that call each once, in
+    turn: a noisy machine's slow spells hit every one of them alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], best_of(fn, 1))
+    return best
+
+
 def emit(benchmark: str, value: float, unit: str, baseline: float, ratio: float,
          **extra) -> None:
     """Print the machine-readable result: one JSON object on the last line."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, emit  # noqa: E402
+from _common import best_interleaved, emit  # noqa: E402
 from fidelity import CONFIGS, RECIPES  # noqa: E402
 
 from jetfm.errors import InputError  # noqa: E402
@@ -77,15 +77,6 @@ def training_step(shape: str, seqs: torch.Tensor, recipe: list[str]):
     return step, sum(p.numel() for p in net.parameters()) / 1e6
 
 
-def interleaved(steps: list, repeats: int) -> list[float]:
-    """Best seconds of each step over ``repeats`` rounds, one call of each per round."""
-    best = [float("inf")] * len(steps)
-    for _ in range(repeats):
-        for i, fn in enumerate(steps):
-            best[i] = min(best[i], best_of(fn, 1))
-    return best
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="16 jets, 1 repeat, one shape")
@@ -109,7 +100,7 @@ def main() -> int:
     base_cfg = load_omnijet_config("small", recipe).backbone
     seqs = batch_of_jets(base_cfg, n_jets, torch.Generator().manual_seed(0))
     built = [training_step(shape, seqs, recipe) for shape in ["", *shapes]]
-    times = interleaved([fn for fn, _ in built], repeats)
+    times = best_interleaved([fn for fn, _ in built], repeats)
     base, base_par = times[0], built[0][1]
     print(f"batch {n_jets} jets padded to {seqs.shape[1]} tokens, {args.threads} threads, "
           f"best of {repeats} interleaved steps")

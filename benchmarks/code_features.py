@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, emit  # noqa: E402
+from _common import best_interleaved, emit  # noqa: E402
 
 from jetfm.omnijet.backbone import BackboneConfig, JetGPT, generate  # noqa: E402
 
@@ -59,15 +59,14 @@ def main() -> None:
         generate(models[name], 64, max_new=48, seed=0, batch_size=64)
 
     repeats = 3 if args.quick else 7
-    best = {("train", k): float("inf") for k in models} | {("sample", k): float("inf")
-                                                          for k in models}
     for k in models:  # warm-up
         step(k)
         sample(k)
-    for _ in range(repeats):  # interleaved: the machine's noise hits both alike
-        for k in models:
-            best[("train", k)] = min(best[("train", k)], best_of(lambda: step(k), 1))
-            best[("sample", k)] = min(best[("sample", k)], best_of(lambda: sample(k), 1))
+    keys = [(what, k) for k in models for what in ("train", "sample")]
+    fns = {"train": step, "sample": sample}
+    # interleaved: the machine's noise hits every model alike
+    times = best_interleaved([lambda w=w, k=k: fns[w](k) for w, k in keys], repeats)
+    best = dict(zip(keys, times))
     tokens = args.batch * (args.length - 1)
     for what in ("train", "sample"):
         p, c, f, k = (best[(what, k)] for k in ("plain", "code_features", "fourier", "kernel"))

@@ -576,10 +576,9 @@ class JetGPT(nn.Module):
         """tokens (B, T) int64 in [0, vocab) from the start on -> logits (B, T, vocab) for the
         next token. With ``multiplicity``: the jets' multiplicities (B,), by default the
         constituents in ``tokens`` (whole sequences)."""
-        left = None
-        if self.cfg.multiplicity:
-            n = self.multiplicities(tokens) if multiplicity is None else multiplicity
-            left = self.remaining_after(tokens, n.to(tokens.device))
+        left = None  # by default body counts the constituents in ``tokens``
+        if self.cfg.multiplicity and multiplicity is not None:
+            left = self.remaining_after(tokens, multiplicity.to(tokens.device))
         h = self.body(tokens, left=left)
         out = self.add_kernel_bias(self.logits(h), tokens, h)
         if self.cfg.residual_codes:
