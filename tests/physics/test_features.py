@@ -85,3 +85,71 @@ def test_forward_in_blocks_is_bit_identical(monkeypatch):
     for a, b in zip(whole, blocks):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def _brute_force_seeds(f: np.ndarray, m: np.ndarray, seeds: int) -> list[int]:
+    """The prong seeds of one pT-ordered jet, one constituent at a time (indices into f)."""
+    n = int(m.sum())
+    pt, x, y = np.exp(f[:n, 0].astype(np.float64)), f[:n, 1] / 3.0, f[:n, 2] / 3.0
+    chosen = [0]
+    while len(chosen) < min(seeds, n):
+        score = [pt[i] * min((x[i] - x[j]) ** 2 + (y[i] - y[j]) ** 2 for j in chosen)
+                 if i not in chosen else -1.0 for i in range(n)]
+        chosen.append(int(np.argmax(score)))
+    return chosen
+
+
+def test_prong_seed_order_on_real_jets():
+    """Real JetClass top-like jets: the same constituents, the prong seeds first (the leading
+    one, then the kT-farthest from the seeds before, as a loop over constituents finds them),
+    the rest in decreasing pT; 0 and 1 seed are the plain pT order."""
+    jets = read_jetclass(JETCLASS2_ROOT)
+    plain, pm = Preprocessing().forward(jets)
+    for off in (0, 1):
+        x, m = Preprocessing(prong_seeds=off).forward(jets)
+        assert np.array_equal(x, plain) and np.array_equal(m, pm)
+    x, m = Preprocessing(prong_seeds=3).forward(jets)
+    assert np.array_equal(m, pm) and (x[~m] == 0).all()
+    moved = 0
+    for i in range(len(jets)):
+        n = int(pm[i].sum())
+        want = _brute_force_seeds(plain[i], pm[i], 3)
+        rest = [j for j in range(n) if j not in want]
+        np.testing.assert_array_equal(x[i, :n], plain[i, want + rest])
+        moved += want != list(range(len(want)))
+    assert moved > len(jets) // 2  # most jets' second prong is not their second constituent
+    # the inverse gives the same jets, only the order differs
+    a, b = Preprocessing().inverse(plain, pm), Preprocessing().inverse(x, m)
+    np.testing.assert_allclose(a.c("pt").sum(1), b.c("pt").sum(1), rtol=1e-6)
+    # a jet with fewer constituents than seeds, and an empty one
+    few = np.zeros((2, 4, 3), np.float32)
+    few[0, :2] = [[2.0, 0.1, 0.0], [1.0, -0.3, 0.2]]
+    fm = np.zeros((2, 4), bool)
+    fm[0, :2] = True
+    from jetfm.physics.features import prong_seed_order
+    y, ym = prong_seed_order(few, fm, 3)
+    assert np.array_equal(y, few) and np.array_equal(ym, fm)
+
+
+def test_prong_seeds_find_three_prongs():
+    """Three well separated prongs, each a hard core with softer constituents: the seeds are
+    one core per prong even though the second and third hardest constituents share the
+    first prong."""
+    rng = np.random.default_rng(0)
+    axes = np.array([[0.0, 0.0], [1.2, 0.3], [-0.5, 1.1]])  # scaled units (3 x rad)
+    cores = [60.0, 25.0, 20.0]
+    rows = []
+    for k, (ax, core) in enumerate(zip(axes, cores)):
+        rows.append([np.log(core), *ax])
+        for _ in range(4):
+            soft = 0.6 * core if k == 0 else 0.2 * core
+            rows.append([np.log(soft * rng.uniform(0.5, 1)), *(ax + rng.normal(0, 0.02, 2))])
+    f = np.array(rows, np.float32)
+    f = f[np.argsort(-f[:, 0], kind="stable")][None]
+    m = np.ones(f.shape[:2], bool)
+    from jetfm.physics.features import prong_seed_order
+    y, _ = prong_seed_order(f, m, 3)
+    assert np.exp(f[0, 1, 0]) < 60 and np.hypot(*(f[0, 1, 1:] - axes[0])) < 0.1  # same prong
+    near = [int(np.argmin(np.hypot(*(axes - y[0, s, 1:]).T))) for s in range(3)]
+    assert sorted(near) == [0, 1, 2]
+    assert np.allclose(np.exp(y[0, :3, 0]), cores, rtol=1e-5)

@@ -231,3 +231,39 @@ def test_multiplicity_conditioned_backbone_trains_fine_tunes_and_samples(trained
     err = capsys.readouterr().err
     assert "multiplicity must be in" in err and "without backbone.multiplicity" in err
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
+
+
+def test_prong_seed_order_is_the_backbones_and_stays_with_it(trained, tmp_path, capsys):
+    """preprocessing.prong_seeds: a new backbone may read its jets prong seeds first while its
+    tokenizer's model on disk keeps the pT order; fine-tuning keeps the pre-trained order, token
+    files record theirs and a backbone of another order refuses them."""
+    from jetfm.physics.features import Preprocessing
+
+    over = ["preprocessing.prong_seeds=3", "pretraining.max_epochs=1"]
+    d = api.pretrain([str(AOJ_MINI)], str(tmp_path / "pre"), str(trained / "tok"),
+                     preset="quick", seed=1, progress=False, overrides=over)
+    pre = load_pretrained(d)
+    assert pre.preprocessing.prong_seeds == 3 and pre.tokenizer.preprocessing.prong_seeds == 3
+    assert load_pretrained(str(trained / "tok")).preprocessing.prong_seeds == 0
+    jets = read_jets(AOJ_MINI)
+    feats, mask = pre.preprocessing.forward(jets)
+    want, _ = Preprocessing(n_max=pre.preprocessing.n_max, prong_seeds=3).forward(jets)
+    assert np.array_equal(feats, want)
+    # fine-tuning cannot change the order its backbone learned
+    d2 = api.finetune(d, [], str(tmp_path / "ft"), preset="quick", seed=2,
+                      jets=read_jets(JETCLASS2_PARQUET), progress=False,
+                      overrides=["finetuning.max_epochs=1", "preprocessing.prong_seeds=0"])
+    assert load_pretrained(d2).preprocessing.prong_seeds == 3
+    gen = sample(d2, 10, seed=1, progress=False)
+    pt = np.where(gen.mask, gen.c("pt"), 0.0)
+    assert gen.n_constituents.min() > 0 and (np.diff(pt, axis=1)[gen.mask[:, 1:]] <= 0).all()
+    # token files carry the order
+    out = tmp_path / "tok.h5"
+    assert main(["tokenize", str(AOJ_MINI), "-o", str(out), "--model", d]) == 0
+    with h5py.File(out) as f:
+        assert f.attrs["prong_seeds"] == 3
+    with pytest.raises(InputError, match="prong_seeds = 3"):
+        api.pretrain([str(out)], str(tmp_path / "pre2"), str(trained / "tok"), preset="quick",
+                     seed=1, progress=False, overrides=["pretraining.max_epochs=1"])
+    api.pretrain([str(out)], str(tmp_path / "pre3"), str(trained / "tok"), preset="quick",
+                 seed=1, progress=False, overrides=over)

@@ -373,7 +373,8 @@ def cmd_tokenize(args) -> int:
     del parts
     write_tokens(out, seqs, model.codebook_size,
                  {"source": os.path.abspath(args.input), "model": os.path.abspath(args.model)},
-                 residual_codes=model.tokenizer.residual_codes)
+                 residual_codes=model.tokenizer.residual_codes,
+                 prong_seeds=model.preprocessing.prong_seeds)
     print(f"{len(seqs)} jets, {int((seqs >= 0).sum())} tokens -> {out}")
     return 0
 

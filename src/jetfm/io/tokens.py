@@ -121,9 +121,9 @@ def sequences_to_codes(seqs: np.ndarray, codebook_size: int, n_max: int | None =
 
 
 def write_tokens(path: str | os.PathLike, seqs: np.ndarray, codebook_size: int,
-                 attrs: dict | None = None, residual_codes: int = 0) -> str:
+                 attrs: dict | None = None, residual_codes: int = 0, prong_seeds: int = 0) -> str:
     """Write sequences (N, L) atomically (:func:`jetfm.io.output.atomic_output`); returns the
-    path."""
+    path. ``prong_seeds``: the constituents' order in the sequences (the preprocessing's)."""
     import h5py
 
     out = check_writable(path)
@@ -136,15 +136,17 @@ def write_tokens(path: str | os.PathLike, seqs: np.ndarray, codebook_size: int,
         f.create_dataset("n_tokens", data=(seqs >= 0).sum(1).astype(np.int32))
         f.attrs.update({"format": FORMAT, "version": VERSION, "codebook_size": codebook_size,
                         "residual_codes": residual_codes, "start_token": START_TOKEN,
-                        "stop_token": stop_token(codebook_size, residual_codes)})
+                        "stop_token": stop_token(codebook_size, residual_codes),
+                        "prong_seeds": prong_seeds})
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
     return out
 
 
 def check_token_layout(attrs: dict, tokenizer, path: str) -> None:
-    """A token file's attributes must match ``tokenizer`` (its codebook size and residual codes;
-    None: no tokenizer, any file is refused), else one InputError naming the file."""
+    """A token file's attributes must match ``tokenizer`` (its codebook size, residual codes and
+    the order of the constituents; None: no tokenizer, any file is refused), else one InputError
+    naming the file."""
     k = int(attrs.get("codebook_size", -1))
     r = int(attrs.get("residual_codes", 0))
     want = (0, 0) if tokenizer is None else (tokenizer.codebook_size, tokenizer.residual_codes)
@@ -153,6 +155,12 @@ def check_token_layout(attrs: dict, tokenizer, path: str) -> None:
         need = f"{want[0]} codes" + (f" + {want[1]} residual codes" if want[1] else "")
         raise InputError(f"token file of a tokenizer with {have}, the model's tokenizer has "
                          f"{need} (tokenize it with this model)", path)
+    seeds = int(attrs.get("prong_seeds", 0))
+    want_seeds = getattr(getattr(tokenizer, "preprocessing", None), "prong_seeds", 0)
+    if max(seeds, 1) != max(want_seeds, 1):
+        raise InputError(f"token file with the constituents in the order of prong_seeds = "
+                         f"{seeds}, the model's is {want_seeds} (tokenize it with this model)",
+                         path)
 
 
 def read_token_rows(path: str | os.PathLike, lo: int, hi: int, seq_len: int = 0) -> np.ndarray:

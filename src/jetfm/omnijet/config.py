@@ -44,6 +44,12 @@ class PreprocessingConfig:
     phi_scale: float = 3.0
     max_rel: float = 0.8
     n_max: int = 128
+    #: the order of a jet's constituents in the backbone's sequences: 0 (or 1) decreasing pT;
+    #: S >= 2 first the S prong seeds (the leading constituent, then each time the one of
+    #: largest pT * dR^2 to the seeds before it), then the rest in decreasing pT
+    #: (:func:`jetfm.physics.features.prong_seed_order`). The tokenizer is blind to the order,
+    #: so a tokenizer's model can be pre-trained with any
+    prong_seeds: int = 0
 
     def build(self) -> Preprocessing:
         return Preprocessing(**dataclasses.asdict(self))
@@ -52,6 +58,7 @@ class PreprocessingConfig:
         for key in ("eta_scale", "phi_scale", "max_rel"):
             check_range(self, key, 0.0, lo_open=True)
         check_range(self, "n_max", 1, MAX_CONSTITUENTS)
+        check_range(self, "prong_seeds", 0, 8)
 
 
 @dataclass

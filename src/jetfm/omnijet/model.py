@@ -196,7 +196,9 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     jets with fewer than ``sampling.min_constituents`` constituents dropped (as the reference
     does) and replaced by further draws, so exactly ``n`` jets come back. A backbone trained
     with ``backbone.multiplicity`` draws each jet's multiplicity from its training jets'
-    histogram, or gives every jet ``multiplicity`` constituents.
+    histogram, or gives every jet ``multiplicity`` constituents. A backbone that reads its
+    jets prong seeds first (``preprocessing.prong_seeds``) generates them so; the jets come
+    back in decreasing pT.
 
     Returns Jets with constituent columns pt, eta_rel, phi_rel, px, py, pz, E (GeV, radians; a
     jet axis at eta = phi = 0) and jet fields pt, eta, phi, mass of the constituent sum.
@@ -245,6 +247,8 @@ def sample_jets(model: OmniJetModel, n: int, seed: int = 0, batch_size: int | No
     codes, mask = np.concatenate(got_c)[:n], np.concatenate(got_m)[:n]
     p = max(1, int(mask.sum(1).max()))
     jets = model.tokenizer.decode(codes[:, :p], mask[:, :p])
+    if model.preprocessing.prong_seeds >= 2:  # generated prongs first: back to pT order
+        jets = jets.sort_by(jets.c("pt"))
     from jetfm.physics.observables import jet_kinematics
 
     kin = jet_kinematics(jets)

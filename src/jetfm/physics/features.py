@@ -138,6 +138,43 @@ def pdgid_from_flags(flags: dict[str, np.ndarray], charge: np.ndarray) -> np.nda
 
 
 # ------------------------------------------------------------------ OmniJet-alpha inputs
+def prong_seed_order(feats: np.ndarray, mask: np.ndarray, seeds: int, eta_scale: float = 3.0,
+                     phi_scale: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Move each jet's prong seeds to the front of its pT-ordered constituents.
+
+    ``feats`` (N, P, 3) are :class:`Preprocessing` features (ln pT, scaled eta_rel, phi_rel) in
+    decreasing pT, ``mask`` (N, P). The first seed is the leading constituent; each next one is
+    the constituent farthest from the seeds before it in the kT measure, pT * min dR^2 (dR to
+    the nearest seed): the hardest constituent of a prong the seeds do not yet hold, as the
+    exclusive-kT algorithm would find a subjet's core. The ``seeds`` seeds (fewer in a jet with
+    fewer constituents) come first in the order they were found, then the other constituents
+    in decreasing pT; padding stays last. An autoregressive model reading the jet in this order
+    places the prongs first and fills them after, instead of meeting a second prong only when
+    its first constituent's turn in pT comes. Returns reordered copies."""
+    n, p = mask.shape
+    if seeds < 2 or p < 2 or n == 0:
+        return feats, mask
+    pt = np.where(mask, np.exp(feats[..., 0].astype(np.float64)), 0.0)
+    x = feats[..., 1].astype(np.float64) / eta_scale
+    y = feats[..., 2].astype(np.float64) / phi_scale
+    rows = np.arange(n)
+    rank = np.where(mask, seeds + np.arange(p), 2 * p + seeds)  # pT order after the seeds
+    rank[:, 0] = np.where(mask[:, 0], 0, rank[:, 0])
+    free = mask.copy()
+    free[:, 0] = False
+    d2 = (x - x[:, :1]) ** 2 + (y - y[:, :1]) ** 2
+    for s in range(1, min(seeds, p)):
+        score = np.where(free, pt * d2, -1.0)
+        j = score.argmax(1)
+        ok = score[rows, j] >= 0
+        rank[rows[ok], j[ok]] = s
+        free[rows[ok], j[ok]] = False
+        d2 = np.minimum(d2, (x - x[rows, j][:, None]) ** 2 + (y - y[rows, j][:, None]) ** 2)
+    order = np.argsort(rank, axis=1, kind="stable")
+    return (np.take_along_axis(feats, order[..., None], axis=1),
+            np.take_along_axis(mask, order, axis=1))
+
+
 #: jets per block of :meth:`Preprocessing.forward` (its temporaries then fit in the CPU cache)
 FORWARD_BLOCK_JETS = 1024
 
@@ -148,13 +185,15 @@ class Preprocessing:
 
     features = (ln(pT / GeV) - pt_shift, eta_scale * eta_rel, phi_scale * phi_rel), after dropping
     constituents with |eta_rel| >= max_rel or |phi_rel| >= max_rel, keeping the ``n_max`` of
-    highest pT.
+    highest pT, in decreasing pT; with ``prong_seeds = S >= 2`` the first S are the jet's prong
+    seeds (:func:`prong_seed_order`), the rest follow in decreasing pT.
     """
     pt_shift: float = 1.8
     eta_scale: float = 3.0
     phi_scale: float = 3.0
     max_rel: float = 0.8
     n_max: int = 128
+    prong_seeds: int = 0
 
     names = ("log_pt", "eta_rel", "phi_rel")
 
@@ -193,6 +232,9 @@ class Preprocessing:
         feats = np.stack([log_pt, np.float32(self.eta_scale) * deta[:, :p],
                           np.float32(self.phi_scale) * dphi[:, :p]], axis=-1)
         feats *= mask[..., None]
+        if self.prong_seeds >= 2:
+            feats, mask = prong_seed_order(feats, mask, self.prong_seeds, self.eta_scale,
+                                           self.phi_scale)
         n, q = mask.shape
         if q < p:  # pad to a fixed length
             feats = np.concatenate([feats, np.zeros((n, p - q, 3), np.float32)], 1)

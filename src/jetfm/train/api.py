@@ -340,8 +340,8 @@ def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, data: Da
     tc = getattr(cfg, section)
     _start_run(run.out, cfg, run.resume)
     tok = base.tokenizer
-    loaders = _loaders("backbone", data, base.preprocessing, tc, run.seed, run.progress,
-                       tokenizer=tok)
+    prep = tok.preprocessing = cfg.preprocessing.build()  # the sequence order may be new
+    loaders = _loaders("backbone", data, prep, tc, run.seed, run.progress, tokenizer=tok)
     torch.manual_seed(run.seed)
     # streamed AOJ jets are tokenized per batch by the frozen tokenizer, on the training device
     module = BackboneModule(cfg.backbone, tc, freeze_backbone,
@@ -351,7 +351,7 @@ def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, data: Da
         if cfg.backbone.multiplicity:  # the multiplicities of the jets it is fine-tuned on
             module.model.multiplicity_counts.zero_()
     elif cfg.backbone.code_features:
-        table = _code_table(tok, data, base.preprocessing)
+        table = _code_table(tok, data, prep)
         if table.shape[1] != cfg.backbone.code_features:
             raise InputError(f"backbone.code_features must be {table.shape[1]} for this "
                              f"tokenizer (constituent features + latent size), got "
@@ -384,11 +384,22 @@ def _code_table(tok, data: DataSpec, prep) -> np.ndarray:
                       tok.residual_vectors())
 
 
+#: the one preprocessing setting a new backbone may choose over its tokenizer's: the order of
+#: the constituents in its sequences (the tokenizer itself is blind to it)
+ORDER_KEY = "preprocessing.prong_seeds"
+
+
 def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str],
                        backbone_from_base: bool = False) -> OmniJetConfig:
+    """The run's configuration with the tokenizer and preprocessing of ``base``; with
+    ``backbone_from_base`` (fine-tuning) its backbone too, else (a new backbone) the sequence
+    order (``preprocessing.prong_seeds``) may be set by ``overrides``."""
     cfg = load_omnijet_config(preset, overrides)
-    repl: dict[str, Any] = {"tokenizer": base.config.tokenizer,
-                            "preprocessing": base.config.preprocessing}
+    prep = base.config.preprocessing
+    if not backbone_from_base and any(o.split("=", 1)[0].strip() == ORDER_KEY
+                                      for o in overrides):
+        prep = dataclasses.replace(prep, prong_seeds=cfg.preprocessing.prong_seeds)
+    repl: dict[str, Any] = {"tokenizer": base.config.tokenizer, "preprocessing": prep}
     if backbone_from_base:
         repl["backbone"] = base.config.backbone
     return dataclasses.replace(cfg, **repl).resolved()
