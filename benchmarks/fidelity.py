@@ -68,7 +68,7 @@ CONFIGS: dict[str, dict] = {
     # the KL of D2 lower, the mass 5 GeV lower
     "cf_fourier_mult_prongs": _chain([*CF_FOURIER, "backbone.multiplicity=true",
                                       "preprocessing.prong_seeds=3"]),
-    # and one anchor-kernel head from the 4th constituent on, in pT order or (_prongs) with the
+    # and one anchor-kernel head from the 5th constituent on, in pT order or (_prongs) with the
     # three seeds first: the seeds open the prongs
     # freely, every later constituent is drawn towards the 16 first (the seeds and the hardest).
     # Measured: with the seeds tau32 0.712 (KL 2.7 times the floor), the best of the
@@ -80,6 +80,13 @@ CONFIGS: dict[str, dict] = {
                                            "backbone.kernel_anchors=16", "backbone.kernel_from=4",
                                            "backbone.multiplicity=true",
                                            "preprocessing.prong_seeds=3"]),
+    # the seeds alone as the anchors: every constituent after them drawn towards one of the
+    # three prong axes. Measured: the mass of cf_kernel_from4_mult_prongs (152 GeV), tau32
+    # 0.722, tau21 and D2 closer
+    "cf_kernel3_mult_prongs": _chain([*CF_FOURIER, "backbone.kernel_heads=1",
+                                      "backbone.kernel_anchors=3", "backbone.kernel_from=3",
+                                      "backbone.multiplicity=true",
+                                      "preprocessing.prong_seeds=3"]),
     # cf_fourier with the learning rate cooled to 0 over the last 30 % of each stage's steps
     # (fine-tuning: the 26 epochs cf_fourier ran before it stopped)
     "cf_fourier_cool": {"model": CF_FOURIER,
@@ -97,7 +104,7 @@ CONFIGS: dict[str, dict] = {
                          "backbone.kernel_from=1"]),
     "cf_kernel2": _chain([*CF_FOURIER, "backbone.kernel_heads=2", "backbone.kernel_anchors=16",
                           "backbone.kernel_from=1"]),
-    # ... or from the 4th constituent on (the three leading ones set the prongs freely) ...
+    # ... or from the 5th constituent on (the four leading ones set the prongs freely) ...
     "cf_kernel_from4": _chain([*CF_FOURIER, "backbone.kernel_heads=1",
                                "backbone.kernel_anchors=16", "backbone.kernel_from=4"]),
     # ... or only the constituents after the 10 leading ones, around those
