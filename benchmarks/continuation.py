@@ -30,6 +30,8 @@ import sys
 import numpy as np
 from _common import emit  # noqa: E402
 
+from jetfm.evaluate.fidelity import TOP_WINDOW  # noqa: E402
+
 #: constituents counted as the hard ones of a jet
 N_HARD = 10
 
@@ -158,6 +160,9 @@ def summary(jets) -> dict:
 
     obs = fidelity_observables(jets)
     out = {k: float(np.median(obs[k])) for k in ("mass", "tau21", "tau32", "n_constituents")}
+    # the prongs of the jets with a top-like mass: a jet can have the mass without the prongs
+    win = (obs["mass"] > TOP_WINDOW[0]) & (obs["mass"] < TOP_WINDOW[1])
+    out["tau32_in_window"] = float(np.median(obs["tau32"][win])) if win.any() else float("nan")
     out["soft_distance"] = float(np.nanmedian(soft_distance(jets)))
     # the 4th to 10th constituents against the 3 leading ones: how far apart the prongs open
     out["prong_distance"] = float(np.nanmedian(soft_distance(jets, 3, N_HARD)))
@@ -192,7 +197,7 @@ def main(argv=None) -> int:
         return tok.decode(np.where(m, c, -1)[:, :p], m[:, :p])
 
     tokenized = decode(codes, mask)
-    rows = {"tokenized": summary(tokenized)}
+    rows = {"raw": summary(jets), "tokenized": summary(tokenized)}
     max_new = model.config.sampling.max_new
     plain = None
     for k in sorted(int(x) for x in args.k.split(",")):
@@ -203,10 +208,11 @@ def main(argv=None) -> int:
         rows[f"first {k} given"] = summary(made)
     print(f"{len(jets)} jets of {args.jets}, continued by {args.model} at temperature 1")
     print(f"{'jets':22s}{'mass':>8s}{'tau21':>8s}{'tau32':>8s}{'mult.':>7s}{'soft dR':>9s}"
-          f"{'prong dR':>10s}")
+          f"{'prong dR':>10s}   tau32 of the jets of mass {TOP_WINDOW[0]:.0f}-{TOP_WINDOW[1]:.0f}")
     for name, r in rows.items():
         print(f"{name:22s}{r['mass']:8.1f}{r['tau21']:8.3f}{r['tau32']:8.3f}"
-              f"{r['n_constituents']:7.0f}{r['soft_distance']:9.3f}{r['prong_distance']:10.3f}")
+              f"{r['n_constituents']:7.0f}{r['soft_distance']:9.3f}{r['prong_distance']:10.3f}"
+              f"{r['tau32_in_window']:10.3f}")
     profile = {}
     if args.leading and plain is not None:
         ns = [int(x) for x in args.leading.split(",")]
@@ -225,7 +231,7 @@ def main(argv=None) -> int:
         for name, q in profile["distances"].items():
             print(f"{name:22s}" + "".join(f"  {k} " + " ".join(f"{x:.3f}" for x in q[k])
                                           for k in ("d12", "d3")))
-    first = [k for k in rows if k != "tokenized"][-1]
+    first = [k for k in rows if k not in ("raw", "tokenized")][-1]
     emit("continuation", rows[first]["tau32"], f"tau32 median, {first}",
          rows["tokenized"]["tau32"], rows[first]["tau32"] / rows["tokenized"]["tau32"],
          rows=rows, n_jets=len(jets), leading=profile)
