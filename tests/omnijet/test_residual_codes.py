@@ -22,6 +22,7 @@ from jetfm.omnijet.backbone import (
 )
 from jetfm.omnijet.quantizer import QuantizerConfig
 from jetfm.omnijet.tokenizer import TokenizerConfig, VQVAETokenizer
+from jetfm.physics.features import Preprocessing
 from jetfm.train.modules import codes_to_sequences_t
 from tests.conftest import AOJ_MINI
 
@@ -75,6 +76,7 @@ def test_token_files_record_and_check_the_residual_codes(tmp_path):
 
     class Tok:
         codebook_size, residual_codes = C, R
+        preprocessing = Preprocessing()
     check_token_layout(attrs, Tok, path)
     Tok.residual_codes = 0
     with pytest.raises(Exception, match="5 residual codes"):

@@ -156,7 +156,7 @@ def check_token_layout(attrs: dict, tokenizer, path: str) -> None:
         raise InputError(f"token file of a tokenizer with {have}, the model's tokenizer has "
                          f"{need} (tokenize it with this model)", path)
     seeds = int(attrs.get("prong_seeds", 0))
-    want_seeds = getattr(getattr(tokenizer, "preprocessing", None), "prong_seeds", 0)
+    want_seeds = tokenizer.preprocessing.prong_seeds
     if max(seeds, 1) != max(want_seeds, 1):
         raise InputError(f"token file with the constituents in the order of prong_seeds = "
                          f"{seeds}, the model's is {want_seeds} (tokenize it with this model)",

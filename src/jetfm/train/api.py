@@ -340,7 +340,9 @@ def _train_backbone(base: OmniJetModel, cfg: OmniJetConfig, stage: str, data: Da
     tc = getattr(cfg, section)
     _start_run(run.out, cfg, run.resume)
     tok = base.tokenizer
-    prep = tok.preprocessing = cfg.preprocessing.build()  # the sequence order may be new
+    # base's, or with a new sequence order (prong_seeds): the tokenizer reads jets with it, and
+    # token files are checked against it
+    prep = tok.preprocessing = cfg.preprocessing.build()
     loaders = _loaders("backbone", data, prep, tc, run.seed, run.progress, tokenizer=tok)
     torch.manual_seed(run.seed)
     # streamed AOJ jets are tokenized per batch by the frozen tokenizer, on the training device
@@ -396,8 +398,7 @@ def _with_tokenizer_of(base: OmniJetModel, preset: str, overrides: Sequence[str]
     order (``preprocessing.prong_seeds``) may be set by ``overrides``."""
     cfg = load_omnijet_config(preset, overrides)
     prep = base.config.preprocessing
-    if not backbone_from_base and any(o.split("=", 1)[0].strip() == ORDER_KEY
-                                      for o in overrides):
+    if not backbone_from_base and any(o.split("=", 1)[0] == ORDER_KEY for o in overrides):
         prep = dataclasses.replace(prep, prong_seeds=cfg.preprocessing.prong_seeds)
     repl: dict[str, Any] = {"tokenizer": base.config.tokenizer, "preprocessing": prep}
     if backbone_from_base:
