@@ -267,3 +267,13 @@ def test_prong_seed_order_is_the_backbones_and_stays_with_it(trained, tmp_path, 
                      seed=1, progress=False, overrides=["pretraining.max_epochs=1"])
     api.pretrain([str(out)], str(tmp_path / "pre3"), str(trained / "tok"), preset="quick",
                  seed=1, progress=False, overrides=over)
+    # from the command line: one line, exit 2, no model (a refused token file leaves only the
+    # run folder's record, as any refused training input does; a bad value not even that)
+    assert main(["pretrain", "--data", str(out), "--tokenizer", str(trained / "tok"), "-o",
+                 str(tmp_path / "x"), "--preset", "quick"]) == 2
+    assert main(["pretrain", "--data", str(AOJ_MINI), "--tokenizer", str(trained / "tok"), "-o",
+                 str(tmp_path / "y"), "--preset", "quick",
+                 "--set", "preprocessing.prong_seeds=9"]) == 2
+    err = capsys.readouterr().err
+    assert "prong_seeds = 3, the model's is 0" in err and "prong_seeds': must be" in err
+    assert not (tmp_path / "x" / "model").exists() and not (tmp_path / "y").exists()
