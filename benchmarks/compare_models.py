@@ -12,7 +12,9 @@ the spread of one model's sampling seeds and of the held-out sets::
 
 One line per model, seed and file: soft-drop mass median and fraction in 150-190 GeV (generated
 / reference), jet mass, tau21 and tau32 medians, multiplicity, and the KL of mass, tau21, tau32,
-D2 and multiplicity; the last line is all of it as JSON.
+D2 and multiplicity; under it the peak's shape: the soft-drop mass quartiles, the fractions
+below and above the window, and the tau32 median of the jets inside it (generated, then
+reference and tokenized in brackets). The last line is all of it as JSON.
 """
 from __future__ import annotations
 
@@ -48,6 +50,32 @@ def row_line(model: str, seed: int, data: str, fid: dict) -> str:
             f"{fid['tau32']['ref_median']:.3f}, constituents "
             f"{fid['n_constituents']['gen_median']:.0f}; KL "
             + ", ".join(f"{fid[k]['kl']:.3f}" for k in KL_OBSERVABLES))
+
+
+def peak_shape(obs: dict) -> dict:
+    """Where the soft-drop mass lies around the top window: its quartiles, the fractions below
+    and at or above the window, and the tau32 median of the jets inside it (does a jet of the
+    right mass have three prongs?)."""
+    from jetfm.evaluate.fidelity import TOP_WINDOW as window
+
+    x, t = np.asarray(obs["msoftdrop"]), np.asarray(obs["tau32"])
+    inside = (x >= window[0]) & (x < window[1])
+    q25, q50, q75 = (float(v) for v in np.percentile(x, [25, 50, 75]))
+    return {"q25": q25, "median": q50, "q75": q75, "below": float(np.mean(x < window[0])),
+            "above": float(np.mean(x >= window[1])),
+            "tau32_in_window": float(np.median(t[inside])) if inside.any() else float("nan")}
+
+
+def shape_line(shapes: dict) -> str:
+    g, r, t = shapes["generated"], shapes["reference"], shapes["tokenized"]
+
+    def q(s):
+        return f"{s['q25']:.0f}/{s['median']:.0f}/{s['q75']:.0f}"
+    return (f"  soft-drop mass quartiles {q(g)} GeV (reference {q(r)}, tokenized {q(t)}); below "
+            f"150 GeV {g['below']:.0%} ({r['below']:.0%}, {t['below']:.0%}), at or above 190 "
+            f"{g['above']:.0%} ({r['above']:.0%}, {t['above']:.0%}); tau32 median of the jets "
+            f"in 150-190 GeV {g['tau32_in_window']:.3f} ({r['tau32_in_window']:.3f}, "
+            f"{t['tau32_in_window']:.3f})")
 
 
 def main(argv=None) -> int:
@@ -87,8 +115,12 @@ def main(argv=None) -> int:
             for data, held in helds.items():
                 fid = fidelity(held["raw"], gen, held["tokenized"], held["floor"],
                                seed=args.seed)
+                shapes = {"generated": peak_shape(gen), "reference": peak_shape(held["raw"]),
+                          "tokenized": peak_shape(held["tokenized"])}
                 print(row_line(name, seed, data, fid), flush=True)
-                rows.append({"model": name, "seed": seed, "data": data, "fidelity": fid})
+                print(shape_line(shapes), flush=True)
+                rows.append({"model": name, "seed": seed, "data": data, "fidelity": fid,
+                             "peak": shapes})
     print(json.dumps(rows, default=float))
     return 0
 
