@@ -14,7 +14,8 @@ One line per model, seed and file: soft-drop mass median and fraction in 150-190
 / reference), jet mass, tau21 and tau32 medians, multiplicity, and the KL of mass, tau21, tau32,
 D2 and multiplicity; under it the peak's shape: the soft-drop mass quartiles, the fractions
 below and above the window, and the tau32 median of the jets inside it (generated, then
-reference and tokenized in brackets). The last line is all of it as JSON.
+reference and tokenized in brackets), and the jet pT's quartiles with the soft-drop mass median
+of the softer and of the harder half of the jets. The last line is all of it as JSON.
 """
 from __future__ import annotations
 
@@ -55,15 +56,23 @@ def row_line(model: str, seed: int, data: str, fid: dict) -> str:
 def peak_shape(obs: dict) -> dict:
     """Where the soft-drop mass lies around the top window: its quartiles, the fractions below
     and at or above the window, and the tau32 median of the jets inside it (does a jet of the
-    right mass have three prongs?)."""
+    right mass have three prongs?); and what the width comes from: the jet pT's quartiles and
+    the soft-drop mass median of the softer and the harder half of the jets (split at their pT
+    median): a top quark's mass does not depend on its pT, so a generator whose opening angles
+    do not shrink as 1/pT shows it as a mass that moves with the pT."""
     from jetfm.evaluate.fidelity import TOP_WINDOW as window
 
     x, t = np.asarray(obs["msoftdrop"]), np.asarray(obs["tau32"])
+    pt = np.asarray(obs["pt"])
     inside = (x >= window[0]) & (x < window[1])
     q25, q50, q75 = (float(v) for v in np.percentile(x, [25, 50, 75]))
+    hard = pt >= np.median(pt)
     return {"q25": q25, "median": q50, "q75": q75, "below": float(np.mean(x < window[0])),
             "above": float(np.mean(x >= window[1])),
-            "tau32_in_window": float(np.median(t[inside])) if inside.any() else float("nan")}
+            "tau32_in_window": float(np.median(t[inside])) if inside.any() else float("nan"),
+            "pt_quartiles": [float(v) for v in np.percentile(pt, [25, 50, 75])],
+            "median_softer_harder": [float(np.median(x[~hard])) if (~hard).any()
+                                     else float("nan"), float(np.median(x[hard]))]}
 
 
 def shape_line(shapes: dict) -> str:
@@ -75,7 +84,13 @@ def shape_line(shapes: dict) -> str:
             f"150 GeV {g['below']:.0%} ({r['below']:.0%}, {t['below']:.0%}), at or above 190 "
             f"{g['above']:.0%} ({r['above']:.0%}, {t['above']:.0%}); tau32 median of the jets "
             f"in 150-190 GeV {g['tau32_in_window']:.3f} ({r['tau32_in_window']:.3f}, "
-            f"{t['tau32_in_window']:.3f})")
+            f"{t['tau32_in_window']:.3f})\n  jet pT quartiles "
+            + "/".join(f"{v:.0f}" for v in g["pt_quartiles"]) + " GeV (reference "
+            + "/".join(f"{v:.0f}" for v in r["pt_quartiles"]) + "); soft-drop mass median of "
+            "the softer / harder half " + " (".join(
+                "/".join(f"{v:.0f}" for v in s["median_softer_harder"]) for s in (g, r))
+            + ", tokenized " + "/".join(f"{v:.0f}" for v in t["median_softer_harder"])
+            + ") GeV")
 
 
 def main(argv=None) -> int:

@@ -431,7 +431,7 @@ def test_compare_models_lines_per_model_seed_and_file(quick_model, tmp_path):
     a, b = rows[0]["fidelity"], rows[1]["fidelity"]
     assert a["tau32"]["gen_median"] == b["tau32"]["gen_median"]
     assert a["mass"]["ref_median"] != b["mass"]["ref_median"]
-    assert len(r.stdout.strip().splitlines()) == 9 and "seed 3 vs" in r.stdout
+    assert len(r.stdout.strip().splitlines()) == 13 and "seed 3 vs" in r.stdout
     for row in rows:  # the peak's shape: consistent with the medians and window fractions
         fid, peak = row["fidelity"]["msoftdrop"], row["peak"]
         for who, key in (("generated", "gen"), ("reference", "ref"), ("tokenized", "tok")):
@@ -439,9 +439,12 @@ def test_compare_models_lines_per_model_seed_and_file(quick_model, tmp_path):
             assert p["q25"] <= p["median"] <= p["q75"]
             assert abs(p["median"] - fid[f"{key}_median"]) < 1e-9
             assert abs(p["below"] + p["above"] + fid[f"{key}_window"] - 1) < 1e-9
+            lo, mid, hi = p["pt_quartiles"]
+            assert 0 < lo <= mid <= hi and len(p["median_softer_harder"]) == 2
     assert rows[0]["peak"]["generated"] == rows[1]["peak"]["generated"]
     assert rows[0]["peak"]["reference"] != rows[1]["peak"]["reference"]
     assert "tau32 median of the jets in 150-190 GeV" in r.stdout
+    assert "soft-drop mass median of the softer / harder half" in r.stdout
     bad = subprocess.run(cmd[:2] + ["--model", str(tmp_path / "none"), "--data", str(AOJ_MINI)],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "none: no such file" in bad.stderr
