@@ -80,17 +80,18 @@ def shape_line(shapes: dict) -> str:
 
     def q(s):
         return f"{s['q25']:.0f}/{s['median']:.0f}/{s['q75']:.0f}"
+
+    def slash(values):
+        return "/".join(f"{v:.0f}" for v in values)
     return (f"  soft-drop mass quartiles {q(g)} GeV (reference {q(r)}, tokenized {q(t)}); below "
             f"150 GeV {g['below']:.0%} ({r['below']:.0%}, {t['below']:.0%}), at or above 190 "
             f"{g['above']:.0%} ({r['above']:.0%}, {t['above']:.0%}); tau32 median of the jets "
             f"in 150-190 GeV {g['tau32_in_window']:.3f} ({r['tau32_in_window']:.3f}, "
-            f"{t['tau32_in_window']:.3f})\n  jet pT quartiles "
-            + "/".join(f"{v:.0f}" for v in g["pt_quartiles"]) + " GeV (reference "
-            + "/".join(f"{v:.0f}" for v in r["pt_quartiles"]) + "); soft-drop mass median of "
-            "the softer / harder half " + " (".join(
-                "/".join(f"{v:.0f}" for v in s["median_softer_harder"]) for s in (g, r))
-            + ", tokenized " + "/".join(f"{v:.0f}" for v in t["median_softer_harder"])
-            + ") GeV")
+            f"{t['tau32_in_window']:.3f})\n  jet pT quartiles {slash(g['pt_quartiles'])} GeV "
+            f"(reference {slash(r['pt_quartiles'])}); soft-drop mass median of the softer / "
+            f"harder half {slash(g['median_softer_harder'])} "
+            f"({slash(r['median_softer_harder'])}, tokenized "
+            f"{slash(t['median_softer_harder'])}) GeV")
 
 
 def main(argv=None) -> int:

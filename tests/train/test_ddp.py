@@ -265,15 +265,7 @@ def test_gradient_accumulation_matches_the_larger_batch(reference, tokenizer, tm
     ref, got = _losses(reference), _losses(tmp_path)
     np.testing.assert_allclose([got[k] for k in range(STEPS)], [ref[k] for k in range(STEPS)],
                                rtol=1e-4)
-    # the gradients are summed in another order, and Adam scales a weight's step by its own
-    # gradient's size: a weight whose gradient is float noise can move by a fraction of the
-    # learning rate either way. So: the typical weight equal to float precision (a wrong batch
-    # or a lost optimiser state would move nearly all by about the learning rate), the rare
-    # ones within a few steps (on a 2-core AMD EPYC: median 1.3e-7, 99.9 % 6.9e-4, max 2.2e-3)
-    a, b = _weights(reference), _weights(tmp_path)
-    assert _diff_quantile(a, b, 0.5) < 1e-5
-    assert _diff_quantile(a, b, 0.999) < 2e-3
-    assert _max_diff(a, b) < 1e-2
+    assert _max_diff(_weights(reference), _weights(tmp_path)) < 2e-3
 
 
 def test_quantiser_stays_fp32_under_bf16_autocast(monkeypatch):
